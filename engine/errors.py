@@ -1,0 +1,103 @@
+"""The exception tree, and the context manager that attaches context at a boundary.
+
+    SyncEngineError
+    ├── SpecError            a spec, integration or config does not lint clean
+    ├── ConfigError          a bad command line, a missing ${env:..}/${file:..}, a bad state dir
+    ├── TemplateError        a Jinja template failed to render (undefined variable, sandbox)
+    ├── ExtractError         a JMESPath expression failed on a record
+    ├── RecordError          a mapped record does not validate against its canonical schema
+    ├── HTTPError            anything on the wire
+    │   ├── TransportError   connect errors, timeouts, resets (after retries)
+    │   ├── StatusError      a non-success answer (after retries); carries status and body excerpt
+    │   ├── PagingError      a cursor or page repeated, a paging link to a foreign host
+    │   └── ForeignHostError a request or redirect to a host other than the spec's
+    └── LedgerError          the ledger could not be read or written
+
+Every error has `context`: a dict such as {"connector": "shop", "operation": "list_orders"}
+added by `context()` at the boundary where it is known, and shown in `str(error)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+class SyncEngineError(Exception):
+    """Base of every error syncengine raises on purpose."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = dict(context)
+
+    def __str__(self) -> str:
+        if not self.context:
+            return self.message
+        where = ", ".join(f"{k}={v}" for k, v in self.context.items())
+        return f"{self.message} [{where}]"
+
+
+class SpecError(SyncEngineError):
+    """A spec or integration does not lint clean; `findings` holds the lint findings."""
+
+    def __init__(self, message: str, findings: list | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.findings = findings or []
+
+
+class ConfigError(SyncEngineError):
+    """Bad command-line arguments, an unresolvable secret reference, an unusable state dir."""
+
+
+class TemplateError(SyncEngineError):
+    """A Jinja template failed to render."""
+
+
+class ExtractError(SyncEngineError):
+    """A JMESPath expression failed on a record."""
+
+
+class RecordError(SyncEngineError):
+    """A mapped record does not validate against its canonical schema."""
+
+
+class HTTPError(SyncEngineError):
+    """Something went wrong on the wire."""
+
+
+class TransportError(HTTPError):
+    """Connect error, timeout or reset, after the retries ran out."""
+
+
+class StatusError(HTTPError):
+    """A non-success answer after the retries ran out."""
+
+    def __init__(self, message: str, status: int = 0, body: str = "", **context: Any) -> None:
+        super().__init__(message, **context)
+        self.status = status
+        self.body = body
+
+
+class PagingError(HTTPError):
+    """Paging cannot go on safely: a cursor or page repeated, or a bad next link."""
+
+
+class ForeignHostError(HTTPError):
+    """A request, paging link or redirect pointed to a host other than the spec's."""
+
+
+class LedgerError(SyncEngineError):
+    """The ledger could not be read or written."""
+
+
+@contextlib.contextmanager
+def context(**items: Any) -> Iterator[None]:
+    """Attach context to any SyncEngineError raised inside; inner context wins on clashes."""
+    try:
+        yield
+    except SyncEngineError as exc:
+        for key, value in items.items():
+            exc.context.setdefault(key, value)
+        raise
