@@ -1,0 +1,154 @@
+"""Jinja: writing requests. Sandboxed, strict, compiled once at load.
+
+Templates cannot reach Python internals (ImmutableSandboxedEnvironment) and an undefined
+variable is an error, never an empty string (StrictUndefined). Bodies are rendered
+*structurally*: objects and lists are kept as they are and only string leaves are templates.
+A leaf that is exactly one expression, `"{{ order.lines | length }}"`, keeps the type of its value
+(a number stays a number); any other leaf renders to a string. Types are never guessed from text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.errors import TemplateError
+
+ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+_SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}$", re.DOTALL)
+_MARKERS = ("{{", "{%", "{#")
+
+
+class Template:
+    """One compiled string template: `render(context) -> str`."""
+
+    __slots__ = ("source", "_render")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        if not any(marker in source for marker in _MARKERS):
+            self._render: Callable[[Mapping], Any] = lambda context: source
+            return
+        match = _SINGLE_EXPRESSION.match(source.strip())
+        if match and source == source.strip():
+            self._render = _expression(match["expr"], source)
+        else:
+            template = _compile(source)
+            self._render = lambda context: _guard(template.render, context)
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render to a string."""
+        value = self._render(context)
+        return value if isinstance(value, str) else _text(value)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """Render, keeping the native type when the template is exactly one expression."""
+        return self._render(context)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _compile(source: str) -> jinja2.Template:
+    try:
+        return ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(exc, source) from None
+
+
+def _syntax_error(exc: jinja2.TemplateSyntaxError, source: str) -> TemplateError:
+    error = TemplateError(f"template syntax error: {exc.message} in {source!r}")
+    error.lineno = exc.lineno
+    return error
+
+
+def _expression(expr: str, source: str) -> Callable[[Mapping], Any]:
+    try:
+        compiled = ENV.compile_expression(expr, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(exc, source) from None
+
+    def evaluate(context: Mapping[str, Any]) -> Any:
+        value = _guard(compiled, context)
+        if isinstance(value, jinja2.Undefined):
+            _guard(value._fail_with_undefined_error)
+        return value
+
+    return evaluate
+
+
+def _guard(function: Callable, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template variable is undefined: {exc.message}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"template blocked by the sandbox: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, jinja2.TemplateError) as exc:
+        raise TemplateError(f"template failed: {exc}") from None
+
+
+def compile_template(source: str) -> Template:
+    """Compile one string template."""
+    return Template(source)
+
+
+class Structure:
+    """A JSON-like value whose string leaves are templates: `render(context) -> value`."""
+
+    __slots__ = ("_render",)
+
+    def __init__(self, value: Any) -> None:
+        self._render = _structure(value)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return self._render(context)
+
+
+def _structure(value: Any) -> Callable[[Mapping], Any]:
+    if isinstance(value, str):
+        return compile_template(value).evaluate
+    if isinstance(value, Mapping):
+        items = [(key, _structure(item)) for key, item in value.items()]
+        return lambda context: {key: render(context) for key, render in items}
+    if isinstance(value, list):
+        renders = [_structure(item) for item in value]
+        return lambda context: [render(context) for render in renders]
+    return lambda context: value
+
+
+def compile_structure(value: Any) -> Structure:
+    """Compile a structural template (a JSON body, params, headers)."""
+    return Structure(value)
+
+
+def variables(source: str) -> set[str]:
+    """The top-level variables a template uses that it does not define itself."""
+    if not any(marker in source for marker in _MARKERS):
+        return set()
+    try:
+        return set(meta.find_undeclared_variables(ENV.parse(source)))
+    except jinja2.TemplateSyntaxError as exc:
+        raise _syntax_error(exc, source) from None
+
+
+def structure_variables(value: Any) -> set[str]:
+    """`variables()` over every string leaf of a structure."""
+    if isinstance(value, str):
+        return variables(value)
+    if isinstance(value, Mapping):
+        return set().union(*(structure_variables(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(structure_variables(item) for item in value))
+    return set()
