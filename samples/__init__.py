@@ -1,0 +1,1 @@
+"""Sample integrations and the demo's loopback cart and WMS servers."""

@@ -1,0 +1,259 @@
+"""A Shopify-like server: the GraphQL Admin API at ``/admin/api/2025-01/graphql.json``.
+
+Root fields: ``orders(first, after, query, sortKey, reverse)`` with real opaque
+cursors and ``pageInfo``; ``order(id)``; ``productVariants(first, query: "sku:…")``;
+mutations ``fulfillmentCreate(fulfillment)`` and ``inventorySetQuantities(input)``
+answering ``userErrors`` like the real API. Auth is the ``X-Shopify-Access-Token``
+header (401 otherwise). Throttling is a 200 with ``errors[].extensions.code ==
+"THROTTLED"``: see :meth:`ShopifyApp.throttle`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import gql
+from .base import Answer, App, Request, apply_page_faults, parse_time
+from .data import PRODUCTS, OrderFactory, SampleOrder, iso_z, money
+
+PATH = r"/admin/api/(?P<version>\d{4}-\d{2})/graphql\.json"
+LOCATION = "gid://shopify/Location/76543210"
+SORT_KEYS = {"ID": "legacyResourceId", "UPDATED_AT": "updatedAt", "CREATED_AT": "createdAt",
+             "PROCESSED_AT": "createdAt"}
+THROTTLED = {"errors": [{"message": "Throttled", "extensions": {
+    "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+    "extensions": {"cost": {"requestedQueryCost": 252, "actualQueryCost": None, "throttleStatus": {
+        "maximumAvailable": 2000.0, "currentlyAvailable": 40, "restoreRate": 100.0}}}}
+
+
+def _money(amount: float) -> dict[str, Any]:
+    value = {"amount": money(amount), "currencyCode": "USD"}
+    return {"shopMoney": value, "presentmentMoney": value}
+
+
+def _address(o: SampleOrder) -> dict[str, Any]:
+    return {"name": f"{o.first_name} {o.last_name}", "firstName": o.first_name, "lastName": o.last_name,
+            "company": o.company or None, "address1": o.address1, "address2": o.address2 or None,
+            "city": o.city, "province": o.region, "provinceCode": o.region, "zip": o.postcode,
+            "country": o.country, "countryCodeV2": o.country, "phone": o.phone}
+
+
+def render_order(o: SampleOrder) -> dict[str, Any]:
+    """One ``Order`` node with every field this server can answer."""
+    legacy = 6100000000 + o.id
+    return {
+        "__typename": "Order", "id": f"gid://shopify/Order/{legacy}", "legacyResourceId": str(legacy),
+        "name": f"#{o.number}", "createdAt": iso_z(o.created), "updatedAt": iso_z(o.modified),
+        "processedAt": iso_z(o.created), "cancelledAt": None, "cancelReason": None, "closed": False,
+        "email": o.email, "phone": o.phone, "note": o.note or None,
+        "tags": ["wholesale"] if o.company else [], "currencyCode": "USD",
+        "displayFinancialStatus": "PAID", "displayFulfillmentStatus": "UNFULFILLED",
+        "shippingAddress": _address(o), "billingAddress": _address(o),
+        "shippingLine": None if o.ship_method[0] == "free_shipping" else {
+            "code": o.ship_method[0], "title": o.ship_method[1], "source": "shopify",
+            "originalPriceSet": _money(o.shipping)},
+        "lineItems": {"nodes": [{"id": f"gid://shopify/LineItem/{line.line_id}", "sku": line.sku,
+                                 "name": line.name, "title": line.name, "quantity": line.quantity,
+                                 "originalUnitPriceSet": _money(line.price)} for line in o.lines]},
+        "subtotalPriceSet": _money(o.subtotal), "currentSubtotalPriceSet": _money(o.subtotal),
+        "totalShippingPriceSet": _money(o.shipping), "totalTaxSet": _money(o.tax),
+        "totalDiscountsSet": _money(0), "totalPriceSet": _money(o.total),
+        "fulfillmentOrders": {"nodes": [{"id": f"gid://shopify/FulfillmentOrder/{legacy + 900000000}",
+                                         "status": "OPEN"}]},
+    }
+
+
+@dataclass
+class ShopifyState:
+    """The shop: orders (nodes), variants by SKU, levels per inventory item, fulfillments."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    levels: dict[str, int] = field(default_factory=dict)
+    fulfillments: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ShopifyApp(App):
+    def __init__(self, orders: int = 20, seed: int = 1, access_token: str = "shpat_test") -> None:
+        super().__init__()
+        self._token = access_token
+        self._factory = OrderFactory(seed)
+        self.state = ShopifyState()
+        for i, (sku, name, _) in enumerate(PRODUCTS, start=1):
+            item = f"gid://shopify/InventoryItem/{44000 + i}"
+            self.state.variants[sku] = {"__typename": "ProductVariant", "id": f"gid://shopify/ProductVariant/{43000 + i}",
+                                        "sku": sku, "title": name, "inventoryItem": {"id": item}}
+            self.state.levels[item] = 100
+        self.add_orders(orders)
+        self.route("POST", PATH, self.graphql)
+
+    def add_orders(self, n: int) -> list[dict[str, Any]]:
+        new = [render_order(o) for o in self._factory.make(n)]
+        with self.state.lock:
+            self.state.orders.extend(new)
+        return new
+
+    def cancel(self, order_gid: str, reason: str = "CUSTOMER") -> None:
+        """The merchant cancels an order: ``cancelledAt``, ``updatedAt`` move on."""
+        when = iso_z(self._factory.tick())
+        with self.state.lock:
+            order = self._order(order_gid)
+            order.update(cancelledAt=when, updatedAt=when, cancelReason=reason, closed=True)
+            order["fulfillmentOrders"]["nodes"][0]["status"] = "CANCELLED"
+
+    def throttle(self, times: int = 1) -> None:
+        """The next ``times`` requests answer 200 with a THROTTLED error, like the real API."""
+        self.faults.add(path_prefix="/admin/api/", times=times, status=200, body=THROTTLED)
+
+    def authorize(self, request: Request) -> Answer | None:
+        if request.headers.get("x-shopify-access-token") == self._token:
+            return None
+        return Answer(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})
+
+    def graphql(self, request: Request, version: str) -> Answer:
+        try:
+            body = request.json()
+            kind, fields = gql.parse(body["query"], body.get("variables") or {})
+            data = {f.name: self._resolve(kind, f, request) for f in fields}
+        except gql.GraphQLError as exc:
+            return Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": exc.code}}]})
+        except (ValueError, KeyError, TypeError):
+            return Answer(400, {"errors": "Bad Request"})
+        return Answer(200, {"data": data, "extensions": {"cost": {
+            "requestedQueryCost": 12, "actualQueryCost": 12, "throttleStatus": {
+                "maximumAvailable": 2000.0, "currentlyAvailable": 1988, "restoreRate": 100.0}}}})
+
+    def _resolve(self, kind: str, f: gql.Field, request: Request) -> Any:
+        resolver = {("query", "orders"): self._orders, ("query", "order"): self._one_order,
+                    ("query", "productVariants"): self._variants,
+                    ("mutation", "fulfillmentCreate"): self._fulfill,
+                    ("mutation", "inventorySetQuantities"): self._set_quantities}.get((kind, f.name))
+        if resolver is None:
+            raise gql.GraphQLError(f"Field '{f.name}' doesn't exist on type '{kind.title()}Root'", "undefinedField")
+        return gql.project(resolver(f.args, request), f.selection)
+
+    def _orders(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        first = args.get("first")
+        if not isinstance(first, int) or not 1 <= first <= 250:
+            raise gql.GraphQLError("you must provide one of first or last (at most 250)", "BAD_REQUEST")
+        sort = SORT_KEYS.get(args.get("sortKey") or "ID", "legacyResourceId")
+        with self.state.lock:
+            rows = [o for o in self.state.orders if _matches(o, args.get("query") or "")]
+        rank = (lambda o: (int(o[sort]), o["id"])) if sort == "legacyResourceId" else (lambda o: (o[sort], o["id"]))
+        rows.sort(key=rank, reverse=bool(args.get("reverse")))
+        if args.get("after"):
+            after = _uncursor(args["after"])
+            newer = (lambda o: list(rank(o)) < after) if args.get("reverse") else (lambda o: list(rank(o)) > after)
+            rows = [o for o in rows if newer(o)]
+        page = apply_page_faults(request, rows[:first], lambda o: {**o, "lineItems": {"nodes": []},
+                                                                     "shippingAddress": None})
+        end = _cursor(list(rank(page[-1]))) if page else None
+        return {"nodes": page, "edges": [{"cursor": _cursor(list(rank(o))), "node": o} for o in page],
+                "pageInfo": {"hasNextPage": len(rows) > first, "endCursor": end,
+                             "hasPreviousPage": bool(args.get("after")), "startCursor": None}}
+
+    def _one_order(self, args: dict[str, Any], request: Request) -> dict[str, Any] | None:
+        with self.state.lock:
+            return self._order(args.get("id"))
+
+    def _variants(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        match = re.search(r"sku:['\"]?([^'\"\s]+)", args.get("query") or "")
+        with self.state.lock:
+            found = [v for sku, v in self.state.variants.items() if match is None or sku == match.group(1)]
+        return {"nodes": found[: args.get("first") or 50]}
+
+    def _fulfill(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        spec = args.get("fulfillment") or {}
+        groups = spec.get("lineItemsByFulfillmentOrder") or []
+        tracking = spec.get("trackingInfo") or {}
+        with self.state.lock:
+            targets = [self._fulfillment_order(g.get("fulfillmentOrderId")) for g in groups]
+            if not groups or None in targets:
+                return _user_error(["fulfillment"], "Fulfillment order does not exist.")
+            if any(fo["status"] != "OPEN" for _, fo in targets):
+                return _user_error(["fulfillment"], "Fulfillment order is not in an open state.")
+            numbers = tracking.get("numbers") or [tracking.get("number")]
+            fulfillment = {"id": f"gid://shopify/Fulfillment/{7000000 + len(self.state.fulfillments)}",
+                           "status": "SUCCESS", "trackingInfo": [
+                               {"company": tracking.get("company"), "number": n, "url": tracking.get("url")}
+                               for n in numbers if n]}
+            for order, fo in targets:
+                fo["status"] = "CLOSED"
+                order["displayFulfillmentStatus"] = "FULFILLED"
+            self.state.fulfillments.append({**fulfillment, "orders": [o["id"] for o, _ in targets]})
+        return {"fulfillment": fulfillment, "userErrors": []}
+
+    def _set_quantities(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        spec = args.get("input") or {}
+        if spec.get("name") not in ("available", "on_hand"):
+            return _user_error(["input", "name"], "The quantity name must be either 'available' or 'on_hand'.")
+        if not spec.get("reason"):
+            return _user_error(["input", "reason"], "The specified reason is invalid.")
+        with self.state.lock:
+            for i, q in enumerate(spec.get("quantities") or []):
+                if q.get("inventoryItemId") not in self.state.levels:
+                    return _user_error(["input", "quantities", str(i), "inventoryItemId"],
+                                       "The specified inventory item could not be found.")
+                if q.get("locationId") != LOCATION:
+                    return _user_error(["input", "quantities", str(i), "locationId"],
+                                       "The specified location could not be found.")
+                self.state.levels[q["inventoryItemId"]] = int(q["quantity"])
+        return {"inventoryAdjustmentGroup": {"id": "gid://shopify/InventoryAdjustmentGroup/1",
+                                             "reason": spec["reason"]}, "userErrors": []}
+
+    def _order(self, gid: Any) -> dict[str, Any] | None:
+        return next((o for o in self.state.orders if o["id"] == gid), None)
+
+    def _fulfillment_order(self, gid: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        for order in self.state.orders:
+            for fo in order["fulfillmentOrders"]["nodes"]:
+                if fo["id"] == gid:
+                    return order, fo
+        return None
+
+
+def _user_error(path: list[str], message: str) -> dict[str, Any]:
+    return {"fulfillment": None, "inventoryAdjustmentGroup": None,
+            "userErrors": [{"field": path, "message": message, "code": "INVALID"}]}
+
+
+def _cursor(rank: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"last": rank}).encode()).decode()
+
+
+def _uncursor(cursor: str) -> list[Any]:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode()))["last"]
+    except (ValueError, KeyError) as exc:
+        raise gql.GraphQLError("Invalid cursor for current pagination sort.", "BAD_REQUEST") from exc
+
+
+FILTER = re.compile(r"""(\w+):(>=|<=|>|<)?('[^']*'|"[^"]*"|\S+)""")
+
+
+def _matches(order: dict[str, Any], query: str) -> bool:
+    """Shopify search syntax, the terms a sync uses: dates, status, fulfillment/financial status."""
+    for name, op, raw in FILTER.findall(query):
+        value = raw.strip("'\"")
+        if name in ("updated_at", "created_at"):
+            mine = parse_time(order["updatedAt" if name == "updated_at" else "createdAt"])
+            other = parse_time(value)
+            ok = {">": mine > other, ">=": mine >= other, "<": mine < other, "<=": mine <= other,
+                  "": mine == other}[op]
+        elif name == "status":
+            state = "cancelled" if order["cancelledAt"] else ("closed" if order["closed"] else "open")
+            ok = value in ("any", state)
+        elif name == "fulfillment_status":
+            ok = order["displayFulfillmentStatus"].lower() == value.lower()
+        elif name == "financial_status":
+            ok = order["displayFinancialStatus"].lower() == value.lower()
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
