@@ -1,0 +1,24 @@
+"""The HTTP layer: httpx.AsyncClient with auth flows, paginators, retries, rate limits.
+
+Knows nothing of specs, YAML, Jinja or JMESPath: where it reads an answer by an expression,
+it takes an already-compiled callable (`compile_path`). Only this package imports httpx.
+"""
+
+from __future__ import annotations
+
+from .auth import AUTH_TYPES, build_auth
+from .client import HttpClient, logger
+from .models import NOTHING, Answer, Page, Request
+from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
+from .ratelimit import RateLimit, build_rate_limit, reset_buckets
+from .redact import Redactor
+from .retry import Backoff, RetryPolicy, backoff, build_retry, retry_after
+from .stops import STOP_CONDITIONS, StopCondition
+from .waits import recorded_waits, set_testing
+
+__all__ = [
+    "AUTH_TYPES", "NOTHING", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff", "HttpClient",
+    "Page", "Paginator", "RateLimit", "Redactor", "Request", "RetryPolicy", "StopCondition",
+    "backoff", "build_auth", "build_paginator", "build_rate_limit", "build_retry", "logger",
+    "parse_link_header", "recorded_waits", "reset_buckets", "retry_after", "set_testing",
+]

@@ -1,0 +1,279 @@
+"""`HttpClient`: sending with retries, rate limit, host guard and redaction; streaming pages.
+
+    async with HttpClient("https://shop.test/api", auth=build_auth(spec["auth"]),
+                          retry=build_retry(spec.get("retry"), compile_path)) as client:
+        answer = await client.send(Request("POST", "/orders", json=order), accept={409})
+        async for page in client.pages(Request(url="/orders"), paginator, records):
+            ...
+
+Credentials never leave the base URL's host: any request, paging link or redirect to another
+host (or from https down to http) raises ForeignHostError before anything is sent. Only the
+OAuth2 token request, made inside the auth flow, goes to the token URL. Every message this
+layer produces has its secrets masked and its URLs sanitized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError,
+                           SyncEngineError, TransportError)
+
+from .models import NOTHING, Answer, Page, Request
+from .paginators import Paginator
+from .ratelimit import RateLimit, bucket_for
+from .redact import Redactor
+from .retry import RetryPolicy
+from .waits import sleep
+
+logger = logging.getLogger("syncengine.http")
+
+MAX_REDIRECTS = 5
+EXCERPT = 200
+
+
+class HttpClient:
+    """One base URL's client: `send` one request, or stream `pages` of records.
+
+    `retry=None` means `RetryPolicy()` (3 attempts on 429/502/503/504 and transport errors).
+    `rate_limit` is a token bucket shared with every client of the same host and port in the
+    process; `concurrency` caps this client's requests in flight and sizes its connection pool.
+    `secrets` (plus the auth object's own `secrets`) are masked in every message and log line.
+    """
+
+    def __init__(self, base_url: str, *, auth: httpx.Auth | None = None,
+                 headers: Mapping[str, str] | None = None, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, rate_limit: RateLimit | None = None,
+                 concurrency: int = 4, transport: httpx.AsyncBaseTransport | None = None,
+                 secrets: Iterable[str] = (), log: logging.Logger = logger) -> None:
+        self.base_url = httpx.URL(base_url)
+        if not self.base_url.host:
+            raise ValueError(f"base_url must be an absolute URL, got {base_url!r}")
+        self.retry = retry or RetryPolicy()
+        self._auth, self._secrets, self._log = auth, tuple(secrets), log
+        self._bucket = bucket_for(_origin(self.base_url), rate_limit) if rate_limit else None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, limits=limits,
+            transport=transport, http2=False, follow_redirects=False)
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def send(self, request: Request, *, accept: Collection[int] = ()) -> Answer:
+        """The answer to `request`, after retries and same-host redirects.
+
+        2xx and statuses in `accept` return an Answer (e.g. 409 "already exists", 404 on a
+        find); anything else raises StatusError once retries are exhausted; transport
+        failures raise TransportError; a foreign host raises ForeignHostError.
+        """
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                answer = await self._retrying(request, accept)
+                if not 300 <= answer.status < 400 or answer.status in accept:
+                    return answer
+                request = self._redirect(request, answer)
+            raise HTTPError(f"{self._where(request)}: more than {MAX_REDIRECTS} redirects")
+        except SyncEngineError as exc:
+            raise self._masked(exc) from exc.__cause__
+
+    async def pages(self, request: Request, paginator: Paginator,
+                    records: Callable[[Any], Any]) -> AsyncIterator[Page]:
+        """Stream the pages of `request` as `paginator` walks them; `records` picks each
+        page's record list out of its parsed body (a 204 is an empty page).
+
+        Raises PagingError when the next cursor, URL or page repeats, ForeignHostError when
+        a paging link leaves the host. Logs (INFO) why paging stopped.
+        """
+        pager = paginator.fresh()
+        request = pager.init_request(request)
+        batch, seen, number = [request], {_hashable(pager.token)}, 0
+        while batch:
+            async with contextlib.aclosing(self._fetch(batch, pager.concurrency)) as answers:
+                async for answer in answers:
+                    number += 1
+                    page = Page(number, self._records(answer, records), answer)
+                    pager.update_state(answer, page.records)
+                    yield page
+                    if not pager.has_next_page:
+                        self._stopped(request, pager)
+                        return
+            request = pager.update_request(request)
+            self._check_repeat(seen, pager.token, request)
+            self._check_host(request.url, "paging link")
+            batch = pager.plan(request) or [request]
+
+    async def _fetch(self, requests: list[Request], window: int) -> AsyncIterator[Answer]:
+        """Answers to `requests` in order, with up to `window` of them in flight."""
+        if len(requests) == 1:
+            yield await self.send(requests[0])
+            return
+        pending: deque[asyncio.Future[Answer]] = deque()
+        try:
+            for request in requests:
+                pending.append(asyncio.ensure_future(self.send(request)))
+                if len(pending) >= window:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _retrying(self, request: Request, accept: Collection[int]) -> Answer:
+        """Try up to `retry.attempts` times; the answer to keep, or the error to raise."""
+        policy = self.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                answer = await self._once(request)
+            except httpx.HTTPError as exc:
+                if not policy.on_error(exc) or attempt == policy.attempts:
+                    raise self._transport_error(request, exc, attempt) from exc
+                verdict: bool | float = True
+            else:
+                verdict = False if answer.status in accept else policy.on_answer(answer)
+                if verdict is False:
+                    return self._checked(request, answer, accept, attempt)
+                if attempt == policy.attempts:
+                    raise self._status_error(request, answer, attempt)
+            await self._wait(request, verdict, attempt)
+        raise AssertionError("unreachable: attempts must be >= 1")
+
+    async def _once(self, request: Request) -> Answer:
+        """One try: host guard, rate limit, concurrency slot, send, parse."""
+        sent = self._client.build_request(
+            request.method, request.url, params=request.params, headers=request.headers,
+            json=None if request.json is NOTHING else request.json, data=request.form)
+        self._check_host(sent.url, "request")
+        if self._bucket is not None:
+            await self._bucket.acquire()
+        async with self._slots:
+            response = await self._client.send(sent, auth=self._auth)
+        return Answer.from_response(response)
+
+    async def _wait(self, request: Request, verdict: bool | float, attempt: int) -> None:
+        seconds = self.retry.wait(verdict, attempt)
+        reason = "backoff" if verdict is True else "retry_after"
+        self._info("retrying %s in %.2fs (%s, attempt %d of %d)", self._where(request),
+                   seconds, reason, attempt + 1, self.retry.attempts)
+        await sleep(seconds, reason)
+
+    def _checked(self, request: Request, answer: Answer, accept: Collection[int],
+                 attempt: int) -> Answer:
+        """`answer` if it is a success, accepted, or a redirect to follow; else StatusError."""
+        if answer.ok or answer.status in accept or _is_redirect(answer):
+            return answer
+        raise self._status_error(request, answer, attempt)
+
+    def _redirect(self, request: Request, answer: Answer) -> Request:
+        """The request a 3xx asks for (303, and 301/302 after POST, become a bodiless GET)."""
+        url = urljoin(answer.url, answer.headers["location"])
+        self._check_host(url, "redirect")
+        if answer.status == 303 or (answer.status in (301, 302) and request.method == "POST"):
+            return request.replace(method="GET", url=url, params=None, json=NOTHING, form=None)
+        return request.replace(url=url, params=None)
+
+    def _records(self, answer: Answer, records: Callable[[Any], Any]) -> list:
+        """The page's record list; a 204 or an empty body is no records."""
+        if answer.body is None:
+            if answer.status == 204 or not answer.text.strip():
+                return []
+            raise HTTPError(self._mask(f"page from {self._redact().url(answer.url)} is not JSON: "
+                                       f"{answer.text[:EXCERPT]!r}"))
+        found = records(answer.body)
+        if found is None or isinstance(found, list):
+            return found or []
+        raise HTTPError(f"the records expression selected a {type(found).__name__}, not a list")
+
+    def _check_host(self, url: str | httpx.URL, what: str) -> None:
+        """Refuse a URL whose host is not the base URL's, or that downgrades https to http."""
+        url = httpx.URL(url)
+        if not url.is_absolute_url:
+            return
+        base = self.base_url
+        if url.host != base.host or (base.scheme == "https" and url.scheme != "https"):
+            raise ForeignHostError(self._mask(
+                f"refused {what} to {self._redact().url(str(url))}: only {base.scheme}://"
+                f"{base.host} may receive this client's credentials"))
+
+    def _check_repeat(self, seen: set, token: Any, request: Request) -> None:
+        key = _hashable(token)
+        if key in seen:
+            raise PagingError(self._mask(
+                f"paging {self._where(request)} repeated {token!r}; stopping to avoid a loop"))
+        seen.add(key)
+
+    def _stopped(self, request: Request, pager: Paginator) -> None:
+        progress = pager.progress
+        self._info("paging %s stopped after %d pages, %d records: %s", self._where(request),
+                   progress.pages, progress.records, pager.stop_reason)
+
+    def _status_error(self, request: Request, answer: Answer, attempts: int) -> StatusError:
+        excerpt = self._mask(answer.text[:EXCERPT])
+        hint = answer.headers.get("retry-after")
+        message = (f"{self._where(request)} answered {answer.status} after {attempts} "
+                   f"attempt(s){f' (Retry-After: {hint})' if hint else ''}: {excerpt!r}")
+        return StatusError(self._mask(message), status=answer.status, body=excerpt)
+
+    def _transport_error(self, request: Request, exc: Exception, attempts: int) -> TransportError:
+        detail = str(exc) or type(exc).__name__
+        return TransportError(self._mask(f"{self._where(request)} failed after {attempts} "
+                                         f"attempt(s): {type(exc).__name__}: {detail}"))
+
+    def _where(self, request: Request) -> str:
+        """`METHOD url` with the URL absolute and sanitized."""
+        url = self._client.build_request(request.method, request.url, params=request.params).url
+        return f"{request.method} {self._redact().url(str(url))}"
+
+    def _info(self, message: str, *args: Any) -> None:
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info("%s", self._mask(message % args))
+
+    def _masked(self, exc: SyncEngineError) -> SyncEngineError:
+        """`exc` with its message (and StatusError body) masked."""
+        exc.message = self._mask(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        if isinstance(exc, StatusError):
+            exc.body = self._mask(exc.body)
+        return exc
+
+    def _mask(self, text: str) -> str:
+        return self._redact().mask(text)
+
+    def _redact(self) -> Redactor:
+        """A Redactor for the current secrets (an OAuth2 token may have arrived since)."""
+        secrets = (*self._secrets, *getattr(self._auth, "secrets", ()))
+        if secrets != self._redactors[0]:
+            params = [self._auth.name] if getattr(self._auth, "location", "") == "query" else []
+            self._redactors = (secrets, Redactor(secrets, params))
+        return self._redactors[1]
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.host}:{url.port or {'https': 443, 'http': 80}.get(url.scheme, 0)}"
+
+
+def _is_redirect(answer: Answer) -> bool:
+    return 300 <= answer.status < 400 and "location" in answer.headers
+
+
+def _hashable(token: Any) -> Hashable:
+    return token if isinstance(token, (str, int, float, type(None))) else repr(token)

@@ -1,0 +1,42 @@
+"""Every wait the HTTP layer makes goes through `sleep`, so a testing switch can zero them all.
+
+    set_testing(True)          # waits return at once and are recorded
+    ...
+    recorded_waits()           # [("retry_after", 2.0), ("backoff", 0.5), ("rate_limit", 0.2)]
+
+Like stamina's `set_testing`: tests exercise the real retry and rate-limit decisions without
+spending the time, and assert the waits that were asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+_testing = False
+_waits: list[tuple[str, float]] = []
+
+
+def set_testing(on: bool = True) -> None:
+    """Make every wait zero (and record it) while `on`; clears the record either way."""
+    global _testing
+    _testing = on
+    _waits.clear()
+
+
+def is_testing() -> bool:
+    """True while `set_testing(True)` is in force."""
+    return _testing
+
+
+def recorded_waits() -> list[tuple[str, float]]:
+    """The `(reason, seconds)` waits asked for since `set_testing(True)`, oldest first."""
+    return list(_waits)
+
+
+async def sleep(seconds: float, reason: str) -> None:
+    """Wait `seconds` (`reason`: backoff, retry_after, rate_limit), or record it when testing."""
+    if _testing:
+        _waits.append((reason, seconds))
+        await asyncio.sleep(0)
+    elif seconds > 0:
+        await asyncio.sleep(seconds)

@@ -1,0 +1,34 @@
+"""Shared pytest fixtures. Each area namespaces its fixtures (`http_*` for the HTTP layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from http_server import LoopbackServer
+
+from engine.http import reset_buckets, set_testing
+
+
+@pytest.fixture
+def http_testing() -> Iterator[None]:
+    """Zero (and record) every HTTP-layer wait; forget per-host rate-limit buckets."""
+    set_testing(True)
+    reset_buckets()
+    yield
+    set_testing(False)
+    reset_buckets()
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    """A loopback test server on 127.0.0.1 (the spec's host)."""
+    with LoopbackServer("127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture
+def http_foreign_server() -> Iterator[LoopbackServer]:
+    """A loopback test server on 127.0.0.2: a different host than `http_server`."""
+    with LoopbackServer("127.0.0.2") as server:
+        yield server
