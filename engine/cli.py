@@ -1,0 +1,147 @@
+"""The `syncengine` command (also `python -m engine`).
+
+Subcommands live in `COMMANDS`: a name, a function that adds its arguments to a parser, and a
+handler `(args, stdout, stderr) -> exit code`. Adding `run`, `demo`, `status`, `retry` or
+`reset` is one `Command(...)` entry; nothing else here changes.
+
+Exit codes: 0 success (lint: clean), 1 findings, 2 usage error or unexpected failure. The
+command never shows a traceback: an unexpected exception becomes one error line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from engine import SCHEMAS, __version__
+from engine.errors import SyncEngineError
+from engine.specs import Finding, lint_paths
+
+Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: how to parse its arguments and what to do."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+
+
+class UsageError(Exception):
+    """A command line that argparse accepted but that cannot be run (exit 2)."""
+
+
+def _lint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="spec files or directories (walked recursively)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Lint specs; exit 0 when clean, 1 with findings."""
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:
+        raise UsageError("no such file or directory: " + ", ".join(missing))
+    findings = lint_paths(args.paths)
+    if args.format == "json":
+        json.dump([finding.to_json() for finding in findings], stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.writelines(format_finding(finding) for finding in findings)
+        stdout.write(summary(findings, args.paths) + "\n")
+    return 1 if findings else 0
+
+
+def format_finding(finding: Finding) -> str:
+    """`file:line:col: error: message`, then indented `at:`, `expected:` and `hint:` lines."""
+    head, *rest = finding.message.splitlines() or [""]
+    lines = [f"{finding.file}:{finding.line}:{finding.column}: {finding.severity}: {head}"]
+    lines += [f"    {line}" for line in rest]
+    if finding.path:
+        lines.append(f"  at: {finding.path}")
+    if finding.expected:
+        lines.append(f"  expected: {finding.expected}")
+    if finding.hint:
+        lines.append(f"  hint: {finding.hint}")
+    return "\n".join(lines) + "\n"
+
+
+def summary(findings: Sequence[Finding], paths: Sequence[str]) -> str:
+    if not findings:
+        return f"ok: no problems in {', '.join(paths)}"
+    files = len({finding.file for finding in findings})
+    return f"{len(findings)} problem(s) in {files} file(s)"
+
+
+def _schema_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", nargs="?", choices=("connector", "integration"),
+                        default="connector")
+
+
+def schema_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Print the JSON Schema of a spec kind, for editors (yaml-language-server)."""
+    stdout.write((SCHEMAS / f"{args.kind}.schema.json").read_text(encoding="utf-8"))
+    return 0
+
+
+#: The subcommands, in the order `--help` lists them. Add new ones here.
+COMMANDS: tuple[Command, ...] = (
+    Command("lint", "check connector and integration specs", _lint_arguments, lint_command),
+    Command("schema", "print the JSON Schema of a spec kind", _schema_arguments,
+            schema_command),
+)
+
+
+def _parser_class(stdout: TextIO, stderr: TextIO) -> type[argparse.ArgumentParser]:
+    """argparse writing help to `stdout` and errors to `stderr` (the streams `run` was given)."""
+
+    class Parser(argparse.ArgumentParser):
+        def _print_message(self, message: str, file: TextIO | None = None) -> None:
+            if message:
+                (stdout if file is sys.stdout else stderr).write(message)
+
+    return Parser
+
+
+def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of `COMMANDS`."""
+    parser_class = _parser_class(stdout, stderr)
+    parser = parser_class(prog="syncengine", description="Declarative order sync engine.")
+    parser.add_argument("--version", action="version", version=f"syncengine {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=parser_class)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.arguments(sub)
+        sub.set_defaults(handler=command.handler)
+    return parser
+
+
+def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
+    """Run one command line; returns the exit code. Never raises, never shows a traceback."""
+    try:
+        namespace = build_parser(stdout, stderr).parse_args(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return namespace.handler(namespace, stdout, stderr)
+    except (UsageError, SyncEngineError) as exc:
+        stderr.write(f"syncengine {namespace.command}: error: {exc}\n")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any bug into exit 2
+        stderr.write(f"syncengine {namespace.command}: internal error: "
+                     f"{type(exc).__name__}: {exc}\n")
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: `syncengine ...`."""
+    return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)

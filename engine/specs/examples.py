@@ -1,0 +1,162 @@
+"""Golden cases: each connector example runs offline and must give what it expects.
+
+A read case feeds its canned answer through `records` -> `filter` -> `key` -> `map`, adds the
+key to each mapped record, validates it against its canonical schema and compares the list
+with `expect`. A write case renders the operation's request from `input` (plus `config`) and
+compares the keys `expect.request` gives. A mismatch is shown as a unified diff of pretty JSON.
+
+Rendering uses a fixed `now` (`EXAMPLE_NOW`, or `input.now`) so cases are reproducible.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from engine.errors import SyncEngineError
+from engine.extract import compile_mapping, compile_path, compile_predicate
+from engine.records import RECORD_TYPES, validate
+from engine.specs.expressions import descend
+from engine.specs.findings import Problem
+from engine.specs.load import Document, load_json_file
+from engine.specs.rules import CONTEXTS
+from engine.template import Structure, compile_structure
+
+EXAMPLE_NOW = "2026-01-01T00:00:00Z"
+#: The context variable a write case's `input` is bound to, unless `input` names them itself.
+PRIMARY = {"create_order": "order", "create_shipment": "shipment",
+           "update_inventory": "inventory", "cancel_order": "cancellation",
+           "find_order": "order", "lookup_item": "inventory"}
+
+
+class CaseFailed(Exception):
+    """One golden case failed; the message says how."""
+
+
+def example_problems(document: Document) -> Iterator[Problem]:
+    """Run every example of a connector; one problem per failing case."""
+    examples = document.data.get("examples") if isinstance(document.data, Mapping) else None
+    operations = document.data.get("operations")
+    if not isinstance(examples, list) or not isinstance(operations, Mapping):
+        return
+    for index, example in enumerate(examples):
+        if isinstance(example, Mapping) and isinstance(example.get("operation"), str):
+            yield from descend(_case(document, example, operations), ("examples", index))
+
+
+def _case(document: Document, example: Mapping[str, Any], operations: Mapping) -> Iterator[Problem]:
+    name = example["operation"]
+    label = f"example {example.get('name') or name!r}"
+    operation = operations.get(name)
+    if not isinstance(operation, Mapping):
+        yield Problem(("operation",), f"{label} tests '{name}', which this spec does not define")
+        return
+    try:
+        if "input" in example:
+            run_write_case(document, example, operation)
+        else:
+            run_read_case(document, example, operation)
+    except CaseFailed as exc:
+        yield Problem((), f"{label} failed: {exc}")
+    except (SyncEngineError, OSError, ValueError) as exc:
+        yield Problem((), f"{label} could not run: {exc}")
+
+
+def run_read_case(document: Document, example: Mapping, operation: Mapping) -> None:
+    """records -> filter -> key -> map -> validate, compared with the expected records."""
+    body = _response_body(document, example.get("response") or {})
+    produced = read_records(example["operation"], operation, body)
+    expect = example.get("expect") or {}
+    wanted = load_json_file(document, expect["file"]) if "file" in expect else expect.get("records")
+    if isinstance(wanted, Mapping) and "records" in wanted:
+        wanted = wanted["records"]
+    if produced != wanted:
+        raise CaseFailed("records differ from expect\n" + json_diff(wanted, produced))
+
+
+def _response_body(document: Document, response: Mapping) -> Any:
+    if "file" in response:
+        return load_json_file(document, response["file"])
+    if response.get("status") == 204:
+        return None
+    return response.get("body")
+
+
+def read_records(name: str, operation: Mapping, body: Any) -> list[Any]:
+    """The records a read operation makes of one answer body (mapped and validated)."""
+    found = compile_path(operation.get("records", "@"))(body) if body is not None else []
+    if found is None:
+        found = []
+    if not isinstance(found, list):
+        raise CaseFailed(f"`records` gave {type(found).__name__}, not a list")
+    keep = compile_predicate(operation["filter"]) if operation.get("filter") else None
+    mapping = _mapping(json.dumps(operation["map"])) if "map" in operation else None
+    key = compile_path(operation["key"]) if operation.get("key") else None
+    return [_one_record(name, mapping, key, record) for record in found
+            if not keep or keep(record)]
+
+
+@functools.lru_cache(maxsize=512)
+def _mapping(source: str) -> Callable[[Any], dict]:
+    return compile_mapping(json.loads(source))
+
+
+@functools.lru_cache(maxsize=512)
+def _structure(source: str) -> Structure:
+    return compile_structure(json.loads(source))
+
+
+def _one_record(name: str, mapping: Callable | None, key: Callable | None, record: Any) -> Any:
+    if mapping is None:
+        return record
+    mapped = mapping(record)
+    if key is not None:
+        mapped["key"] = key(record)
+    record_type = RECORD_TYPES.get(name)
+    errors = validate(record_type, mapped) if record_type else []
+    if errors:
+        raise CaseFailed(f"mapped record is not a valid {record_type}: " + "; ".join(errors[:5])
+                         + "\n" + pretty(mapped))
+    return mapped
+
+
+def run_write_case(document: Document, example: Mapping, operation: Mapping) -> None:
+    """Render the request from `input` and compare the parts `expect.request` gives."""
+    context = write_context(example["operation"], example)
+    rendered = render_request(operation.get("request") or {}, context)
+    wanted = (example.get("expect") or {}).get("request") or {}
+    got = {key: rendered.get(key) for key in wanted}
+    if got != dict(wanted):
+        raise CaseFailed("request differs from expect.request\n" + json_diff(wanted, got))
+
+
+def write_context(name: str, example: Mapping) -> dict[str, Any]:
+    """The template context of a write case: `input` bound to the operation's variables."""
+    given = dict(example.get("input") or {})
+    allowed = CONTEXTS.get(name, frozenset())
+    if not (given and set(given) <= allowed):
+        given = {PRIMARY.get(name, "input"): given}
+    return {"config": example.get("config") or {}, "now": EXAMPLE_NOW, **given}
+
+
+def render_request(request: Mapping, context: Mapping) -> dict[str, Any]:
+    """A request rendered the way the engine renders it: structurally, method defaulted."""
+    body = {key: value for key, value in request.items() if key != "method"}
+    result = _structure(json.dumps(body)).render(context)
+    result["method"] = request.get("method") or ("POST" if "graphql" in request else "GET")
+    return result
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def json_diff(expected: Any, actual: Any) -> str:
+    """A unified diff of two JSON values, pretty-printed with sorted keys."""
+    lines = difflib.unified_diff(pretty(expected).splitlines(), pretty(actual).splitlines(),
+                                 "expected", "actual", lineterm="")
+    return "\n".join(lines)
+

@@ -1,0 +1,145 @@
+"""The two leaf rules: a JMESPath expression compiles, a Jinja template parses and uses only
+variables its context has. Both are cached by source text, so 200 copies of a spec cost one
+compile per distinct expression.
+
+Each rule is a generator of `Problem`s relative to the leaf it checks (path `()`); the walkers in
+`rules.py` add where the leaf is.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jmespath_errors
+
+from engine.errors import TemplateError
+from engine.extract import OPTIONS
+from engine.specs.findings import Problem, SpecPath, did_you_mean
+from engine.template import variables
+
+FUNCTIONS = frozenset(OPTIONS.custom_functions.FUNCTION_TABLE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _jmespath_problem(expr: str) -> tuple[str, str | None] | None:
+    """(message, hint) when `expr` is not a JMESPath expression syncengine can run, else None."""
+    if not expr.strip():
+        return ("empty JMESPath expression", "use '@' for the value itself")
+    try:
+        parsed = jmespath.compile(expr).parsed
+    except jmespath_errors.JMESPathError as exc:
+        return (f"invalid JMESPath {expr!r}: {_describe(exc)}", _jmespath_hint(expr))
+    for name in _functions(parsed):
+        if name not in FUNCTIONS:
+            return (f"unknown JMESPath function '{name}()' in {expr!r}",
+                    did_you_mean(name, FUNCTIONS))
+    return None
+
+
+def _describe(exc: jmespath_errors.JMESPathError) -> str:
+    text = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    text = text.removeprefix("Invalid jmespath expression: ").rstrip(":. ")
+    position = getattr(exc, "lex_position", None)
+    return f"{text} (column {position + 1})" if isinstance(position, int) else text
+
+
+def _jmespath_hint(expr: str) -> str | None:
+    if "{{" in expr:
+        return "this key holds JMESPath (reads the answer), not a Jinja template"
+    if expr.count("`") % 2:
+        return "a JSON literal is written between backticks: `0`"
+    return None
+
+
+def _functions(node: Mapping[str, Any]) -> Iterator[str]:
+    if node.get("type") == "function_expression":
+        yield node["value"]
+    for child in node.get("children", ()):
+        if isinstance(child, Mapping):
+            yield from _functions(child)
+
+
+def jmespath_rule(value: Any) -> Iterator[Problem]:
+    """A JMESPath-bearing key holds a string that compiles and calls only known functions."""
+    if not isinstance(value, str):
+        return  # the schema reports the wrong type
+    problem = _jmespath_problem(value)
+    if problem:
+        yield Problem((), problem[0], "a JMESPath expression", problem[1])
+
+
+def mapping_rule(spec: Any) -> Iterator[Problem]:
+    """Every leaf of a `map:` block is JMESPath; `each`/`value` hold JMESPath too."""
+    if not isinstance(spec, Mapping):
+        return
+    for name, value in spec.items():
+        for problem in _mapping_value(value):
+            yield problem.at((name,))
+
+
+def _mapping_value(value: Any) -> Iterator[Problem]:
+    if isinstance(value, str):
+        yield from jmespath_rule(value)
+    elif not isinstance(value, Mapping):
+        yield Problem((), f"a mapping value must be a JMESPath string or an object, got {value!r}",
+                      "a JMESPath string, {each, map}, {value, default}, {const} or a nested map")
+    elif "each" in value:
+        yield from (p.at(("each",)) for p in jmespath_rule(value["each"]))
+        yield from (p.at(("map",)) for p in mapping_rule(value.get("map")))
+    elif "value" in value:
+        yield from (p.at(("value",)) for p in jmespath_rule(value["value"]))
+    elif "const" not in value:
+        yield from mapping_rule(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_check(source: str) -> tuple[str, int, str | None] | frozenset[str]:
+    """(message, line, hint) for a syntax error, else the variables the template uses."""
+    try:
+        return frozenset(variables(source))
+    except TemplateError as exc:
+        message = exc.message.split(" in '")[0].split(' in "')[0]
+        hint = "close every '{{' with '}}'" if source.count("{{") > source.count("}}") else None
+        return (message, getattr(exc, "lineno", 1) or 1, hint)
+
+
+def template_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
+    """A template parses in the sandbox and reads only the variables of its context."""
+    if not isinstance(value, str) or "{" not in value:
+        return
+    checked = _template_check(value)
+    if isinstance(checked, tuple):
+        message, line, hint = checked
+        yield Problem((), message, "a Jinja template", hint, offset=line - 1)
+        return
+    for name in sorted(checked - allowed):
+        yield Problem((), f"unknown template variable '{name}'",
+                      "one of: " + ", ".join(sorted(allowed)), did_you_mean(name, allowed))
+
+
+def structure_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
+    """`template_rule` on every string leaf of a structure (params, headers, JSON bodies)."""
+    for path, leaf in leaves(value):
+        for problem in template_rule(leaf, allowed):
+            yield problem.at(path)
+
+
+def leaves(value: Any, path: SpecPath = ()) -> Iterator[tuple[SpecPath, Any]]:
+    """Every non-container value of a JSON-like structure, with its path."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from leaves(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, path + (index,))
+    else:
+        yield path, value
+
+
+def descend(problems: Iterable[Problem], path: SpecPath) -> Iterator[Problem]:
+    """The walker's half of a rule: the same problems, placed under `path`."""
+    for problem in problems:
+        yield problem.at(path)

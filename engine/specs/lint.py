@@ -1,0 +1,100 @@
+"""`lint`: every problem of every spec, each with file, line, column and path inside the spec.
+
+The order of checks for one document:
+
+1. what loading found (duplicate keys; YAML syntax errors never get this far);
+2. the schema of its kind, with JMESPath compiled on the way (`schema_rules`);
+3. connectors: templates and their variables (`rules`); integrations: connector references,
+   flows, config and secrets (`integrations`);
+4. connectors that are otherwise clean: their golden examples (`examples`).
+
+`load_clean` is what `run` uses: the documents, or a SpecError carrying the findings.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine import ROOT
+from engine.errors import SpecError
+from engine.specs.examples import example_problems
+from engine.specs.findings import Finding, Problem
+from engine.specs.integrations import integration_problems
+from engine.specs.load import Document, load_paths
+from engine.specs.rules import connector_template_problems
+from engine.specs.schema_rules import schema_problems
+
+PROJECT_CONNECTORS = ROOT / "connectors"
+
+
+def lint_paths(paths: Iterable[str | Path]) -> list[Finding]:
+    """Lint every spec file under `paths` (directories walked recursively)."""
+    documents, findings = load_paths(paths)
+    return sorted(findings + lint_documents(documents), key=Finding.sort_key)
+
+
+def lint_documents(documents: list[Document]) -> list[Finding]:
+    """Lint loaded documents together (integrations see the connectors among them)."""
+    connectors = Connectors(documents)
+    findings: list[Finding] = []
+    for document in documents:
+        findings.extend(document.finding(problem) for problem in problems(document, connectors))
+    return sorted(findings, key=Finding.sort_key)
+
+
+def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Problem]:
+    """Every problem of one document, in the order of the module docstring."""
+    yield from document.problems
+    if document.kind == "unknown":
+        yield Problem((), "not a connector (no 'kind: cart|wms') nor an integration "
+                      "(no 'source'/'destination')", "a connector or an integration spec")
+        return
+    found = list(schema_problems(document.kind, document.data))
+    if document.kind == "connector":
+        found.extend(connector_template_problems(document.data))
+    else:
+        found.extend(integration_problems(document.data, connectors))
+    yield from found
+    if document.kind == "connector" and not found and not document.problems:
+        yield from example_problems(document)
+
+
+class Connectors(Mapping[str, Any]):
+    """Connector specs by name: those being linted, then the project's `connectors/` dir."""
+
+    def __init__(self, documents: Iterable[Document]) -> None:
+        self._linted = {doc.name: doc.data for doc in documents
+                        if doc.kind == "connector" and doc.name}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._linted:
+            return self._linted[name]
+        return project_connectors()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(set(self._linted) | set(project_connectors())))
+
+    def __len__(self) -> int:
+        return len(set(self._linted) | set(project_connectors()))
+
+
+@functools.cache
+def project_connectors() -> dict[str, Any]:
+    """The connector specs shipped in the project's `connectors/` dir, by name."""
+    if not PROJECT_CONNECTORS.is_dir():
+        return {}
+    documents, _ = load_paths([PROJECT_CONNECTORS])
+    return {doc.name: doc.data for doc in documents if doc.kind == "connector" and doc.name}
+
+
+def load_clean(paths: Iterable[str | Path]) -> list[Document]:
+    """The documents under `paths`; raises SpecError with the findings unless they lint clean."""
+    documents, findings = load_paths(paths)
+    findings += lint_documents(documents)
+    if findings:
+        raise SpecError(f"{len(findings)} problem(s) in the specs; run `syncengine lint`",
+                        findings=sorted(findings, key=Finding.sort_key))
+    return documents

@@ -1,0 +1,217 @@
+"""Read spec files into plain data plus a table of where every key and value is.
+
+The only module in syncengine that imports `yaml`. A file is composed once (libyaml when
+available) and turned into plain dicts and lists by `_Builder`, which on the way records the
+(line, column) of every mapping key, sequence item and value under its path, such as
+`("operations", "list_orders", "paginate", "type")`, and notes duplicate keys. Lint looks each
+error's path up in that table (cfn-lint's `decode/cfn_yaml.py` does the same with marked nodes).
+
+Deliberate departures from YAML 1.1 defaults, to keep data JSON-shaped:
+- mapping keys are always strings (the key's source text), never ints or booleans;
+- timestamps stay strings (`start_date: 2026-01-01` is the string "2026-01-01").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import SpecError
+from engine.specs.findings import Finding, Problem, SpecPath, dotted
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+SPEC_SUFFIXES = (".yaml", ".yml")
+CONNECTOR_KINDS = ("cart", "wms")
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """SafeLoader that leaves timestamps as strings."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+        for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    }
+
+
+Position = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Document:
+    """One spec file: its kind, its plain data and where each piece of it was written.
+
+    `positions` maps a path to the (line, column) of its key (mapping members) or of its item
+    (sequence items); `values` maps it to where the value itself starts (for a block scalar,
+    the first line of its text). `problems` are the problems found while loading.
+    """
+
+    path: Path
+    kind: str
+    data: Any
+    positions: dict[SpecPath, Position] = field(default_factory=dict)
+    values: dict[SpecPath, Position] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str | None:
+        name = self.data.get("name") if isinstance(self.data, dict) else None
+        return name if isinstance(name, str) else None
+
+    def locate(self, path: SpecPath, *, value: bool = False) -> Position:
+        """The position of `path`, or of its nearest ancestor written in the file."""
+        table = self.values if value else self.positions
+        for end in range(len(path), 0, -1):
+            found = table.get(path[:end]) or self.positions.get(path[:end])
+            if found:
+                return found
+        return (1, 1)
+
+    def finding(self, problem: Problem) -> Finding:
+        """Turn a problem found in this document into a finding with file, line and column."""
+        inside = problem.offset is not None
+        line, column = self.locate(problem.path, value=inside)
+        return Finding(str(self.path), line + (problem.offset or 0), column, dotted(problem.path),
+                       problem.message, problem.expected, problem.hint)
+
+
+def _mark(node: yaml.Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed node tree into plain data, filling a document's position tables."""
+
+    def __init__(self, loader: _Loader, document: Document) -> None:
+        self.loader = loader
+        self.document = document
+
+    def build(self, node: yaml.Node, path: SpecPath) -> Any:
+        self.document.values[path] = self._value_mark(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self._item(item, path + (index,)) for index, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _item(self, node: yaml.Node, path: SpecPath) -> Any:
+        self.document.positions[path] = _mark(node)
+        return self.build(node, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: SpecPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path)
+            if key in result:
+                self._duplicate(key, path)
+            self.document.positions[path + (key,)] = _mark(key_node)
+            result[key] = self.build(value_node, path + (key,))
+        return result
+
+    def _key(self, node: yaml.Node, path: SpecPath) -> str:
+        if isinstance(node, yaml.ScalarNode):
+            return str(node.value)
+        self.document.problems.append(Problem(path, "a mapping key must be a plain string"))
+        return f"<{node.id} key at line {_mark(node)[0]}>"
+
+    def _duplicate(self, key: str, path: SpecPath) -> None:
+        first = self.document.positions[path + (key,)][0]
+        self.document.problems.append(Problem(
+            path + (key,), f"duplicate key '{key}' (first defined at line {first})",
+            hint="remove one of them; YAML would silently keep only the last"))
+
+    @staticmethod
+    def _value_mark(node: yaml.Node) -> Position:
+        line, column = _mark(node)
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+            return (line + 1, column)
+        return (line, column)
+
+
+def parse(text: str, path: Path) -> Document:
+    """Parse YAML text into a `Document`; raises SpecError (with one finding) on bad syntax."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        document = Document(path, "unknown", None)
+        if node is not None:
+            document.data = _Builder(loader, document).build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML", findings=[_syntax_finding(exc, path)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML", findings=[
+            Finding(str(path), 1, 1, "", f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    document.kind = kind_of(document.data)
+    return document
+
+
+def _syntax_finding(exc: yaml.MarkedYAMLError, path: Path) -> Finding:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    hint = None
+    if exc.context and exc.context_mark:
+        hint = f"{exc.context} that began at line {exc.context_mark.line + 1}"
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    return Finding(str(path), line, column, "", message, hint=hint)
+
+
+def kind_of(data: Any) -> str:
+    """`connector` (has `kind:`), `integration` (has `source`/`destination`) or `unknown`."""
+    if not isinstance(data, dict):
+        return "unknown"
+    if "kind" in data:
+        return "connector"
+    if "source" in data or "destination" in data:
+        return "integration"
+    return "unknown"
+
+
+def load_file(path: str | Path) -> Document:
+    """Load one spec file; raises SpecError carrying findings when it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read", findings=[
+            Finding(str(path), 1, 1, "", f"cannot read file: {exc}")]) from None
+    return parse(text, path)
+
+
+def spec_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Every spec file under `paths`, directories walked recursively; `examples/` is data."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                inside = child.relative_to(path).parts[:-1]
+                if child.suffix in SPEC_SUFFIXES and "examples" not in inside and child.is_file():
+                    yield child
+        else:
+            yield path
+
+
+def load_paths(paths: Iterable[str | Path]) -> tuple[list[Document], list[Finding]]:
+    """Load every spec under `paths`: the documents that parsed and the findings of the rest."""
+    documents: list[Document] = []
+    findings: list[Finding] = []
+    for path in spec_files(paths):
+        try:
+            documents.append(load_file(path))
+        except SpecError as exc:
+            findings.extend(exc.findings)
+    return documents, findings
+
+
+def load_json_file(document: Document, reference: str) -> Any:
+    """The JSON (or YAML) data of a `{file: ...}` reference, relative to the spec file."""
+    target = document.path.parent / reference
+    text = target.read_text(encoding="utf-8")
+    if target.suffix in SPEC_SUFFIXES:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return json.loads(text)
