@@ -1,0 +1,313 @@
+"""Tests for engine.ledger: atomic claims, compare-and-set, watermarks, re-pull, durability."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.errors import LedgerError
+from engine.ledger import STATUSES, DiskLedger, Ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = [f"order-{n}" for n in range(400)]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):
+    with DiskLedger(tmp_path, "shop") as opened:
+        yield opened
+
+
+def _claim_all(directory: str, keys: list[str], start: threading.Barrier | None) -> list[str]:
+    with DiskLedger(directory, "shop", fsync=False) as own:
+        if start is not None:
+            start.wait()
+        return [key for key in keys if own.claim(key)]
+
+
+def _claim_in_process(directory: str, keys: list[str], start, out: str) -> None:
+    start.wait()
+    Path(out).write_text(json.dumps(_claim_all(directory, keys, None)))
+
+
+def test_disk_ledger_satisfies_the_protocol(ledger: DiskLedger) -> None:
+    """DiskLedger offers every operation of the Ledger protocol."""
+    wanted = [name for name in dir(Ledger) if not name.startswith("_")] + ["__enter__"]
+    assert [name for name in wanted if not hasattr(ledger, name)] == []
+
+
+def test_claim_is_atomic_across_threads(tmp_path: Path) -> None:
+    """Eight threads claiming the same keys in different orders win each key exactly once."""
+    start = threading.Barrier(8)
+    results: list[list[str]] = []
+    orders = [random.Random(n).sample(KEYS, len(KEYS)) for n in range(8)]
+    threads = [threading.Thread(target=lambda o=o: results.append(_claim_all(str(tmp_path), o,
+                                                                             start)))
+               for o in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wins = Counter(key for won in results for key in won)
+    assert sorted(wins) == sorted(KEYS) and set(wins.values()) == {1}
+
+
+def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
+    """Two processes claiming the same keys at once win each key exactly once between them."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    outs = [str(tmp_path / f"won-{n}.json") for n in range(2)]
+    procs = [spawn.Process(target=_claim_in_process,
+                           args=(str(tmp_path), random.Random(n).sample(KEYS, len(KEYS)), start,
+                                 out))
+             for n, out in enumerate(outs)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    first, second = (set(json.loads(Path(out).read_text())) for out in outs)
+    assert first.isdisjoint(second) and first | second == set(KEYS)
+
+
+def test_claim_never_overwrites(ledger: DiskLedger) -> None:
+    """A second claim of a key returns False and leaves the first entry untouched."""
+    assert ledger.claim("a", data={"number": "1001"})
+    ledger.set_status("a", "delivered", destination_id="W-1")
+    assert not ledger.claim("a", data={"number": "other"})
+    entry = ledger.get("a")
+    assert (entry.status, entry.destination_id, entry.data) == ("delivered", "W-1",
+                                                                 {"number": "1001"})
+
+
+def test_claim_many_reports_each_key_in_order(ledger: DiskLedger) -> None:
+    """claim_many wins new keys, loses known keys and repeats within the page, in input order."""
+    ledger.claim("b")
+    won = ledger.claim_many([("a", {}), ("b", {}), ("c", {"data": {"n": 3}}), ("a", {})])
+    assert won == [True, False, True, False]
+    assert ledger.get("c").data == {"n": 3} and ledger.get("c").status == "pending"
+
+
+def test_claim_many_is_one_transaction(ledger: DiskLedger) -> None:
+    """A bad item in a page rolls back the whole page's claims."""
+    with pytest.raises(LedgerError):
+        ledger.claim_many([("a", {}), ("b", {"data": {"bad": object()}})])
+    assert ledger.get("a") is None
+
+
+def test_transition_refuses_a_wrong_from_status(ledger: DiskLedger) -> None:
+    """Compare-and-set moves only from the named statuses and leaves other entries unchanged."""
+    ledger.claim("a")
+    ledger.set_status("a", "delivered", destination_id="W-1")
+    assert not ledger.transition("a", "pending", "sending")
+    assert not ledger.transition("missing", "pending", "sending")
+    assert ledger.get("a").status == "delivered" and ledger.get("a").attempts == 0
+    assert ledger.transition("a", ("delivered", "shipped"), "shipped", data={"packages": [1]})
+    assert ledger.get("a").status == "shipped" and ledger.get("a").data == {"packages": [1]}
+
+
+def test_only_one_worker_moves_to_sending(tmp_path: Path) -> None:
+    """Threads racing pending -> sending on the same key: exactly one wins."""
+    with DiskLedger(tmp_path, "shop") as ledger:
+        ledger.claim("a")
+    start = threading.Barrier(6)
+    wins: list[bool] = []
+
+    def race() -> None:
+        with DiskLedger(tmp_path, "shop", fsync=False) as own:
+            start.wait()
+            wins.append(own.transition("a", "pending", "sending"))
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == [False] * 5 + [True]
+
+
+def test_attempts_count_moves_to_sending(ledger: DiskLedger) -> None:
+    """Each move to sending bumps attempts; other moves do not; timestamps advance."""
+    ledger.claim("a")
+    created = ledger.get("a").created
+    ledger.set_status("a", "sending")
+    ledger.set_status("a", "error", last_error="503")
+    time.sleep(0.01)
+    assert ledger.transition("a", "error", "sending")
+    entry = ledger.set_status("a", "delivered", destination_id="W-7")
+    assert (entry.attempts, entry.last_error, entry.destination_id) == (2, "503", "W-7")
+    assert ledger.get("a") == entry and entry.created == created < entry.updated
+
+
+def test_set_status_of_unknown_key_or_status_raises(ledger: DiskLedger) -> None:
+    """Unknown keys, statuses and fields are errors, not silent creations."""
+    with pytest.raises(LedgerError, match="no ledger entry"):
+        ledger.set_status("nope", "delivered")
+    ledger.claim("a")
+    with pytest.raises(LedgerError, match="unknown status 'sent'"):
+        ledger.set_status("a", "sent")
+    with pytest.raises(LedgerError, match="unknown entry field 'destination'"):
+        ledger.set_status("a", "delivered", destination="W-1")
+
+
+def test_raw_record_kept_while_quarantined(ledger: DiskLedger) -> None:
+    """A quarantined entry keeps its reason and raw record; delivery drops both."""
+    raw = {"id": 17, "line_items": [{"sku": None}]}
+    ledger.claim("17")
+    ledger.set_status("17", "quarantined", reason="lines[0].sku: None is not a string", raw=raw)
+    entry = next(ledger.iter_status("quarantined"))
+    assert (entry.key, entry.raw, entry.reason) == ("17", raw, "lines[0].sku: None is not a string")
+    ledger.transition("17", "quarantined", "sending")
+    assert ledger.get("17").raw == raw
+    delivered = ledger.set_status("17", "delivered", destination_id="W-1")
+    assert delivered.raw is None and delivered.reason is None
+
+
+def test_watermark_moves_forward_only(ledger: DiskLedger) -> None:
+    """Watermarks refuse to go back (as instants, as numbers) unless forced."""
+    assert ledger.watermark("orders") is None
+    assert ledger.set_watermark("orders", "2024-05-01T10:00:00Z")
+    assert not ledger.set_watermark("orders", "2024-05-01T11:00:00+02:00")
+    assert ledger.set_watermark("orders", "2024-05-01T10:30:00")
+    assert ledger.watermark("orders") == "2024-05-01T10:30:00"
+    assert ledger.set_watermark("orders", "2024-04-01", force=True)
+    assert ledger.watermark("orders") == "2024-04-01"
+    assert ledger.set_watermark("since_id", "9") and ledger.set_watermark("since_id", "10")
+    assert not ledger.set_watermark("since_id", "9") and ledger.watermark("since_id") == "10"
+
+
+def test_reset_since_keeps_delivered_keys_blocking(ledger: DiskLedger) -> None:
+    """A re-pull releases recent skipped keys only; delivered keys still refuse a second claim."""
+    ledger.claim("old-skipped", status="skipped", reason="filtered")
+    time.sleep(0.02)
+    since = datetime.now(timezone.utc).isoformat()
+    for key in ("delivered", "skipped", "quarantined"):
+        ledger.claim(key)
+    ledger.set_status("delivered", "delivered", destination_id="W-1")
+    ledger.set_status("skipped", "skipped", reason="status is on-hold")
+    ledger.set_status("quarantined", "quarantined", reason="bad", raw={"id": 1})
+    ledger.set_watermark("orders", "2099-01-01T00:00:00")
+    assert ledger.reset_since(since) == 1
+    assert ledger.watermark("orders") == since
+    assert [ledger.claim(key) for key in ("delivered", "skipped", "quarantined", "old-skipped")] \
+        == [False, True, False, False]
+    with pytest.raises(LedgerError, match="can be released"):
+        ledger.reset_since(since, release=["delivered"])
+
+
+def test_iter_status_and_counts_agree_after_mixed_updates(ledger: DiskLedger) -> None:
+    """After random claims and moves, counts() and iter_status() both match a plain model."""
+    rng = random.Random(7)
+    model: dict[str, str] = {}
+    ledger.claim_many([(key, {}) for key in KEYS])
+    model.update(dict.fromkeys(KEYS, "pending"))
+    for _ in range(1500):
+        key, status = rng.choice(KEYS), rng.choice(STATUSES)
+        if rng.random() < 0.5:
+            ledger.set_status(key, status)
+            model[key] = status
+        elif ledger.transition(key, ("pending", "error"), status):
+            model[key] = status
+    ledger.kv_set("inventory", "SKU-1", 5)
+    expected = Counter(model.values())
+    assert ledger.counts() == dict(expected)
+    for status in STATUSES:
+        assert sorted(e.key for e in ledger.iter_status(status)) == sorted(
+            k for k, s in model.items() if s == status)
+    assert sum(1 for _ in ledger.iter_status(*STATUSES)) == len(KEYS)
+
+
+def test_latest_lists_recent_updates_first(ledger: DiskLedger) -> None:
+    """latest() returns the most recently updated entries of a status, newest first."""
+    for key in ("a", "b", "c"):
+        ledger.claim(key)
+    for key in ("b", "a", "c"):
+        ledger.set_status(key, "error", last_error=f"boom {key}")
+        time.sleep(0.01)
+    assert [e.key for e in ledger.latest("error", 2)] == ["c", "a"]
+
+
+def test_kv_area_is_namespaced(ledger: DiskLedger) -> None:
+    """kv values round-trip per namespace and never show up as entries."""
+    ledger.kv_set("inventory", "SKU-1", {"qty": 4})
+    ledger.kv_set("inventory", "SKU-2", 0)
+    ledger.kv_set("lookup", "SKU-1", "id-9")
+    assert dict(ledger.kv_items("inventory")) == {"SKU-1": {"qty": 4}, "SKU-2": 0}
+    assert ledger.kv_get("lookup", "SKU-1") == "id-9" and ledger.kv_get("lookup", "x", 1) == 1
+    assert ledger.kv_delete("inventory", "SKU-1") and not ledger.kv_delete("inventory", "SKU-1")
+    assert ledger.counts() == {} and ledger.get("SKU-2") is None
+
+
+def test_reopening_keeps_everything(tmp_path: Path) -> None:
+    """Entries, watermarks and kv values survive closing and reopening the directory."""
+    with DiskLedger(tmp_path, "shop") as ledger:
+        ledger.claim("a", data={"order_number": "#1001"})
+        ledger.set_status("a", "delivered", destination_id="W-1")
+        ledger.set_watermark("orders", "2024-05-01T00:00:00Z")
+        ledger.kv_set("inventory", "SKU-1", 3)
+    with DiskLedger(tmp_path, "shop") as ledger, DiskLedger(tmp_path, "other") as other:
+        assert ledger.get("a").destination_id == "W-1"
+        assert ledger.get("a").data == {"order_number": "#1001"}
+        assert ledger.watermark("orders") == "2024-05-01T00:00:00Z"
+        assert ledger.kv_get("inventory", "SKU-1") == 3
+        assert other.get("a") is None and other.claim("a")
+
+
+def test_bad_integration_name_is_refused(tmp_path: Path) -> None:
+    """An integration name that could escape the state directory is refused."""
+    with pytest.raises(LedgerError):
+        DiskLedger(tmp_path, "../elsewhere")
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys
+    from engine.ledger import DiskLedger
+    ledger = DiskLedger(sys.argv[1], "shop")
+    n = 0
+    while True:
+        page = [(f"k{n + i}", {"data": {"n": n + i}}) for i in range(50)]
+        ledger.claim_many(page)
+        for key, _ in page[::5]:
+            ledger.transition(key, "pending", "sending")
+            ledger.set_status(key, "delivered", destination_id="D" + key)
+        n += 50
+        if n == 500:
+            print("ready", flush=True)
+""")
+
+
+def test_sigkill_mid_write_leaves_a_readable_ledger(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL leaves a consistent ledger that opens, reads and claims."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    with DiskLedger(tmp_path, "shop") as ledger:
+        counts = ledger.counts()
+        entries = list(ledger.iter_status(*STATUSES))
+        assert len(entries) == sum(counts.values()) >= 500
+        assert len(entries) % 50 == 0  # pages are all-or-nothing
+        assert all(e.data["n"] == int(e.key[1:]) for e in entries)
+        assert ledger.claim("after-kill") and not ledger.claim("k0")
+    with sqlite3.connect(tmp_path / "shop" / "cache.db") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()
