@@ -202,7 +202,7 @@ class Server:
         self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.app = app
         self._httpd.connections = set()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
 

@@ -27,6 +27,7 @@ from .data import EPOCH, PRODUCTS, iso_z
 
 HAL = "application/hal+json; charset=utf-8"
 ORDER_REL = "http://api.3plCentral.com/rels/orders/order"
+WMS_SKUS = {"POSTER-A2": "POSTER-A2-TUBE"}  # the 3PL stocks this one under its own code
 RQL = re.compile(r"^([\w.]+)(==|!=|=ge=|=gt=|=le=|=lt=)(.*)$")
 
 
@@ -66,7 +67,7 @@ class ExtensivApp(App):
         self._login = user_login_id
         self.state = WmsState()
         for i, (sku, _, _) in enumerate(PRODUCTS):
-            self.state.stock[sku] = 40 + (seed * 7 + i * 13) % 60
+            self.state.stock[WMS_SKUS.get(sku, sku)] = 40 + (seed * 7 + i * 13) % 60
         self.route("POST", "/AuthServer/api/Token", self.token)
         self.route("POST", "/orders", self.create_order)
         self.route("GET", "/orders", self.list_orders)
@@ -109,7 +110,9 @@ class ExtensivApp(App):
     def create_order(self, request: Request) -> Answer:
         body = request.json() or {}
         ref, customer = body.get("referenceNum"), (body.get("customerIdentifier") or {}).get("id")
-        items = body.get("orderItems") or []
+        items = body.get("orderItems")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return _problem(400, "InvalidModel", "orderItems must be a list of items")
         if not ref or customer is None or not items:
             return _problem(400, "MissingRequiredField", "referenceNum, customerIdentifier and orderItems are required")
         unknown = [i["itemIdentifier"]["sku"] for i in items if i.get("itemIdentifier", {}).get("sku") not in self.state.stock]
