@@ -283,7 +283,7 @@ class GraphQLCursorPaginator(Paginator):
         return request.with_variable(self.variable, self.cursor)
 
 
-_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,"]+(?:="[^"]*"|=[^;,]*)?\s*)*)')
+_LINK = re.compile(r"<([^>]*)>([^<]*)")     # a target and its parameters, up to the next target
 _REL = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^;,\s]+))', re.IGNORECASE)
 
 
