@@ -12,6 +12,8 @@ Besides the JMESPath built-ins, expressions may call the functions of `SyncFunct
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,6 +54,30 @@ class SyncFunctions(functions.Functions):
             return int(float(value))
         except (TypeError, ValueError):
             return None
+
+
+    @functions.signature({"types": ["string", "number", "null"]})
+    def _func_to_iso8601(self, value: Any) -> str | None:
+        """to_iso8601(t): ISO-8601 UTC ('2026-01-05T08:07:00Z') from ISO-8601 with or without zone
+        (none means UTC), RFC 2822 ('Mon, 05 Jan 2026 08:07:00 +0000') or Unix seconds; null
+        when it is none of these."""
+        moment = _moment(value)
+        return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 OPTIONS = jmespath.Options(custom_functions=SyncFunctions())

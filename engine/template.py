@@ -5,6 +5,11 @@ variable is an error, never an empty string (StrictUndefined). Bodies are render
 *structurally*: objects and lists are kept as they are and only string leaves are templates.
 A leaf that is exactly one expression, `"{{ order.lines | length }}"`, keeps the type of its value
 (a number stays a number); any other leaf renders to a string. Types are never guessed from text.
+
+A list built from a list is an object with `for_each` (one expression giving a list), `as` (the
+loop variable's name, default `item`) and `item` (the structure rendered for each element):
+
+    orderItems: {for_each: "{{ order.lines }}", as: line, item: {sku: "{{ line.sku }}", qty: "{{ line.quantity }}"}}
 """
 
 from __future__ import annotations
@@ -116,9 +121,19 @@ class Structure:
         return self._render(context)
 
 
+LOOP_KEYS = frozenset({"for_each", "as", "item"})
+
+
+def is_loop(value: Any) -> bool:
+    """True for a `{for_each, as, item}` object (see the module docstring)."""
+    return isinstance(value, Mapping) and "for_each" in value and set(value) <= LOOP_KEYS
+
+
 def _structure(value: Any) -> Callable[[Mapping], Any]:
     if isinstance(value, str):
         return compile_template(value).evaluate
+    if is_loop(value):
+        return _loop(value)
     if isinstance(value, Mapping):
         items = [(key, _structure(item)) for key, item in value.items()]
         return lambda context: {key: render(context) for key, render in items}
@@ -126,6 +141,22 @@ def _structure(value: Any) -> Callable[[Mapping], Any]:
         renders = [_structure(item) for item in value]
         return lambda context: [render(context) for render in renders]
     return lambda context: value
+
+
+def _loop(value: Mapping[str, Any]) -> Callable[[Mapping], Any]:
+    items = compile_template(str(value["for_each"])).evaluate
+    name = str(value.get("as", "item"))
+    render = _structure(value.get("item"))
+
+    def each(context: Mapping[str, Any]) -> list:
+        found = items(context)
+        if found is None:
+            return []
+        if not isinstance(found, (list, tuple)):
+            raise TemplateError(f"for_each {value['for_each']!r} gave {type(found).__name__}, expected a list")
+        return [render({**context, name: element}) for element in found]
+
+    return each
 
 
 def compile_structure(value: Any) -> Structure:
@@ -147,6 +178,9 @@ def structure_variables(value: Any) -> set[str]:
     """`variables()` over every string leaf of a structure."""
     if isinstance(value, str):
         return variables(value)
+    if is_loop(value):
+        inner = structure_variables(value.get("item")) - {str(value.get("as", "item"))}
+        return variables(str(value["for_each"])) | inner
     if isinstance(value, Mapping):
         return set().union(*(structure_variables(item) for item in value.values()))
     if isinstance(value, list):

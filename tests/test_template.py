@@ -59,3 +59,16 @@ def test_variables():
     source = "{{ since }} {% for l in order.lines %}{{ l.sku }}{% endfor %}"
     assert template.variables(source) == {"since", "order"}
     assert template.structure_variables({"a": ["{{ config.x }}"], "b": "{{ now }}", "c": 1}) == {"config", "now"}
+
+
+def test_for_each_builds_a_list():
+    """A for_each object renders its item once per element, with the loop variable bound."""
+    body = {"items": {"for_each": "{{ order.lines }}", "as": "line", "item": {"sku": "{{ line.sku }}", "n": "{{ order.number }}"}}}
+    assert template.compile_structure(body).render(CONTEXT) == {"items": [{"sku": "A", "n": "1001"}, {"sku": "B", "n": "1001"}]}
+    assert template.structure_variables(body) == {"order"}
+
+
+def test_for_each_over_a_non_list_is_an_error():
+    """for_each over a value that is not a list is a TemplateError naming the expression."""
+    with pytest.raises(TemplateError, match="expected a list"):
+        template.compile_structure({"for_each": "{{ order.number }}", "item": 1}).render(CONTEXT)
