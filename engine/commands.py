@@ -1,0 +1,155 @@
+"""The commands that move data or read the ledger: `run`, `status`, `retry`, `reset`.
+
+Each is an `arguments(parser)` function and a handler `(args, stdout, stderr) -> exit code`;
+`engine.cli.COMMANDS` lists them. Exit codes: 0 all went well, 1 something failed (an order
+that could not be delivered, an integration that stopped), 2 usage or spec errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import TextIO
+
+from engine import runner
+from engine.errors import ConfigError, SpecError
+from engine.flows.orders import OrdersFlow
+from engine.ledger import STATUSES, DiskLedger
+
+RETRYABLE = ("error", "quarantined", "held")
+
+
+def project_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connectors", default="connectors", metavar="DIR", help="connector specs (default: connectors)")
+    parser.add_argument("--integrations", default="integrations", metavar="DIR",
+                        help="integration specs (default: integrations)")
+    parser.add_argument("--integration", metavar="NAME", help="only this integration")
+    state_argument(parser)
+
+
+def state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", default="state", metavar="DIR", help="where the ledger lives (default: state)")
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    project_arguments(parser)
+    parser.add_argument("--flow", action="append", choices=sorted(runner.FLOWS), help="only this flow (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read and print the requests it would send (secrets redacted); write nothing")
+
+
+def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
+    """Load and lint the project; a spec that does not lint clean stops here, before any request."""
+    paths = [args.connectors, args.integrations]
+    missing = [path for path in paths if not Path(path).exists()]
+    if missing:
+        raise ConfigError("no such directory: " + ", ".join(missing))
+    try:
+        return runner.load_project(paths)
+    except SpecError as exc:
+        from engine.cli import format_finding   # the one place findings are formatted
+        stdout.writelines(format_finding(finding) for finding in exc.findings)
+        raise ConfigError(f"{len(exc.findings)} problem(s) in the specs: nothing was run") from None
+
+
+def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Run the enabled flows of every (or one) integration once."""
+    project = load(args, stdout)
+    options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout))
+    outcomes = asyncio.run(runner.run_project(project, project.select(args.integration), options,
+                                              progress=lambda o, t: _progress(o, t, stderr)))
+    report(outcomes, stdout)
+    return 1 if any(outcome.failed for outcome in outcomes) else 0
+
+
+def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
+    """One line per integration and flow; the error when an integration stopped."""
+    for outcome in outcomes:
+        for flow, counts in outcome.counts.items():
+            stdout.write(f"{outcome.integration}: {flow}: {counts.summary()}\n")
+        if outcome.error:
+            stdout.write(f"{outcome.integration}: FAILED: {outcome.error}\n")
+
+
+def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) -> None:
+    parts = [f"{o.integration} " + " ".join(f"{flow}: pulled {c.pulled} delivered {c.delivered}"
+                                             for flow, c in o.counts.items()) for o in outcomes]
+    stderr.write(f"[{elapsed:5.0f}s] " + "; ".join(parts) + "\n")
+    stderr.flush()
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    state_argument(parser)
+    parser.add_argument("--integration", metavar="NAME", help="only this integration")
+    parser.add_argument("--limit", type=int, default=10, help="entries listed per status (default: 10)")
+
+
+def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Counts by status, latest errors, and the skipped, quarantined and held orders with reasons."""
+    names = ledger_names(Path(args.state_dir), args.integration)
+    for name in names:
+        with DiskLedger(args.state_dir, name) as ledger:
+            counts = ledger.counts()
+            shown = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts.get(status))
+            stdout.write(f"{name}: {shown or 'no orders yet'}; watermark {ledger.watermark('orders') or '-'}\n")
+            for status in ("error", "quarantined", "held", "skipped", "sending", "cancel_too_late"):
+                for entry in ledger.latest(status, args.limit):
+                    why = entry.last_error if status in ("error", "sending") else entry.reason
+                    stdout.write(f"  {status:<12} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
+    return 0
+
+
+def ledger_names(state_dir: Path, only: str | None) -> list[str]:
+    """The integrations that have a ledger under `state_dir`."""
+    if not state_dir.is_dir():
+        raise ConfigError(f"no state directory {state_dir}: nothing has run yet")
+    names = sorted(path.name for path in state_dir.iterdir() if (path / "cache.db").exists())
+    if only is not None:
+        if only not in names:
+            raise ConfigError(f"no ledger for integration {only!r} in {state_dir}")
+        return [only]
+    return names
+
+
+def retry_arguments(parser: argparse.ArgumentParser) -> None:
+    project_arguments(parser)
+
+
+def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
+    project = load(args, stdout)
+    options = runner.Options(Path(args.state_dir), ["orders"])
+    failed = False
+    for integration in project.select(args.integration):
+        released, counts = asyncio.run(_retry(project, integration, options))
+        stdout.write(f"{integration.name}: released {released}; {counts.summary()}\n")
+        failed = failed or counts.failed > 0
+    return 1 if failed else 0
+
+
+async def _retry(project: runner.Project, integration, options: runner.Options):
+    async with runner.open_context(project, integration, options) as ctx:
+        flow = OrdersFlow(ctx)
+        released = flow.release(ctx.ledger.iter_status(*RETRYABLE))
+        await flow.recover()
+        return released, flow.counts
+
+
+def reset_arguments(parser: argparse.ArgumentParser) -> None:
+    state_argument(parser)
+    parser.add_argument("--integration", metavar="NAME", required=True)
+    parser.add_argument("--since", required=True, metavar="TIMESTAMP",
+                        help="move the orders watermark back to this ISO-8601 time; delivered orders still block duplicates")
+
+
+def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
+    [name] = ledger_names(Path(args.state_dir), args.integration)
+    with DiskLedger(args.state_dir, name) as ledger:
+        released = ledger.reset_since(args.since)
+    stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
+                 f"delivered orders still block duplicates\n")
+    return 0
+
+

@@ -1,0 +1,118 @@
+"""`syncengine demo`: the whole product end to end on a fresh machine.
+
+Starts the sample carts and the sample WMS as real HTTP servers on free 127.0.0.1 ports, points
+the sample integrations at them through the environment variables their `${env:..}` references
+name, runs them through the bundled connectors, prints what moved, and stops the servers.
+Without `--state-dir` the ledger is a fresh temporary directory; with the same `--state-dir` a
+second run delivers nothing new and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine import ROOT, runner
+from engine.commands import report
+from engine.ledger import DiskLedger
+
+CONNECTORS = ROOT / "connectors"
+INTEGRATIONS = ROOT / "samples" / "integrations"
+ORDERS_PER_CART = 40
+
+#: server kind -> (start options, {environment variable: server attribute or literal})
+SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "woocommerce": ({"orders": ORDERS_PER_CART, "seed": 1, "consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
+                    {"ACME_WOO_URL": "@url", "ACME_WOO_KEY": "ck_demo", "ACME_WOO_SECRET": "cs_demo"}),
+    "shopify": ({"orders": ORDERS_PER_CART, "seed": 2, "access_token": "shpat_demo"},
+                {"GLOBEX_SHOP_URL": "@url", "GLOBEX_SHOPIFY_TOKEN": "shpat_demo"}),
+    "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42"},
+                 {"ACME_WMS_URL": "@url", "ACME_WMS_CLIENT_ID": "demo-client", "ACME_WMS_CLIENT_SECRET": "demo-secret",
+                  "GLOBEX_WMS_URL": "@url", "GLOBEX_WMS_CLIENT_ID": "demo-client",
+                  "GLOBEX_WMS_CLIENT_SECRET": "demo-secret"}),
+}
+
+
+def demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR", help="keep the ledger here (default: a fresh temporary one)")
+
+
+def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Run the sample integrations against the sample servers and print what moved."""
+    from samples.servers import start   # the demo's servers ship with the project, not the engine
+
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(start(kind, **options)) for kind, (options, _) in SERVERS.items()}
+        stack.enter_context(_environment(servers))
+        state = Path(args.state_dir) if args.state_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for kind, server in servers.items():
+            stdout.write(f"started sample {kind} server at {server.url}\n")
+        project = runner.load_project([CONNECTORS, INTEGRATIONS])
+        options = runner.Options(state, ["orders"], emit=lambda line: print(line, file=stdout))
+        outcomes = asyncio.run(runner.run_project(project, list(project.integrations.values()), options))
+        stdout.write("\n")
+        report(outcomes, stdout)
+        _show_wms(servers["extensiv"], stdout)
+        _show_held(state, outcomes, stdout)
+        _closing(outcomes, args.state_dir, stdout)
+    return 1 if any(outcome.error for outcome in outcomes) else 0
+
+
+@contextlib.contextmanager
+def _environment(servers: dict[str, Any]) -> Iterator[None]:
+    values = {name: server.url if value == "@url" else value
+              for kind, server in servers.items() for name, value in SERVERS[kind][1].items()}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _show_wms(server: Any, stdout: TextIO) -> None:
+    orders = list(server.state.orders.values())
+    stdout.write(f"\nthe sample WMS now holds {len(orders)} order(s)")
+    stdout.write(":\n" if orders else "\n")
+    for order in orders[:5]:
+        items = order.get("orderItems") or []
+        ship = order.get("shipTo") or {}
+        stdout.write(f"  WMS order {order.get('readOnly', {}).get('orderId')}: ref {order.get('referenceNum')} "
+                     f"for {ship.get('name')} ({ship.get('city')}, {ship.get('country')}), "
+                     f"{len(items)} line(s), {order.get('routingInfo', {}).get('carrier')} "
+                     f"{order.get('routingInfo', {}).get('mode')}\n")
+    if len(orders) > 5:
+        stdout.write(f"  … and {len(orders) - 5} more\n")
+
+
+def _show_held(state: Path, outcomes: list[runner.Outcome], stdout: TextIO) -> None:
+    for outcome in outcomes:
+        with DiskLedger(state, outcome.integration) as ledger:
+            reasons: dict[str, int] = {}
+            for status in ("held", "skipped", "quarantined"):
+                for entry in ledger.iter_status(status):
+                    reason = f"{status}: {entry.reason}"
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        for reason, count in sorted(reasons.items()):
+            stdout.write(f"  {outcome.integration}: {count} {reason}\n")
+
+
+def _closing(outcomes: list[runner.Outcome], state_dir: str | None, stdout: TextIO) -> None:
+    delivered = sum(c.delivered for o in outcomes for c in o.counts.values())
+    if delivered == 0:
+        stdout.write("\nnothing new to deliver: every order was already delivered (the ledger remembers them)\n")
+    elif state_dir:
+        stdout.write(f"\nrun `syncengine demo --state-dir {state_dir}` again: it delivers 0 orders, "
+                     f"because the ledger in {state_dir} remembers these\n")
+    else:
+        stdout.write("\nthe ledger was temporary; pass --state-dir DIR to keep it between runs\n")

@@ -1,0 +1,66 @@
+"""What every flow gets: the integration's connectors, clients, ledger and output, and its counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from engine import http
+from engine.ledger import Ledger
+from engine.secrets import Redactor
+from engine.specs.settings import Integration, iso
+from engine.specs.model import Connector, Operation
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class FlowContext:
+    """One integration, ready to run: compiled connectors, resolved configs, open clients."""
+
+    integration: Integration
+    source: Connector
+    destination: Connector
+    source_config: Mapping[str, Any]
+    destination_config: Mapping[str, Any]
+    source_client: http.HttpClient
+    destination_client: http.HttpClient
+    ledger: Ledger | None                      # None only in a dry run with no state yet
+    redact: Redactor = field(default_factory=Redactor)
+    emit: Callable[[str], None] = print        # lines for the user (a dry run's requests)
+    dry_run: bool = False
+    now: Callable[[], datetime] = utcnow
+
+    def context(self, side: str, **values: Any) -> dict[str, Any]:
+        """A template context for one side ('source' or 'destination')."""
+        config = self.source_config if side == "source" else self.destination_config
+        return {"config": config, "now": iso(self.now()), **values}
+
+    def show(self, operation: Operation, request: http.Request) -> None:
+        """Print, redacted, a request a dry run would send."""
+        body = request.json if request.json is not http.NOTHING else request.form
+        line = f"would {request.method} {request.url} params={request.params or {}} body={body}"
+        self.emit(self.redact(f"[dry-run] {self.integration.name} {operation.name}: {line}"))
+
+
+@dataclass
+class Counts:
+    """What one flow run did; `summary()` is the one line the CLI prints."""
+
+    pulled: int = 0
+    new: int = 0
+    delivered: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    held: int = 0
+    failed: int = 0
+
+    def add(self, status: str, n: int = 1) -> None:
+        setattr(self, status, getattr(self, status) + n)
+
+    def summary(self) -> str:
+        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))

@@ -1,0 +1,319 @@
+"""The orders flow: cart `list_orders` -> filter -> key -> dedupe -> map -> validate -> rules
+-> WMS `create_order` -> ledger. Each order key is delivered exactly once, ever.
+
+The protocol that makes a crash at any instant lose nothing and duplicate nothing:
+
+1. A page's keys are claimed in one transaction (`claim_many`): new orders become `pending`
+   (with their raw record), rejected ones `skipped`/`quarantined`/`held` with the reason.
+2. Before a send, `pending -> sending` (compare-and-set, durable); then the request goes out.
+3. The answer moves it to `delivered` (+ destination id), or `error` when the WMS certainly did
+   not take it (a 4xx, a body that says so). An ambiguous outcome (timeout, 5xx after retries)
+   stays `sending`.
+4. Every run starts by reconciling `sending` keys through `find_order` (found -> delivered,
+   absent -> pending) and then delivering every `pending` key, so nothing claimed is forgotten.
+The watermark moves only after a read completed; the overlap re-read is absorbed by the claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from engine import http, records
+from engine.errors import ExtractError, HTTPError, StatusError, SyncEngineError, TemplateError
+from engine.flows import rules
+from engine.flows.base import Counts, FlowContext
+from engine.ledger import Entry
+from engine.specs.settings import iso, parse_time
+
+log = logging.getLogger("syncengine.orders")
+MAX_ATTEMPTS = 10
+
+
+class OrdersFlow:
+    """One run of the orders flow for one integration."""
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self.read = ctx.source.operations["list_orders"]
+        self.create = ctx.destination.operations["create_order"]
+        self.find = ctx.destination.operations.get("find_order")
+        self.counts = Counts()
+        self._watermark: str | None = None
+
+    async def run(self) -> Counts:
+        """Recover what a previous run left, then pull, dedupe and deliver new orders."""
+        if not self.ctx.dry_run:
+            await self.recover()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._fetch(queue))
+                tasks.create_task(self._consume(queue))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+        if self._watermark and not self.ctx.dry_run:
+            self.ctx.ledger.set_watermark("orders", self._watermark)
+        return self.counts
+
+    def since(self) -> str:
+        """Where this read starts: the watermark minus the overlap, never before start_date."""
+        start = self.ctx.integration.start_date
+        mark = self.ctx.ledger.watermark("orders") if self.ctx.ledger else None
+        if mark:
+            start = max(start, parse_time(mark) - timedelta(seconds=self.ctx.integration.overlap))
+        return iso(start)
+
+    async def _fetch(self, queue: asyncio.Queue) -> None:
+        request = self.read.request.render(self.ctx.context("source", since=self.since()))
+        try:
+            async for page in self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records):
+                await queue.put(page.records)
+        finally:
+            await queue.put(None)
+
+    async def _consume(self, queue: asyncio.Queue) -> None:
+        while (page := await queue.get()) is not None:
+            await self.deliver(self.intake(page))
+
+    # -- intake: from raw records to ledger claims ------------------------------------------
+
+    def intake(self, raws: list) -> list[tuple[str, dict]]:
+        """Assess a page of raw records, claim their keys, return the new deliverable orders."""
+        assessed = [self.assess(raw) for raw in raws]
+        self.counts.pulled += len(assessed)
+        if self.ctx.dry_run:
+            return self._dry_intake(assessed)
+        claimed = self.ctx.ledger.claim_many([(key, fields) for key, fields, _ in assessed])
+        ready = []
+        for (key, fields, order), new in zip(assessed, claimed):
+            if not new:
+                continue
+            self.counts.new += 1
+            if fields["status"] == "pending":
+                ready.append((key, order))
+            else:
+                self.counts.add(fields["status"])
+        return ready
+
+    def _dry_intake(self, assessed: list) -> list[tuple[str, dict]]:
+        ledger = self.ctx.ledger
+        fresh = [item for item in assessed if ledger is None or ledger.get(item[0]) is None]
+        self.counts.new += len(fresh)
+        for _, fields, _ in fresh:
+            if fields["status"] != "pending":
+                self.counts.add(fields["status"])
+        return [(key, order) for key, fields, order in fresh if fields["status"] == "pending"]
+
+    def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
+        """(key, ledger fields, order to deliver or None) for one raw record."""
+        key = self._key(raw)
+        mark = self._track_watermark(raw)
+        fields, order = self.judge(key, raw)
+        if mark:
+            fields["data"]["updated"] = mark
+        return key, fields, order
+
+    def judge(self, key: str, raw: Any) -> tuple[dict, dict | None]:
+        """Filter, map, validate and apply the integration's rules to one raw record."""
+        if self.read.filter is not None and not self.read.filter(raw):
+            return _fields("skipped", f"spec filter '{self.read.filter_source}'"), None
+        try:
+            order = self.read.map(raw) if self.read.map else dict(raw)
+        except ExtractError as exc:
+            return _fields("quarantined", f"mapping failed: {exc.message}", raw=raw), None
+        order["key"] = key
+        problems = records.validate("order", order)
+        if problems:
+            return _fields("quarantined", "invalid order: " + "; ".join(problems[:5]), raw=raw), None
+        verdict = rules.prepare(order, self.ctx.integration, self.ctx.now())
+        fields = _fields(verdict.status, verdict.reason, raw=raw,
+                         data={"order_id": order["order_id"], "order_number": order["order_number"]})
+        if verdict.hold_until:
+            fields["data"]["hold_until"] = verdict.hold_until
+        return fields, verdict.order
+
+    def _key(self, raw: Any) -> str:
+        try:
+            key = self.read.key(raw) if self.read.key else None
+        except ExtractError:
+            key = None
+        if key is None or key == "":
+            digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            return f"unkeyed:{digest}"
+        return str(key)
+
+    def _track_watermark(self, raw: Any) -> str | None:
+        if self.read.watermark is None:
+            return None
+        try:
+            mark = self.read.watermark(raw)
+        except ExtractError:
+            return None
+        if mark and (self._watermark is None or _later(str(mark), self._watermark)):
+            self._watermark = str(mark)
+        return str(mark) if mark else None
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def deliver(self, ready: list[tuple[str, dict]]) -> None:
+        """Send a batch of pending orders concurrently; record each outcome."""
+        if not ready:
+            return
+        if self.ctx.dry_run:
+            for key, order in ready:
+                self._show(order)
+            return
+        ledger = self.ctx.ledger
+        with ledger.batch():
+            mine = [(key, order) for key, order in ready if ledger.transition(key, "pending", "sending")]
+        outcomes = await asyncio.gather(*(self.send(order) for _, order in mine))
+        with ledger.batch():
+            for (key, _), (status, fields) in zip(mine, outcomes):
+                if status != "sending":
+                    ledger.set_status(key, status, **fields)
+                self.counts.add({"delivered": "delivered", "error": "failed", "sending": "failed"}[status])
+
+    def _show(self, order: dict) -> None:
+        try:
+            self.ctx.show(self.create, self.create.request.render(self.ctx.context("destination", order=order)))
+        except TemplateError as exc:
+            self.ctx.emit(self.ctx.redact(f"[dry-run] {self.ctx.integration.name}: cannot render create_order: {exc}"))
+
+    async def send(self, order: dict) -> tuple[str, dict]:
+        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order."""
+        try:
+            request = self.create.request.render(self.ctx.context("destination", order=order))
+            statuses = self.create.already_exists.statuses if self.create.already_exists else ()
+            answer = await self.ctx.destination_client.send(request, accept=statuses)
+        except TemplateError as exc:
+            return "error", {"last_error": f"create_order request: {exc.message}"}
+        except StatusError as exc:
+            if 400 <= exc.status < 500 and exc.status not in (408, 425, 429):
+                return "error", {"last_error": self.ctx.redact(str(exc))}
+            return "sending", {"last_error": self.ctx.redact(str(exc))}
+        except HTTPError as exc:
+            return "sending", {"last_error": self.ctx.redact(str(exc))}
+        return await self._outcome(order, answer)
+
+    async def _outcome(self, order: dict, answer: http.Answer) -> tuple[str, dict]:
+        exists = self.create.already_exists
+        if exists is not None and exists.matches(answer.status, answer.body):
+            found = exists.id(answer.body) if exists.id else await self.lookup(order)
+            return "delivered", {"destination_id": _text(found), "data": {"already_existed": True}}
+        if self.create.error_when is not None and self.create.error_when(answer.body):
+            return "error", {"last_error": self.ctx.redact(f"create_order answer says it failed: {answer.text[:300]}")}
+        if not answer.ok:
+            return "error", {"last_error": f"create_order answered {answer.status}: {self.ctx.redact(answer.text[:300])}"}
+        try:
+            remote = self.create.id(answer.body) if self.create.id else None
+        except ExtractError:
+            remote = None
+        return "delivered", {"destination_id": _text(remote)}
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def lookup(self, order: dict) -> str | None:
+        """The destination id of an order already at the WMS, or None when it is not there."""
+        if self.find is None:
+            raise HTTPError("the destination has no find_order operation to reconcile with")
+        request = self.find.request.render(self.ctx.context("destination", order=order))
+        answer = await self.ctx.destination_client.send(request, accept=(404,))
+        found = self.find.extract_records(answer.body) if answer.status != 404 else []
+        if not found:
+            return None
+        return _text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
+
+    async def recover(self) -> None:
+        """Reconcile `sending` keys, release passed hold windows, deliver leftover `pending` keys."""
+        ledger = self.ctx.ledger
+        for entry in list(ledger.iter_status("sending")):
+            await self._reconcile(entry)
+        self.release(ledger.iter_status("held"), only_hold_window=True)
+        for batch in _chunks(ledger.iter_status("pending"), 200):
+            await self.deliver(self._remap(batch))
+
+    async def _reconcile(self, entry: Entry) -> None:
+        order = self._order_of(entry)
+        try:
+            found = await self.lookup(order) if order else None
+        except (SyncEngineError, KeyError) as exc:
+            log.warning("%s: cannot reconcile %s yet: %s", self.ctx.integration.name, entry.key, self.ctx.redact(str(exc)))
+            return
+        if found:
+            self.ctx.ledger.transition(entry.key, "sending", "delivered", destination_id=found)
+        elif entry.attempts >= MAX_ATTEMPTS:
+            self.ctx.ledger.transition(entry.key, "sending", "error", last_error=f"gave up after {entry.attempts} attempts")
+        else:
+            self.ctx.ledger.transition(entry.key, "sending", "pending")
+
+    def release(self, entries: Iterable[Entry], *, only_hold_window: bool = False) -> int:
+        """Re-assess held/errored/quarantined entries from their raw record; pending when they pass."""
+        now = iso(self.ctx.now())
+        released = 0
+        for entry in list(entries):
+            until = entry.data.get("hold_until")
+            if only_hold_window and (not until or until > now):
+                continue
+            fields, order = self.judge(entry.key, entry.raw) if entry.raw is not None else (None, None)
+            if fields is None:
+                continue
+            status = fields.pop("status")
+            if self.ctx.ledger.transition(entry.key, entry.status, status, **fields):
+                released += status == "pending"
+        return released
+
+    def _remap(self, entries: list[Entry]) -> list[tuple[str, dict]]:
+        ready = []
+        for entry in entries:
+            if entry.raw is None:
+                continue
+            fields, order = self.judge(entry.key, entry.raw)
+            status = fields.pop("status")
+            if status == "pending":
+                ready.append((entry.key, order))
+            else:
+                self.ctx.ledger.transition(entry.key, "pending", status, **fields)
+        return ready
+
+    def _order_of(self, entry: Entry) -> dict | None:
+        """The order as it was sent, re-mapped from the raw record (None when it no longer maps)."""
+        if entry.raw is None:
+            return None
+        return self.judge(entry.key, entry.raw)[1]
+
+
+def _fields(status: str, reason: str | None = None, *, raw: Any = None, data: dict | None = None) -> dict:
+    fields: dict[str, Any] = {"status": status, "data": data or {}}
+    if reason:
+        fields["reason"] = reason
+    if raw is not None:
+        fields["raw"] = raw
+    return fields
+
+
+def _later(a: str, b: str) -> bool:
+    try:
+        return parse_time(a) > parse_time(b)
+    except ValueError:
+        return a > b
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _chunks(items: Iterable, size: int) -> Iterable[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
