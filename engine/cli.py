@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine import SCHEMAS, __version__
+from engine import SCHEMAS, __version__, commands, demo
 from engine.errors import SyncEngineError
 from engine.specs import Finding, lint_paths
 
@@ -97,6 +97,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("lint", "check connector and integration specs", _lint_arguments, lint_command),
     Command("schema", "print the JSON Schema of a spec kind", _schema_arguments,
             schema_command),
+    Command("run", "run the enabled flows of every integration once", commands.run_arguments,
+            commands.run_command),
+    Command("demo", "run the sample integrations against sample servers on 127.0.0.1",
+            demo.demo_arguments, demo.demo_command),
+    Command("status", "ledger counts, latest errors, skipped/quarantined/held orders",
+            commands.status_arguments, commands.status_command),
+    Command("retry", "re-process errored, quarantined and held orders (e.g. after a fix)",
+            commands.retry_arguments, commands.retry_command),
+    Command("reset", "re-pull orders since a time (delivered orders still block duplicates)",
+            commands.reset_arguments, commands.reset_command),
 )
 
 

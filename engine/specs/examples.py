@@ -95,8 +95,8 @@ def read_records(name: str, operation: Mapping, body: Any) -> list[Any]:
     keep = compile_predicate(operation["filter"]) if operation.get("filter") else None
     mapping = _mapping(json.dumps(operation["map"])) if "map" in operation else None
     key = compile_path(operation["key"]) if operation.get("key") else None
-    return [_one_record(name, mapping, key, record) for record in found
-            if not keep or keep(record)]
+    kept = [record for record in found if not keep or keep(record)]
+    return [_one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
 
 
 @functools.lru_cache(maxsize=512)
@@ -109,7 +109,8 @@ def _structure(source: str) -> Structure:
     return compile_structure(json.loads(source))
 
 
-def _one_record(name: str, mapping: Callable | None, key: Callable | None, record: Any) -> Any:
+def _one_record(name: str, mapping: Callable | None, key: Callable | None, record: Any,
+                index: int) -> Any:
     if mapping is None:
         return record
     mapped = mapping(record)
@@ -118,8 +119,8 @@ def _one_record(name: str, mapping: Callable | None, key: Callable | None, recor
     record_type = RECORD_TYPES.get(name)
     errors = validate(record_type, mapped) if record_type else []
     if errors:
-        raise CaseFailed(f"mapped record is not a valid {record_type}: " + "; ".join(errors[:5])
-                         + "\n" + pretty(mapped))
+        raise CaseFailed(f"mapped record {index} (key {mapped.get('key')!r}) is not a valid "
+                         f"{record_type}:\n" + "\n".join(errors[:10]))
     return mapped
 
 

@@ -18,7 +18,7 @@ from jmespath import exceptions as jmespath_errors
 from engine.errors import TemplateError
 from engine.extract import OPTIONS
 from engine.specs.findings import Problem, SpecPath, did_you_mean
-from engine.template import variables
+from engine.template import is_loop, variables
 
 FUNCTIONS = frozenset(OPTIONS.custom_functions.FUNCTION_TABLE)
 
@@ -121,22 +121,20 @@ def template_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
 
 
 def structure_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
-    """`template_rule` on every string leaf of a structure (params, headers, JSON bodies)."""
-    for path, leaf in leaves(value):
-        for problem in template_rule(leaf, allowed):
-            yield problem.at(path)
-
-
-def leaves(value: Any, path: SpecPath = ()) -> Iterator[tuple[SpecPath, Any]]:
-    """Every non-container value of a JSON-like structure, with its path."""
-    if isinstance(value, Mapping):
+    """`template_rule` on every string leaf of a structure (params, headers, JSON bodies);
+    inside a `{for_each, as, item}` loop, the loop variable is allowed too."""
+    if is_loop(value):
+        yield from descend(template_rule(value["for_each"], allowed), ("for_each",))
+        inner = allowed | {str(value.get("as", "item"))}
+        yield from descend(structure_rule(value.get("item"), inner), ("item",))
+    elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from leaves(item, path + (key,))
+            yield from descend(structure_rule(item, allowed), (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from leaves(item, path + (index,))
+            yield from descend(structure_rule(item, allowed), (index,))
     else:
-        yield path, value
+        yield from template_rule(value, allowed)
 
 
 def descend(problems: Iterable[Problem], path: SpecPath) -> Iterator[Problem]:

@@ -153,13 +153,21 @@ def parse(text: str, path: Path) -> Document:
 
 
 def _syntax_finding(exc: yaml.MarkedYAMLError, path: Path) -> Finding:
-    mark = exc.problem_mark or exc.context_mark
+    """The finding of a YAML syntax error, at the line a person would fix.
+
+    An unclosed flow collection (`{a: 1` or `[1, 2`) is only noticed where the parser gives up,
+    often lines later; it is reported where the collection began.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    mark = problem or context
+    hint = f"{exc.context} that began at line {context.line + 1}" if exc.context and context \
+        else None
+    if context and problem and "flow" in (exc.context or "") and context.line != problem.line:
+        mark = context
+        hint = f"unclosed {exc.context.split()[-1]}? the parser gave up at line {problem.line + 1}"
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    hint = None
-    if exc.context and exc.context_mark:
-        hint = f"{exc.context} that began at line {exc.context_mark.line + 1}"
-    message = f"invalid YAML: {exc.problem or exc.context}"
-    return Finding(str(path), line, column, "", message, hint=hint)
+    return Finding(str(path), line, column, "", f"invalid YAML: {exc.problem or exc.context}",
+                   hint=hint)
 
 
 def kind_of(data: Any) -> str:

@@ -64,8 +64,10 @@ def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]
     """An operation's request and its precondition's request are templates over its context."""
     if not isinstance(operation, Mapping):
         return
-    yield from descend(request_rule(operation.get("request"), allowed), ("request",))
     precondition = operation.get("precondition")
+    if isinstance(precondition, Mapping):
+        allowed = allowed | {"pre"}  # any write with a precondition sees its captures
+    yield from descend(request_rule(operation.get("request"), allowed), ("request",))
     if isinstance(precondition, Mapping):
         request = precondition.get("request")
         yield from descend(request_rule(request, allowed), ("precondition", "request"))

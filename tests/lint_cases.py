@@ -1,0 +1,232 @@
+"""The table of broken specs: each case is a small spec with ONE problem, the fragment of the
+message lint must give, and the line and path it must be reported at.
+
+Most cases are the clean `CART` (or `INTEGRATION`) with one line changed by `edit`, so every
+case reads as a diff against a spec that lints clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SpecCase:
+    id: str
+    message: str   # a fragment of the finding's message, expected or hint
+    line: int
+    path: str
+    yaml_text: str
+
+
+CART = """\
+name: shop
+kind: cart
+spec_version: 1
+config:
+  required: [site_url, api_key]
+  properties:
+    site_url: {type: string, format: uri}
+    api_key: {type: string, secret: true}
+http:
+  base_url: "{{ config.site_url }}/api"
+  auth: {type: bearer, token: "{{ config.api_key }}"}
+  retry: {attempts: 3, on_status: [429, 503], when: "error == 'throttled'"}
+operations:
+  list_orders:
+    request:
+      path: /orders
+      params: {updated_after: "{{ since }}", per_page: 50}
+    paginate:
+      type: page_number
+      param: page
+      stop: [{type: empty_page}, {type: has_more, path: meta.more}]
+    records: data
+    key: to_string(id)
+    watermark: updated
+    filter: "status == 'paid'"
+    map:
+      order_id: to_string(id)
+      order_number: to_string(number)
+      created_at: created
+      ship_to: {name: to.name, address1: to.street, city: to.city, country: to.country}
+      lines: {each: items, map: {sku: sku, quantity: qty}}
+  create_shipment:
+    request:
+      method: POST
+      path: "/orders/{{ order.order_id }}/shipments"
+      json: {tracking: "{{ package.tracking_number }}", count: "{{ shipment.packages | length }}"}
+    id: to_string(id)
+    already_exists: {status: [409], when: "code == 'dup'"}
+examples:
+  - name: one paid order
+    operation: list_orders
+    response:
+      body: {data: [{id: 7, number: 1007, status: paid, created: "2026-01-02T03:04:05Z",
+             to: {name: Ann, street: 1 Main St, city: Oslo, country: "NO"},
+             items: [{sku: A-1, qty: 2}]}]}
+    expect:
+      records:
+        - {key: "7", order_id: "7", order_number: "1007", created_at: "2026-01-02T03:04:05Z",
+           ship_to: {name: Ann, address1: 1 Main St, city: Oslo, country: "NO"},
+           lines: [{sku: A-1, quantity: 2}]}
+"""
+
+WMS = """\
+name: warehouse
+kind: wms
+spec_version: 1
+config:
+  required: [account]
+  properties:
+    account: {type: string}
+    password: {type: string, secret: true}
+http:
+  base_url: https://wms.test
+  auth: {type: basic, username: "{{ config.account }}", password: "{{ config.password }}"}
+operations:
+  create_order:
+    request: {method: POST, path: /orders, json: {ref: "{{ order.key }}"}}
+    id: orderId
+  find_order:
+    request: {path: /orders, params: {ref: "{{ order.key }}"}}
+    records: items
+    id: orderId
+"""
+
+INTEGRATION = """\
+name: shop-to-warehouse
+spec_version: 1
+source:
+  connector: shop
+  config: {site_url: "https://shop.test", api_key: "${env:SHOP_KEY}"}
+destination:
+  connector: warehouse
+  config: {account: acme, password: "${file:secrets/wms.txt}"}
+start_date: "2026-01-01T00:00:00Z"
+flows:
+  orders: {enabled: true, every: 5m}
+  shipments: {enabled: false}
+order_filters:
+  - {name: no-tests, when: "!contains(tags || `[]`, 'test')"}
+"""
+
+
+def edit(base: str, old: str, new: str) -> str:
+    """`base` with the one occurrence of `old` replaced by `new` (fails loudly if ambiguous)."""
+    assert base.count(old) == 1, f"{old!r} occurs {base.count(old)} times"
+    return base.replace(old, new)
+
+
+def cart(old: str, new: str) -> str:
+    return edit(CART, old, new)
+
+
+def integration(old: str, new: str) -> str:
+    return edit(INTEGRATION, old, new)
+
+
+OP = "operations.list_orders"
+
+INVALID_SPECS = [
+    # misspelt keys at several depths, each with the closest valid key
+    SpecCase("top-level-key", "did you mean 'operations'?", 13, "operatons",
+             cart("operations:", "operatons:")),
+    SpecCase("http-key", "did you mean 'base_url'?", 10, "http.baseurl",
+             cart('  base_url: "{{ config.site_url }}/api"', '  baseurl: "{{ config.site_url }}/api"')),
+    SpecCase("paginator-key", "did you mean 'param'?", 20, f"{OP}.paginate.parm",
+             cart("      param: page", "      parm: page")),
+    SpecCase("operation-key", "did you mean 'records'?", 22, f"{OP}.record",
+             cart("    records: data", "    record: data")),
+    SpecCase("request-key", "did you mean 'params'?", 17, f"{OP}.request.param",
+             cart("      params: {updated_after", "      param: {updated_after")),
+    SpecCase("retry-key", "did you mean 'attempts'?", 12, "http.retry.attempt",
+             cart("retry: {attempts: 3", "retry: {attempt: 3")),
+    SpecCase("example-key", "did you mean 'expect'?", 46, "examples[0].expected",
+             cart("    expect:\n      records:", "    expected:\n      records:")),
+    SpecCase("operation-name", "did you mean 'list_orders'?", 14, "operations.list_order",
+             cart("  list_orders:", "  list_order:")),
+    # bad enum values and types
+    SpecCase("kind-enum", "did you mean 'cart'?", 2, "kind", cart("kind: cart", "kind: crat")),
+    SpecCase("paginator-type", "did you mean 'page_number'?", 19, f"{OP}.paginate.type",
+             cart("type: page_number", "type: page_numbr")),
+    SpecCase("auth-type", "did you mean 'bearer'?", 11, "http.auth.type",
+             cart("auth: {type: bearer", "auth: {type: beerer")),
+    SpecCase("stop-type", "did you mean 'empty_page'?", 21, f"{OP}.paginate.stop[0].type",
+             cart("stop: [{type: empty_page}", "stop: [{type: empty_pages}")),
+    SpecCase("method-enum", "one of: 'GET', 'POST'", 34, "operations.create_shipment.request.method",
+             cart("      method: POST", "      method: SEND")),
+    SpecCase("wrong-type", "expected an integer, got a string", 12, "http.retry.attempts",
+             cart("attempts: 3", "attempts: three")),
+    SpecCase("spec-version", "expected 1, got 2", 3, "spec_version",
+             cart("spec_version: 1", "spec_version: 2")),
+    SpecCase("op-not-for-kind", "not allowed here", 14, "operations.create_order",
+             cart("  list_orders:", "  create_order:")),
+    # missing required keys
+    SpecCase("missing-records", "missing required key 'records'", 14, OP,
+             cart("    records: data\n", "")),
+    SpecCase("missing-has-more-path", "missing required key 'path'", 21, f"{OP}.paginate.stop[1]",
+             cart("{type: has_more, path: meta.more}", "{type: has_more}")),
+    # YAML itself
+    SpecCase("duplicate-key", "duplicate key 'key' (first defined at line 23)", 24, f"{OP}.key",
+             cart("    key: to_string(id)\n", "    key: to_string(id)\n    key: id\n")),
+    SpecCase("yaml-syntax", "invalid YAML", 17, "",
+             cart("per_page: 50}", "per_page: 50")),
+    SpecCase("yaml-indent", "invalid YAML", 23, "",
+             cart("    key: to_string(id)", "      key: to_string(id)")),
+    # templates
+    SpecCase("unclosed-template", "close every '{{' with '}}'", 35,
+             "operations.create_shipment.request.path",
+             cart('"/orders/{{ order.order_id }}/shipments"', '"/orders/{{ order.order_id /shipments"')),
+    SpecCase("unknown-variable", "did you mean 'order'?", 35,
+             "operations.create_shipment.request.path",
+             cart("{{ order.order_id }}", "{{ ordr.order_id }}")),
+    SpecCase("variable-out-of-context", "unknown template variable 'order'", 17,
+             f"{OP}.request.params.updated_after", cart("{{ since }}", "{{ order.since }}")),
+    SpecCase("block-template", "template syntax error", 12, "http.base_url",
+             cart('  base_url: "{{ config.site_url }}/api"',
+                  "  base_url: |-\n    {{ config.site_url }}\n    /api{% if %}")),
+    # JMESPath in each position that holds it
+    SpecCase("jmespath-records", "invalid JMESPath", 22, f"{OP}.records",
+             cart("records: data", "records: data[")),
+    SpecCase("jmespath-key", "did you mean 'to_string'?", 23, f"{OP}.key",
+             cart("key: to_string(id)", "key: to_strin(id)")),
+    SpecCase("jmespath-filter", "invalid JMESPath", 25, f"{OP}.filter",
+             cart("\"status == 'paid'\"", "\"status == \"")),
+    SpecCase("jmespath-map-leaf", "invalid JMESPath", 27, f"{OP}.map.order_id",
+             cart("order_id: to_string(id)", "order_id: to_string(id")),
+    SpecCase("jmespath-each", "invalid JMESPath", 31, f"{OP}.map.lines.each",
+             cart("{each: items,", "{each: 'items[',")),
+    SpecCase("jmespath-stop-path", "invalid JMESPath", 21, f"{OP}.paginate.stop[1].path",
+             cart("path: meta.more}", "path: meta..more}")),
+    SpecCase("jmespath-retry-when", "invalid JMESPath", 12, "http.retry.when",
+             cart("when: \"error == 'throttled'\"", "when: \"error = 'throttled'\"")),
+    SpecCase("jmespath-already-exists", "invalid JMESPath", 38,
+             "operations.create_shipment.already_exists.when",
+             cart("when: \"code == 'dup'\"", "when: \"code == {{ x }}\"")),
+    SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.id",
+             cart("    id: to_string(id)", "    id: to_string(id))")),
+    # golden examples
+    SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
+             cart('order_number: "1007"', 'order_number: "1008"')),
+    SpecCase("example-invalid-record", "is not a valid order", 40, "examples[0]",
+             cart("qty: 2}", "qty: 0}")),
+    # integrations
+    SpecCase("literal-secret", "secret 'api_key' is written literally", 5,
+             "source.config.api_key", integration('"${env:SHOP_KEY}"', "sk_live_123")),
+    SpecCase("bad-reference", "malformed secret reference", 5, "source.config.api_key",
+             integration('"${env:SHOP_KEY}"', '"${env:SHOP KEY}"')),
+    SpecCase("unknown-connector", "unknown connector 'shopp'", 4, "source.connector",
+             integration("connector: shop\n", "connector: shopp\n")),
+    SpecCase("missing-config", "missing config key 'account'", 8, "destination.config",
+             integration("{account: acme, ", "{")),
+    SpecCase("config-type", "42 is not of type 'string'", 5, "source.config.site_url",
+             integration('"https://shop.test"', '42')),
+    SpecCase("flow-missing-operation", "needs operation 'list_shipments'", 12,
+             "flows.shipments.enabled",
+             integration("shipments: {enabled: false}", "shipments: {enabled: true}")),
+    SpecCase("integration-key", "did you mean 'start_date'?", 9, "startdate",
+             integration("start_date:", "startdate:")),
+    SpecCase("order-filter", "invalid JMESPath", 14, "order_filters[0].when",
+             integration("'test')\"}", "'test'\"}")),
+]
