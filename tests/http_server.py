@@ -78,7 +78,8 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._server = _Server((host, 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -129,6 +130,7 @@ class LoopbackServer:
 def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True     # headers and body go out as separate writes
         timeout = 5
 
         def handle_one_request_body(self) -> None:

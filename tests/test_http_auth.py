@@ -111,7 +111,8 @@ def test_client_credentials_in_body():
     """client_auth: body puts client_id and client_secret in the form, not in a header."""
     server = TokenServer([{"access_token": "tok-1"}])
     call(build_auth({"type": "oauth2_client_credentials", "token_url": TOKEN_URL,
-                     "client_id": "cid", "client_secret": "csecret", "client_auth": "body"}), server)
+                     "client_id": "cid", "client_secret": "csecret", "client_auth": "body"}),
+         server)
     assert "authorization" not in server.token_requests[0].headers
     assert server.form(0) == {"grant_type": "client_credentials", "client_id": "cid",
                               "client_secret": "csecret"}

@@ -68,7 +68,8 @@ def test_params_headers_and_json_body():
     answer = send(app, Request("POST", "/orders", params={"a": 1}, headers={"X-Req": "r"},
                                json={"ref": "A-1"}), headers={"X-Client": "c"})
     sent = app.requests[0]
-    assert (sent.method, sent.url.path, dict(sent.url.params)) == ("POST", "/api/orders", {"a": "1"})
+    assert (sent.method, sent.url.path) == ("POST", "/api/orders")
+    assert dict(sent.url.params) == {"a": "1"}
     assert sent.headers["x-req"] == "r" and sent.headers["x-client"] == "c"
     assert json.loads(sent.content) == {"ref": "A-1"}
     assert (answer.status, answer.body, answer.url) == (200, {"id": 7}, BASE + "/orders?a=1")

@@ -158,7 +158,8 @@ REPEAT_CASES = [
     ({"type": "cursor", "param": "cursor", "path": "next_cursor"},
      {"items": [{"id": 1}], "next_cursor": "abc"}, "repeated 'abc'"),
     ({"type": "next_url", "path": "next"},
-     {"items": [{"id": 1}], "next": "/api/orders?page=2"}, "repeated 'https://shop.test/api/orders?page=2'"),
+     {"items": [{"id": 1}], "next": "/api/orders?page=2"},
+     "repeated 'https://shop.test/api/orders?page=2'"),
     ({"type": "offset", "limit": 10, "stop": [{"type": "total_records", "path": "total"}]},
      {"items": [], "total": 5}, "repeated 0"),
 ]
@@ -172,7 +173,7 @@ def test_repeated_reference_is_a_paging_error(paginate, body, message):
 
 
 def test_page_number_fetches_ahead_in_order():
-    """With concurrency, once the total is known the rest is fetched in parallel, yielded in order."""
+    """With concurrency, once the total is known the rest is fetched in parallel, in order."""
     state = {"now": 0, "max": 0}
 
     async def slow(request: httpx.Request) -> httpx.Response:

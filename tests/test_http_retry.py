@@ -82,7 +82,7 @@ VERDICT_CASES = [  # answer, expected verdict
 
 @pytest.mark.parametrize("given,expected", VERDICT_CASES)
 def test_policy_verdict_on_answers(given, expected):
-    """Configured statuses and the body predicate retry; Retry-After gives the wait unless too long."""
+    """Listed statuses and the body predicate retry; Retry-After sets the wait unless too long."""
     policy = build_retry({"on_status": [429, 503],
                           "when": "errors[?extensions.code=='THROTTLED'] | length(@) > `0`"},
                          compile_path)

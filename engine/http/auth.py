@@ -67,8 +67,10 @@ class OAuth2ClientCredentials(httpx.Auth):
     Token request (to `token_url`, which may be on another host; it carries only client
     credentials)::
 
-        POST /oauth/token   Authorization: Basic base64(client_id:client_secret)   (client_auth: basic)
-        grant_type=client_credentials&scope=a b&<extra_fields>   (+ client_id/client_secret for body)
+        POST /oauth/token
+        Authorization: Basic base64(client_id:client_secret)        (client_auth: basic)
+        grant_type=client_credentials&scope=a b&<extra_fields>      (+ client_id, client_secret
+                                                                      in the form for body)
         -> {"access_token": "...", "expires_in": 3600}
 
     Every other request gets `Authorization: Bearer <token>`; a 401 fetches a new token once.
@@ -133,7 +135,8 @@ class OAuth2ClientCredentials(httpx.Auth):
                               status=response.status_code, body=response.text[:200])
         expires_in = self.expires_in_path(body)
         self.token = str(token)
-        self.expires_at = self.clock() + float(expires_in) - self.margin if expires_in else float("inf")
+        lifetime = float(expires_in) - self.margin if expires_in else float("inf")
+        self.expires_at = self.clock() + lifetime
         self._rotate(body)
 
     def _rotate(self, body: Any) -> None:
@@ -202,7 +205,8 @@ _PATHS = ("token_path", "expires_in_path")
 
 
 def build_auth(spec: Mapping[str, Any] | None,
-               compile_path: Callable[[str], Callable[[Any], Any]] | None = None) -> httpx.Auth | None:
+               compile_path: Callable[[str], Callable[[Any], Any]] | None = None
+               ) -> httpx.Auth | None:
     """The auth object for the `http.auth` dict (templates already rendered), None for `none`.
 
     The rest of the dict becomes constructor arguments (`in` is passed as `location`);

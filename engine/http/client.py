@@ -217,7 +217,8 @@ class HttpClient:
     def _check_repeat(self, seen: set, token: Any, request: Request) -> None:
         key = _hashable(token)
         if key in seen:
-            shown = self._redact().url(token) if isinstance(token, str) and "://" in token else token
+            is_url = isinstance(token, str) and "://" in token
+            shown = self._redact().url(token) if is_url else token
             raise PagingError(self._mask(
                 f"paging {self._where(request)} repeated {shown!r}; stopping to avoid a loop"))
         seen.add(key)

@@ -148,7 +148,8 @@ class OffsetPaginator(Paginator):
         self.offset = self.start
 
     def init_request(self, request: Request) -> Request:
-        return request.with_params({self.offset_param: self.offset, self.limit_param: self.page_size})
+        return request.with_params({self.offset_param: self.offset,
+                                    self.limit_param: self.page_size})
 
     def advance(self, answer: Answer, records: list) -> str | None:
         self.offset += len(records)
@@ -288,7 +289,8 @@ _REL = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^;,\s]+))', re.IGNORECASE)
 
 
 def parse_link_header(value: str) -> dict[str, str]:
-    """`{rel: url}` from an RFC 8288 Link header; a link may name several rels (`rel="next last"`)."""
+    """`{rel: url}` from an RFC 8288 Link header; one link may have several rels
+    (`rel="next last"`); the first link of a rel wins."""
     links: dict[str, str] = {}
     for match in _LINK.finditer(value):
         rel = _REL.search(match.group(2))

@@ -84,6 +84,10 @@ class RetryPolicy:
     backoff: Backoff = Backoff()
     max_retry_after: float = 300.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"retry.attempts must be >= 1, got {self.attempts}")
+
     def on_answer(self, answer: Answer) -> bool | float:
         """False: keep `answer`. True: retry after the backoff. A float: retry after that long."""
         retry = self._throttled(answer.body) if answer.ok else answer.status in self.on_status

@@ -80,7 +80,9 @@ class TotalPages(_Total):
         if total is None:
             return None
         progress.total_pages = total
-        return f"page {progress.pages} of {total} ({self.source()})" if progress.pages >= total else None
+        if progress.pages < total:
+            return None
+        return f"page {progress.pages} of {total} ({self.source()})"
 
     def page_limit(self, progress: Progress) -> int | None:
         return progress.total_pages
@@ -97,7 +99,8 @@ class TotalRecords(_Total):
 
 
 class HasMore(StopCondition):
-    """A boolean flag says there is no more (`{"has_more": false}`); `negate` for a last-page flag."""
+    """A flag says there is no more: `{"has_more": false}`; with `negate`, a last-page flag
+    such as `{"last": true}`."""
 
     def __init__(self, path: Callable[[Any], Any], negate: bool = False) -> None:
         self.path, self.negate = path, negate
