@@ -26,6 +26,7 @@ from engine.specs.findings import Finding, Problem, SpecPath, dotted
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_STR = "tag:yaml.org,2002:str"
 SPEC_SUFFIXES = (".yaml", ".yml")
 CONNECTOR_KINDS = ("cart", "wms")
 
@@ -97,6 +98,8 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self._item(item, path + (index,)) for index, item in enumerate(node.value)]
+        if node.tag == _STR:
+            return node.value  # the common case, without the constructor's bookkeeping
         return self.loader.construct_object(node, deep=True)
 
     def _item(self, node: yaml.Node, path: SpecPath) -> Any:

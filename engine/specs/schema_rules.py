@@ -24,7 +24,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from engine import SCHEMAS
 from engine.specs.expressions import jmespath_rule
-from engine.specs.fastschema import optimise, x_object_if, x_switch
+from engine.specs.fastschema import optimise, x_if, x_switch
 from engine.specs.findings import Problem, SpecPath, did_you_mean, one_of
 
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
@@ -43,7 +43,7 @@ def _x_jmespath(validator: Any, enabled: Any, instance: Any, schema: Mapping) ->
 
 
 LintValidator = validators.extend(
-    Draft202012Validator, {"x-jmespath": _x_jmespath, "x-switch": x_switch, "x-object-if": x_object_if})
+    Draft202012Validator, {"x-jmespath": _x_jmespath, "x-switch": x_switch, "x-if": x_if})
 
 
 @functools.cache
