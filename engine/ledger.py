@@ -5,7 +5,8 @@ One ledger namespace per integration holds three things:
 - **entries**, one per order key: status, destination id, attempts, last error, reason, the raw
   source record while it may still be needed, free-form ``data``, created/updated timestamps;
 - a **watermark** per stream name ("orders", "shipments", ...), which only moves forward;
-- a small **key/value area** per namespace for flows (last pushed inventory, cached lookup ids).
+- a small **key/value area** per namespace for flows (last pushed inventory, cached lookup ids);
+  ``kv_add`` is its atomic add-if-absent, the claim for things that are not orders (a package).
 
 ``Ledger`` is the interface (a Protocol, so a Redis or PostgreSQL store can replace the embedded
 one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe). Semantics:
@@ -102,6 +103,7 @@ class Ledger(Protocol):
     def set_watermark(self, stream: str, value: str, *, force: bool = False) -> bool: ...
     def kv_get(self, namespace: str, key: str, default: Any = None) -> Any: ...
     def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
+    def kv_add(self, namespace: str, key: str, value: Any) -> bool: ...
     def kv_delete(self, namespace: str, key: str) -> bool: ...
     def kv_items(self, namespace: str) -> Iterator[tuple[str, Any]]: ...
     def reset_since(
@@ -280,6 +282,13 @@ class DiskLedger:
         text = _dumps(value, key)
         with self._guard("kv_set", key):
             self._cache.set(_kkey(namespace, key), text, tag="kv:" + namespace)
+
+    def kv_add(self, namespace: str, key: str, value: Any) -> bool:
+        """Store ``value`` only if ``namespace``/``key`` is absent (one atomic ``Cache.add``);
+        True when this call stored it. The claim primitive for things that are not orders."""
+        text = _dumps(value, key)
+        with self._guard("kv_add", key):
+            return self._cache.add(_kkey(namespace, key), text, tag="kv:" + namespace)
 
     def kv_delete(self, namespace: str, key: str) -> bool:
         """Forget ``namespace``/``key`` (never touches entries); True if it existed."""

@@ -251,6 +251,26 @@ def test_kv_area_is_namespaced(ledger: DiskLedger) -> None:
     assert ledger.counts() == {} and ledger.get("SKU-2") is None
 
 
+def test_kv_add_stores_only_when_absent_even_across_threads(tmp_path: Path) -> None:
+    """kv_add is an atomic add-if-absent: of many threads adding one key, exactly one wins."""
+    wins: list[int] = []
+
+    def worker(n: int) -> None:
+        with DiskLedger(tmp_path, "acme") as mine:
+            if mine.kv_add("packages", "1001|1Z", {"by": n}):
+                wins.append(n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with DiskLedger(tmp_path, "acme") as ledger:
+        assert len(wins) == 1 and ledger.kv_get("packages", "1001|1Z") == {"by": wins[0]}
+        assert not ledger.kv_add("packages", "1001|1Z", {"by": -1})
+        assert ledger.kv_delete("packages", "1001|1Z") and ledger.kv_add("packages", "1001|1Z", 1)
+
+
 def test_reopening_keeps_everything(tmp_path: Path) -> None:
     """Entries, watermarks and kv values survive closing and reopening the directory."""
     with DiskLedger(tmp_path, "shop") as ledger:
