@@ -174,10 +174,25 @@ class OrdersFlow:
             mine = [(key, order) for key, order in ready if ledger.transition(key, "pending", "sending")]
         outcomes = await asyncio.gather(*(self.send(order) for _, order in mine))
         with ledger.batch():
-            for (key, _), (status, fields) in zip(mine, outcomes):
+            for (key, order), (status, fields) in zip(mine, outcomes):
+                if status == "delivered":
+                    fields = self._index(key, order, fields)
                 if status != "sending":
                     ledger.set_status(key, status, **fields)
                 self.counts.add({"delivered": "delivered", "error": "failed", "sending": "failed"}[status])
+
+    def _index(self, key: str, order: dict, fields: dict) -> dict:
+        """Index a delivered order by number and id, and keep what the later flows need of it.
+
+        Shipments match by `order_number` (or key), cancellations by `order_id` (or key); the
+        lines as the WMS got them (SKU map and kits applied) let shipments tell a partial shipment
+        from a complete one without asking the cart again.
+        """
+        self.ctx.ledger.kv_set("order_number", str(order["order_number"]), key)
+        self.ctx.ledger.kv_set("order_id", str(order["order_id"]), key)
+        kept = {"order_id": order["order_id"], "order_number": order["order_number"],
+                "lines": [[line["sku"], line["quantity"]] for line in order["lines"]]}
+        return {**fields, "data": {**(fields.get("data") or {}), **kept}}
 
     def _show(self, order: dict) -> None:
         try:
@@ -246,7 +261,8 @@ class OrdersFlow:
             log.warning("%s: cannot reconcile %s yet: %s", self.ctx.integration.name, entry.key, self.ctx.redact(str(exc)))
             return
         if found:
-            self.ctx.ledger.transition(entry.key, "sending", "delivered", destination_id=found)
+            self.ctx.ledger.transition(entry.key, "sending", "delivered",
+                                       **self._index(entry.key, order, {"destination_id": found}))
         elif entry.attempts >= MAX_ATTEMPTS:
             self.ctx.ledger.transition(entry.key, "sending", "error", last_error=f"gave up after {entry.attempts} attempts")
         else:
