@@ -73,6 +73,8 @@ class OrdersFlow:
         request = self.read.request.render(self.ctx.context("source", since=self.since()))
         try:
             async for page in self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records):
+                if self.read.error_when is not None and self.read.error_when(page.answer.body):
+                    raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
                 await queue.put(page.records)
         finally:
             await queue.put(None)
