@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -32,3 +33,20 @@ def http_foreign_server() -> Iterator[LoopbackServer]:
     """A loopback test server on 127.0.0.2: a different host than `http_server`."""
     with LoopbackServer("127.0.0.2") as server:
         yield server
+
+
+@pytest.fixture
+def flow_rigs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """`make(kind, orders=30, accept_duplicates=True)`: a cart + WMS rig with its integration
+    written and its secrets in the environment; everything is stopped after the test."""
+    from flow_support import open_rig
+
+    with contextlib.ExitStack() as stack:
+        def make(kind: str = "woocommerce", *, orders: int = 30, accept_duplicates: bool = True):
+            rig = stack.enter_context(open_rig(tmp_path, kind, orders=orders, accept_duplicates=accept_duplicates))
+            for name, value in rig.environ.items():
+                monkeypatch.setenv(name, value)
+            rig.write_integration()
+            return rig
+
+        yield make
