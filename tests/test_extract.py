@@ -67,3 +67,94 @@ def test_runtime_failure_is_extract_error():
 def test_predicate_truthiness(expr, holds):
     """Predicates follow JMESPath truthiness: false, null, '', [] and {} are false; 0 is true."""
     assert extract.compile_predicate(expr)(RECORD) is holds
+
+
+DOCUMENT = {
+    "id": 42, "zero": 0, "one": 1, "yes": True, "no": False, "none": None, "empty": "", "text": "abc",
+    "price": "19.90", "nums": [3, 1, 2], "mixed": [1, "a", None, [2, [3]], {"k": 1}],
+    "billing": {"email": "ana@example.com", "first": "Ana", "last": None, "tags": ["a", "b"]},
+    "items": [{"sku": "A-1", "qty": 2, "price": "1.50", "tags": ["x"]}, {"sku": "B-2", "qty": 1, "price": 3},
+              {"sku": None, "qty": 0, "tags": ["y", "z"]}],
+    "nested": [[1, 2], [3, [4, 5]], 6],
+    "obj": {"a": {"v": 1}, "b": {"v": 2}, "c": {"w": 3}},
+}
+
+#: expressions whose compiled evaluation must equal jmespath.search's, result or error
+EXPRESSIONS = [
+    "id", "billing.email", "billing.missing.deeper", "text.length", "items[0].sku", "items[-1].qty",
+    "items[7]", "billing[0]", "@", "@.id", "items[].sku", "items[*].qty", "billing.*", "obj.*.v",
+    "obj.*", "items[?qty > `1`].sku", "items[?sku].sku", "items[?qty == `0`]", "items[?!sku]",
+    "nested[]", "nested[][]", "mixed[]", "nums[1:]", "nums[::-1]", "nums[:2]", "text[1:]",
+    "items[].tags[]", "items[*].tags[0]", "`[1, 2]`", "'lit'", "`null`", "{a: id, b: billing.first}",
+    "[id, text]", "none.{a: id}", "none.[id]", "billing.last || billing.first", "empty || `0`",
+    "zero || `5`", "no || none", "id && text", "empty && id", "!zero", "!one", "!empty", "!yes",
+    "!none", "!`[]`", "id == `42`", "id != `42`", "one == yes", "zero == no", "one != yes",
+    "id > `41`", "text < 'b'", "text > `1`", "none < `1`", "nums | [0]", "items[].sku | [1]",
+    "to_string(id)", "to_string(text)", "to_string(nums)", "to_string(none)", "to_number(price)",
+    "to_number(id)", "to_number(text)", "to_number(yes)", "to_number('1e3')", "not_null(none, id)",
+    "not_null(none, none)", "not_null(none)", "join(', ', billing.tags)", "join('-', nums)",
+    "join(`1`, billing.tags)", "join(' ', [billing.first, billing.last])", "sum(nums)",
+    "sum(items[].qty)", "sum(billing.tags)", "sum(items[].to_number(price))", "map(&sku, items)",
+    "map(&qty, none)", "map(&{s: sku}, items)", "map(id, items)", "length(text)", "length(id)",
+    "sort_by(items, &qty)[].sku", "max_by(items, &qty).sku", "keys(obj)", "values(billing)",
+    "contains(billing.tags, 'a')", "starts_with(text, 'ab')", "type(id)", "merge(obj.a, obj.c)",
+    "abs(`-3`)", "to_array(id)", "reverse(nums)", "avg(nums)", "max(nums)", "min(billing.tags)",
+    "sort(nums)", "join_nonempty(' ', [billing.first, billing.last])", "to_iso8601('Mon, 05 Jan 2026 08:07:00 +0000')",
+    "to_int(price)", "split(text, 'b')", "upper(text)", "lower(none)", "unknown_fn(id)",
+    "to_string(id, text)", "&sku", "items[?contains(tags, 'x')].sku", "obj.a.v == obj.b.v",
+    "{\"x y\": billing.email, n: {m: nums[0]}}", "\"billing\".\"email\"", "items[0].[sku, qty]",
+]
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+def test_compiled_matches_interpreter(expression):
+    """The compiled form gives what jmespath's interpreter gives, value or error, for every node type."""
+    import jmespath
+
+    def outcome(evaluate):
+        try:
+            return "ok", evaluate()
+        except Exception as exc:  # noqa: BLE001 - comparing whatever is raised
+            return type(exc).__name__, str(exc)
+
+    compiled = extract.compile_ast(jmespath.compile(expression).parsed)
+    expected = outcome(lambda: jmespath.search(expression, DOCUMENT, options=extract.OPTIONS))
+    got = outcome(lambda: compiled(DOCUMENT))
+    if expression == "&sku":
+        assert type(got[1]).__name__ == type(expected[1]).__name__ == "_Expression"
+    else:
+        assert got == expected
+        assert type(got[1]) is type(expected[1])
+
+
+def _connector_maps():
+    import yaml
+
+    from engine import ROOT
+    for path in sorted((ROOT / "connectors").rglob("*.yaml")):
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for name, operation in (spec.get("operations") or {}).items():
+            if "map" in operation:
+                yield pytest.param(operation["map"], id=f"{spec['name']}.{name}")
+
+
+@pytest.mark.parametrize("spec", list(_connector_maps()))
+def test_connector_maps_match_interpreter(spec):
+    """Every shipped connector's map gives the interpreter's result on every example record."""
+    import json
+
+    import jmespath
+
+    from engine import ROOT
+    expression = extract.mapping_expression(spec)
+    mapping = extract.compile_mapping(spec)
+    for example in sorted((ROOT / "connectors" / "examples").glob("*.json")):
+        data = json.loads(example.read_text(encoding="utf-8"))
+        for record in (data if isinstance(data, list) else [data, *data.values()] if isinstance(data, dict) else []):
+            try:
+                expected = jmespath.search(expression, record, options=extract.OPTIONS)
+            except jmespath.exceptions.JMESPathError:
+                with pytest.raises(ExtractError):
+                    mapping(record)
+                continue
+            assert mapping(record) == expected
