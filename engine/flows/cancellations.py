@@ -1,0 +1,156 @@
+"""The cancellations flow: cart `list_cancellations` since the watermark -> canonical
+cancellation -> the order's ledger entry decides what happens:
+
+| the order is                          | then                                                    |
+|---------------------------------------|---------------------------------------------------------|
+| unknown (never pulled)                | claimed as `canceled`: the orders flow never sends it  |
+| `pending`, `held`, `error`, `quarantined` | `canceled`: never sent                              |
+| `sending` (outcome not known yet)     | parked; re-checked next run, after the orders flow reconciled it |
+| `delivered`                           | the WMS's `cancel_order` (its precondition, e.g. an ETag read, first) -> `canceled` |
+| `shipped`, `confirmed`                | `cancel_too_late`, with the reason shown in `syncengine status` |
+| `skipped`, `canceled`, `cancel_too_late` | nothing (not ours, or done already)                  |
+
+The order is found by the cancellation's key (the cart order key), then through the `order_id`
+index the orders flow writes at delivery. A WMS cancel that fails (refused, or no answer) leaves
+the order `delivered` with the error as its last error, and the cancellation is parked and tried
+again by later runs, up to MAX_ATTEMPTS; a refusal with a precondition is retried once at once
+with a fresh read (a stale ETag). Sending a cancel twice is harmless (the WMS refuses the second),
+so unlike packages no claim guards it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from engine.flows.base import FlowContext
+from engine.flows.writes import Judged, Reader, Tally, order_context, send, show
+from engine.ledger import Entry
+
+log = logging.getLogger("syncengine.cancellations")
+MAX_ATTEMPTS = 10
+PARKED = "cancellations_parked"
+NOT_SENT = ("pending", "held", "error", "quarantined")
+
+
+@dataclass
+class CancellationCounts(Tally):
+    """pulled: cancellations read; canceled: orders stopped before the WMS got them; sent:
+    canceled at the WMS; too_late: already shipped; skipped: not ours or done already."""
+
+    pulled: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    canceled: int = 0
+    sent: int = 0
+    too_late: int = 0
+    failed: int = 0
+
+
+class CancellationsFlow:
+    """One run of the cancellations flow for one integration."""
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self.reader = Reader(ctx, "source", ctx.source.operations["list_cancellations"], "cancellations")
+        self.cancel = ctx.destination.operations["cancel_order"]
+        self.counts = CancellationCounts()
+
+    async def run(self) -> CancellationCounts:
+        """Retry parked cancellations, then read and apply new ones."""
+        if not self.ctx.dry_run:
+            for key, item in list(self.ctx.ledger.kv_items(PARKED)):
+                self.ctx.ledger.kv_delete(PARKED, key)
+                await self.take(self.reader.judge(item["raw"]), attempts=item.get("attempts", 0))
+        async for page in self.reader.pages():
+            for judged in page:
+                self.counts.pulled += 1
+                await self.take(judged)
+        self.reader.commit()
+        return self.counts
+
+    async def take(self, judged: Judged, *, attempts: int = 0) -> None:
+        """Apply one cancellation to its order."""
+        if judged.skipped:
+            self.counts.skipped += 1
+            return
+        if judged.problem:
+            self.counts.quarantined += 1
+            log.warning("%s: cancellation %s: %s", self.ctx.integration.name, judged.key, judged.problem)
+            return self._park(judged, judged.problem, attempts)
+        cancellation = judged.record
+        entry = self.match(cancellation)
+        if self.ctx.dry_run:
+            return self._dry(entry, cancellation)
+        data = {"canceled_at": cancellation.get("canceled_at"), "cancel_reason": cancellation.get("reason")}
+        if entry is None:
+            claimed = self.ctx.ledger.claim(cancellation["key"], status="canceled",
+                                            data={**data, "order_id": cancellation["order_id"]})
+            self.counts.add("canceled" if claimed else "skipped")
+        elif entry.status in NOT_SENT:
+            moved = self.ctx.ledger.transition(entry.key, NOT_SENT, "canceled", data=data)
+            self.counts.add("canceled" if moved else "skipped")
+        elif entry.status == "sending":
+            self._park(judged, "its order is still being delivered", attempts)
+        elif entry.status == "delivered":
+            await self._cancel_at_wms(entry, judged, data, attempts)
+        elif entry.status in ("shipped", "confirmed"):
+            reason = f"canceled in the cart{_at(cancellation)} after the WMS shipped it"
+            moved = self.ctx.ledger.transition(entry.key, ("shipped", "confirmed"), "cancel_too_late",
+                                               reason=reason, data=data)
+            self.counts.add("too_late" if moved else "skipped")
+        else:
+            self.counts.skipped += 1
+
+    def match(self, cancellation: dict) -> Entry | None:
+        """The order a cancellation is for: by its key, then by the cart's order id."""
+        ledger = self.ctx.ledger
+        if ledger is None:
+            return None
+        entry = ledger.get(cancellation["key"])
+        if entry is None:
+            key = ledger.kv_get("order_id", str(cancellation["order_id"]))
+            entry = ledger.get(key) if key else ledger.get(str(cancellation["order_id"]))
+        return entry
+
+    async def _cancel_at_wms(self, entry: Entry, judged: Judged, data: dict, attempts: int) -> None:
+        context = self._context(entry, judged.record)
+        outcome = await send(self.ctx, "destination", self.cancel, context)
+        if outcome.status == "error" and self.cancel.precondition is not None:
+            outcome = await send(self.ctx, "destination", self.cancel, context)   # a fresh read, once
+        if outcome.ok:
+            moved = self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=None,
+                                               data={**data, "canceled_in_wms": True})
+            self.counts.add("sent" if moved else "skipped")
+            return
+        self.counts.failed += 1
+        error = f"cancel_order failed (attempt {attempts + 1}): {outcome.error}"
+        self.ctx.ledger.transition(entry.key, "delivered", "delivered", last_error=error)
+        self._park(judged, error, attempts + 1)
+
+    def _context(self, entry: Entry, cancellation: dict) -> dict:
+        return self.ctx.context("destination", order=order_context(entry), cancellation=cancellation)
+
+    def _park(self, judged: Judged, reason: str, attempts: int) -> None:
+        if self.ctx.dry_run:
+            return
+        if attempts >= MAX_ATTEMPTS:
+            log.warning("%s: gave up on cancellation %s: %s", self.ctx.integration.name, judged.key, reason)
+            return
+        self.ctx.ledger.kv_set(PARKED, judged.key, {"reason": reason, "raw": judged.raw, "attempts": attempts})
+
+    def _dry(self, entry: Entry | None, cancellation: dict) -> None:
+        status = entry.status if entry is not None else None
+        if status == "delivered":
+            self.counts.sent += 1
+            show(self.ctx, self.cancel, self._context(entry, cancellation))
+        elif status in ("shipped", "confirmed"):
+            self.counts.too_late += 1
+        elif status is None or status in NOT_SENT:
+            self.counts.canceled += 1
+        else:
+            self.counts.skipped += 1
+
+
+def _at(cancellation: dict) -> str:
+    return f" at {cancellation['canceled_at']}" if cancellation.get("canceled_at") else ""

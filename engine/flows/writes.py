@@ -1,0 +1,227 @@
+"""What the shipments, inventory and cancellations flows share: reading a stream of canonical
+records since a watermark, and sending one write operation (precondition, request, verdict).
+
+A write ends in one of three outcomes, the same three the orders flow uses:
+
+- `ok`: the other side took it (a 2xx that `error_when` does not reject, or `already_exists`);
+- `error`: it certainly did not (a template that cannot render, a 4xx, a precondition that
+  failed, a 2xx body that says so): safe to send again;
+- `unknown`: it may or may not have (a timeout, a 5xx after every retry): sending again may
+  duplicate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+from engine import http, records
+from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
+from engine.flows.base import FlowContext
+from engine.ledger import Entry
+from engine.specs.model import Operation
+from engine.specs.settings import iso, parse_time
+
+DEFINITE_4XX_EXCEPT = (408, 425, 429)
+
+
+class Tally:
+    """Counts of one flow run (subclasses are dataclasses of int fields); `summary()` is its line."""
+
+    failed: int
+    quarantined: int
+
+    def add(self, name: str, n: int = 1) -> None:
+        setattr(self, name, getattr(self, name) + n)
+
+    def summary(self) -> str:
+        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one write ended: `ok`, `error` or `unknown`, the remote id, what went wrong."""
+
+    status: str
+    id: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Judged:
+    """One raw record read: its key, and the canonical record or why there is none."""
+
+    key: str
+    record: dict | None = None
+    skipped: str | None = None          # the spec filter rejected it
+    problem: str | None = None          # mapping or validation failed (quarantine)
+    raw: Any = None
+
+
+@dataclass
+class Reader:
+    """Reads one `list_*` operation since its stream's watermark; moves the watermark after."""
+
+    ctx: FlowContext
+    side: str
+    operation: Operation
+    stream: str
+    _mark: str | None = field(default=None, init=False)
+
+    def since(self) -> str:
+        """The watermark minus the overlap, never before the integration's start_date."""
+        start = self.ctx.integration.start_date
+        mark = self.ctx.ledger.watermark(self.stream) if self.ctx.ledger else None
+        if mark:
+            start = max(start, parse_time(mark) - timedelta(seconds=self.ctx.integration.overlap))
+        return iso(start)
+
+    async def pages(self) -> AsyncIterator[list[Judged]]:
+        """Every page of the read, each record keyed, filtered, mapped and validated."""
+        op = self.operation
+        client = self.ctx.source_client if self.side == "source" else self.ctx.destination_client
+        request = op.request.render(self.ctx.context(self.side, since=self.since()))
+        async for page in client.pages(request, op.paginator(), op.extract_records):
+            yield [self.judge(raw) for raw in page.records]
+
+    def judge(self, raw: Any) -> Judged:
+        """Key, filter, map and validate one raw record."""
+        op = self.operation
+        key = _key(op, raw)
+        self._track(raw)
+        if op.filter is not None and not op.filter(raw):
+            return Judged(key, skipped=f"spec filter '{op.filter_source}'")
+        try:
+            record = op.map(raw) if op.map else dict(raw)
+        except ExtractError as exc:
+            return Judged(key, problem=f"mapping failed: {exc.message}", raw=raw)
+        record["key"] = key
+        problems = records.validate(op.record_type, record) if op.record_type else []
+        if problems:
+            return Judged(key, problem=f"invalid {op.record_type}: " + "; ".join(problems[:5]), raw=raw)
+        return Judged(key, record=record, raw=raw)
+
+    def commit(self) -> None:
+        """Move the stream's watermark to the latest record read (never in a dry run)."""
+        if self._mark and self.ctx.ledger is not None and not self.ctx.dry_run:
+            self.ctx.ledger.set_watermark(self.stream, self._mark)
+
+    def _track(self, raw: Any) -> None:
+        if self.operation.watermark is None:
+            return
+        try:
+            mark = self.operation.watermark(raw)
+        except ExtractError:
+            return
+        if mark and (self._mark is None or _later(str(mark), self._mark)):
+            self._mark = str(mark)
+
+
+async def send(ctx: FlowContext, side: str, operation: Operation, context: Mapping[str, Any]) -> Outcome:
+    """Run one write operation (its precondition first, when it has one). Never raises for it."""
+    client = ctx.source_client if side == "source" else ctx.destination_client
+    try:
+        pre = await precondition(ctx, client, operation, context)
+        request = operation.request.render({**context, "pre": pre})
+        statuses = operation.already_exists.statuses if operation.already_exists else ()
+        answer = await client.send(request, accept=statuses)
+    except TemplateError as exc:
+        return Outcome("error", error=f"{operation.name} request: {exc.message}")
+    except StatusError as exc:
+        definite = 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT
+        return Outcome("error" if definite else "unknown", error=ctx.redact(str(exc)))
+    except _PreconditionFailed as exc:
+        return Outcome("error", error=ctx.redact(str(exc)))
+    except HTTPError as exc:
+        return Outcome("unknown", error=ctx.redact(str(exc)))
+    return verdict(ctx, operation, answer)
+
+
+def verdict(ctx: FlowContext, operation: Operation, answer: http.Answer) -> Outcome:
+    """What a write's answer means: ok (with the remote id) or a definite error."""
+    exists = operation.already_exists
+    if exists is not None and exists.matches(answer.status, answer.body):
+        return Outcome("ok", id=_text(_safe(exists.id, answer.body)))
+    if operation.error_when is not None and operation.error_when(answer.body):
+        return Outcome("error", error=ctx.redact(f"{operation.name} answer says it failed: {answer.text[:300]}"))
+    if not answer.ok:
+        return Outcome("error", error=f"{operation.name} answered {answer.status}: {ctx.redact(answer.text[:300])}")
+    return Outcome("ok", id=_text(_safe(operation.id, answer.body)))
+
+
+class _PreconditionFailed(HTTPError):
+    """The read before a write failed: the write was never sent."""
+
+
+async def precondition(ctx: FlowContext, client: http.HttpClient, operation: Operation,
+                       context: Mapping[str, Any]) -> dict[str, Any]:
+    """Send the operation's precondition read and return its captures (`pre`)."""
+    if operation.precondition is None:
+        return {}
+    request = operation.precondition.render(context)
+    try:
+        answer = await client.send(request)
+    except StatusError as exc:
+        if 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT:
+            raise _PreconditionFailed(f"{operation.name} precondition: {exc}") from None
+        raise
+    try:
+        return {name: capture.take(answer) for name, capture in operation.captures.items()}
+    except ExtractError as exc:
+        raise _PreconditionFailed(f"{operation.name} precondition capture: {exc.message}") from None
+
+
+def show(ctx: FlowContext, operation: Operation, context: Mapping[str, Any]) -> None:
+    """Print, redacted, the write a dry run would send (captures shown as placeholders)."""
+    pre = {name: f"<pre.{name}>" for name in operation.captures}
+    try:
+        if operation.precondition is not None:
+            ctx.show(operation, operation.precondition.render(context))
+        ctx.show(operation, operation.request.render({**context, "pre": pre}))
+    except TemplateError as exc:
+        ctx.emit(ctx.redact(f"[dry-run] {ctx.integration.name}: cannot render {operation.name}: {exc}"))
+
+
+def order_context(entry: Entry) -> dict[str, Any]:
+    """The order as delivered, for templates: key, ids, number, lines (WMS SKUs)."""
+    data = entry.data
+    return {"key": entry.key, "order_id": data.get("order_id", entry.key), "order_number": data.get("order_number"),
+            "destination_id": entry.destination_id,
+            "lines": [{"sku": sku, "quantity": qty} for sku, qty in data.get("lines") or ()]}
+
+
+def _key(op: Operation, raw: Any) -> str:
+    try:
+        key = op.key(raw) if op.key else None
+    except ExtractError:
+        key = None
+    if key is None or key == "":
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return f"unkeyed:{digest}"
+    return str(key)
+
+
+def _safe(path: Any, body: Any) -> Any:
+    try:
+        return path(body) if path is not None else None
+    except ExtractError:
+        return None
+
+
+def _later(a: str, b: str) -> bool:
+    try:
+        return parse_time(a) > parse_time(b)
+    except ValueError:
+        return a > b
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
