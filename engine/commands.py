@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import runner
+from engine import runner, schedule
 from engine.errors import ConfigError, SpecError
 from engine.flows.orders import OrdersFlow
 from engine.ledger import STATUSES, DiskLedger
+from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
 
@@ -37,6 +39,9 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", action="append", choices=sorted(runner.FLOWS), help="only this flow (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="read and print the requests it would send (secrets redacted); write nothing")
+    parser.add_argument("--every", nargs="?", const="", metavar="DURATION",
+                        help="keep running until SIGINT/SIGTERM: each flow on its integration's `every` "
+                             "(orders 5m, shipments 15m, inventory 1h by default), or every DURATION (e.g. 1m)")
 
 
 def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
@@ -57,10 +62,29 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     """Run the enabled flows of every (or one) integration once."""
     project = load(args, stdout)
     options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout))
+    if args.every is not None:
+        return _run_every(project, args, options, stdout)
     outcomes = asyncio.run(runner.run_project(project, project.select(args.integration), options,
                                               progress=lambda o, t: _progress(o, t, stderr)))
     report(outcomes, stdout)
     return 1 if any(outcome.failed for outcome in outcomes) else 0
+
+
+def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO) -> int:
+    every = seconds(args.every) if args.every else None
+    if every is not None and every <= 0:
+        raise ConfigError("--every must be above zero")
+
+    def stamped(outcome: runner.Outcome) -> None:
+        stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] ")
+        report([outcome], stdout)
+        stdout.flush()
+
+    stdout.write(f"running every {args.every or 'flow on its own schedule'}; stop with Ctrl-C or SIGTERM\n")
+    stdout.flush()
+    schedule.run_every(project, project.select(args.integration), options, every=every, report=stamped)
+    stdout.write("stopped: every run finished or was cancelled safely; clients and ledgers closed\n")
+    return 0
 
 
 def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
@@ -73,7 +97,7 @@ def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
 
 
 def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) -> None:
-    parts = [f"{o.integration} " + " ".join(f"{flow}: pulled {c.pulled} delivered {c.delivered}"
+    parts = [f"{o.integration} " + " ".join(f"{flow}: pulled {c.pulled} delivered {getattr(c, 'delivered', '-')}"
                                              for flow, c in o.counts.items()) for o in outcomes]
     stderr.write(f"[{elapsed:5.0f}s] " + "; ".join(parts) + "\n")
     stderr.flush()
@@ -93,11 +117,29 @@ def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
             counts = ledger.counts()
             shown = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts.get(status))
             stdout.write(f"{name}: {shown or 'no orders yet'}; watermark {ledger.watermark('orders') or '-'}\n")
-            for status in ("error", "quarantined", "held", "skipped", "sending", "cancel_too_late"):
+            for status in ("error", "quarantined", "held", "skipped", "sending", "shipped", "cancel_too_late"):
                 for entry in ledger.latest(status, args.limit):
-                    why = entry.last_error if status in ("error", "sending") else entry.reason
-                    stdout.write(f"  {status:<12} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
+                    why = entry.last_error if status in ("error", "sending", "shipped") else entry.reason
+                    if status != "shipped" or why:
+                        stdout.write(f"  {status:<12} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
+            _status_notes(ledger, args.limit, stdout)
     return 0
+
+
+#: kv namespaces the other flows keep problems in -> how status introduces them
+NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventory failed",
+         "shipments_parked": "shipment parked", "cancellations_parked": "cancel parked"}
+
+
+def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
+    """SKUs the cart does not know, failed pushes, shipments and cancellations waiting."""
+    for namespace, title in NOTES.items():
+        for n, (key, value) in enumerate(ledger.kv_items(namespace)):
+            if n == limit:
+                stdout.write(f"  {title}: … more\n")
+                break
+            why = value.get("reason") if isinstance(value, dict) else value
+            stdout.write(f"  {title:<17} {key:<24} {why}\n")
 
 
 def ledger_names(state_dir: Path, only: str | None) -> list[str]:

@@ -19,7 +19,10 @@ from typing import Any
 from engine import secrets
 from engine.errors import ConfigError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
+from engine.flows.cancellations import CancellationsFlow
+from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
+from engine.flows.shipments import ShipmentsFlow
 from engine.ledger import DiskLedger
 from engine.specs.lint import load_clean
 from engine.specs.model import Connector
@@ -27,8 +30,10 @@ from engine.specs.settings import Integration
 
 log = logging.getLogger("syncengine.runner")
 
-#: flow name -> the class that runs it (the flows issue adds shipments, inventory, cancellations)
-FLOWS: dict[str, Callable[[FlowContext], Any]] = {"orders": OrdersFlow}
+#: flow name -> the class that runs it: `FLOWS[name](ctx)`, then `await flow.run()`
+FLOWS: dict[str, Callable[[FlowContext], Any]] = {
+    "orders": OrdersFlow, "shipments": ShipmentsFlow, "inventory": InventoryFlow, "cancellations": CancellationsFlow,
+}
 
 
 @dataclass
