@@ -24,7 +24,7 @@ from engine.ledger import DiskLedger
 
 CONNECTORS = ROOT / "connectors"
 INTEGRATIONS = ROOT / "samples" / "integrations"
-ORDERS_PER_CART = 40
+ORDERS_PER_CART = 30
 
 #: server kind -> (start options, {environment variable: server attribute or literal})
 SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {

@@ -94,4 +94,6 @@ def _map_ship_method(order: dict, integration: Integration) -> str | None:
     if policy == "default" and rule.get("default") is not None:
         order["ship_method"] = rule["default"]
         return None
+    if method is None:
+        return "order has no ship method and ship_method_map holds unmapped orders (set a default or map it)"
     return f"ship method {method!r} is not in ship_method_map"
