@@ -3,8 +3,8 @@
 The JSON Schemas live in `schemas/<type>.schema.json`; each is loaded and compiled once, on
 first use. `validate` is on the per-record hot path. jsonschema's `is_valid` costs ~0.5 ms for
 an order (a validator object per keyword per value, `$ref` lookups), so each schema is also
-compiled into one plain Python predicate (`fast_check`) for the keywords the canonical schemas
-use; a record it accepts is valid, anything else goes to jsonschema, which gives the messages
+compiled into one plain Python function (`fast_check`, generated source) for the keywords the
+canonical schemas use; a record it accepts is valid, anything else goes to jsonschema, which gives the messages
 (and the final word). A schema with a keyword the predicate does not know gets no predicate.
 """
 
@@ -52,7 +52,7 @@ def fast_check(record_type: str) -> Callable[[Any], bool] | None:
     schema = validator(record_type).schema
     try:
         return _Predicates(schema).compile(schema)
-    except _Unsupported:
+    except (_Unsupported, AttributeError, LookupError, TypeError, ValueError):
         return None
 
 
@@ -68,14 +68,14 @@ def _message(error: Any) -> str:
 Check = Callable[[Any], bool]
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description", "examples",
                           "default", "format", "deprecated", "readOnly", "writeOnly"})
-_TYPES: dict[str, Check] = {
-    "null": lambda v: v is None,
-    "boolean": lambda v: isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "number": lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool),
-    "integer": lambda v: not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer())),
+_TYPES = {
+    "null": "{0} is None",
+    "boolean": "isinstance({0}, bool)",
+    "string": "isinstance({0}, str)",
+    "array": "isinstance({0}, list)",
+    "object": "isinstance({0}, dict)",
+    "number": "(isinstance({0}, Number) and not isinstance({0}, bool))",
+    "integer": "(not isinstance({0}, bool) and (isinstance({0}, int) or (isinstance({0}, float) and {0}.is_integer())))",
 }
 
 
@@ -84,80 +84,109 @@ class _Unsupported(Exception):
 
 
 class _Predicates:
-    """Compiles a schema (and the local `$ref`s it reaches) into predicates."""
+    """Writes a schema as the body of one Python function `check(v) -> bool` that returns False
+    at the first keyword that fails; local `$ref`s are inlined (a recursive one is unsupported)."""
 
     def __init__(self, root: Mapping[str, Any]) -> None:
-        self.root, self.refs = root, {}
+        self.root, self.lines, self.constants, self.names, self.refs = root, [], {"Number": numbers.Number}, 0, []
 
-    def compile(self, schema: Any, top: bool = True) -> Check:
-        if schema is True or schema is False:
-            return lambda value: schema
-        if not isinstance(schema, Mapping) or (not top and "$id" in schema):
+    def compile(self, schema: Any) -> Check:
+        self.emit(schema, "v", 1, top=True)
+        source = "def check(v):\n" + "\n".join(self.lines) + "\n    return True\n"
+        namespace = dict(self.constants)
+        exec(compile(source, "<schema predicate>", "exec"), namespace)
+        return namespace["check"]
+
+    def emit(self, schema: Any, var: str, depth: int, top: bool = False) -> None:
+        if schema is True:
+            return
+        if schema is False or not isinstance(schema, Mapping) or (not top and "$id" in schema):
+            if schema is False:
+                return self.line(depth, "return False")
             raise _Unsupported(schema)
-        checks = [self._keyword(name, value, schema) for name, value in schema.items() if name not in _ANNOTATIONS]
-        if len(checks) == 1:
-            return checks[0]
-        return lambda value: all(check(value) for check in checks)
+        for name, value in schema.items():
+            if name not in _ANNOTATIONS:
+                method = getattr(self, "_" + name.lstrip("$"), None)
+                if method is None:
+                    raise _Unsupported(name)
+                method(value, schema, var, depth)
 
-    def _keyword(self, name: str, value: Any, schema: Mapping[str, Any]) -> Check:
-        method = getattr(self, "_" + name.lstrip("$"), None)
-        if method is None:
-            raise _Unsupported(name)
-        return method(value, schema)
+    def line(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
 
-    def _type(self, value: Any, schema: Mapping) -> Check:
+    def name(self, prefix: str) -> str:
+        self.names += 1
+        return f"{prefix}{self.names}"
+
+    def constant(self, value: Any) -> str:
+        name = self.name("c")
+        self.constants[name] = value
+        return name
+
+    def _type(self, value: Any, schema: Mapping, var: str, depth: int) -> None:
         names = [value] if isinstance(value, str) else list(value)
         if any(name not in _TYPES for name in names):
             raise _Unsupported(value)
-        tests = [_TYPES[name] for name in names]
-        return tests[0] if len(tests) == 1 else lambda v: any(test(v) for test in tests)
+        self.line(depth, f"if not ({' or '.join(_TYPES[n].format(var) for n in names)}): return False")
 
-    def _properties(self, value: Mapping[str, Any], schema: Mapping) -> Check:
-        checks = [(name, self.compile(sub, False)) for name, sub in value.items()]
-        return lambda v: not isinstance(v, dict) or all(check(v[name]) for name, check in checks if name in v)
+    def _properties(self, value: Mapping[str, Any], schema: Mapping, var: str, depth: int) -> None:
+        self.line(depth, f"if isinstance({var}, dict):")
+        self.line(depth + 1, "pass")
+        for key, sub in value.items():
+            item = self.name("x")
+            self.line(depth + 1, f"if {key!r} in {var}:")
+            self.line(depth + 2, f"{item} = {var}[{key!r}]")
+            self.emit(sub, item, depth + 2)
 
-    def _additionalProperties(self, value: Any, schema: Mapping) -> Check:
+    def _additionalProperties(self, value: Any, schema: Mapping, var: str, depth: int) -> None:
         if "patternProperties" in schema:
             raise _Unsupported("patternProperties")
-        known, check = frozenset(schema.get("properties") or ()), self.compile(value, False)
-        return lambda v: not isinstance(v, dict) or all(check(v[name]) for name in v if name not in known)
+        known, item = self.constant(frozenset(schema.get("properties") or ())), self.name("x")
+        self.line(depth, f"if isinstance({var}, dict):")
+        self.line(depth + 1, f"for {item}k in {var}:")
+        self.line(depth + 2, f"if {item}k not in {known}:")
+        self.line(depth + 3, f"{item} = {var}[{item}k]")
+        self.emit(value, item, depth + 3)
 
-    def _required(self, value: list, schema: Mapping) -> Check:
-        names = tuple(value)
-        return lambda v: not isinstance(v, dict) or all(name in v for name in names)
+    def _required(self, value: list, schema: Mapping, var: str, depth: int) -> None:
+        if value:
+            present = " and ".join(f"{name!r} in {var}" for name in value)
+            self.line(depth, f"if isinstance({var}, dict) and not ({present}): return False")
 
-    def _items(self, value: Any, schema: Mapping) -> Check:
+    def _items(self, value: Any, schema: Mapping, var: str, depth: int) -> None:
         if "prefixItems" in schema:
             raise _Unsupported("prefixItems")
-        check = self.compile(value, False)
-        return lambda v: not isinstance(v, list) or all(check(item) for item in v)
+        item = self.name("x")
+        self.line(depth, f"if isinstance({var}, list):")
+        self.line(depth + 1, f"for {item} in {var}:")
+        self.line(depth + 2, "pass")
+        self.emit(value, item, depth + 2)
 
-    def _minItems(self, value: int, schema: Mapping) -> Check:
-        return lambda v: not isinstance(v, list) or len(v) >= value
+    def _minItems(self, value: int, schema: Mapping, var: str, depth: int) -> None:
+        self.line(depth, f"if isinstance({var}, list) and len({var}) < {int(value)}: return False")
 
-    def _minLength(self, value: int, schema: Mapping) -> Check:
-        return lambda v: not isinstance(v, str) or len(v) >= value
+    def _minLength(self, value: int, schema: Mapping, var: str, depth: int) -> None:
+        self.line(depth, f"if isinstance({var}, str) and len({var}) < {int(value)}: return False")
 
-    def _pattern(self, value: str, schema: Mapping) -> Check:
-        search = re.compile(value).search
-        return lambda v: not isinstance(v, str) or search(v) is not None
+    def _pattern(self, value: str, schema: Mapping, var: str, depth: int) -> None:
+        search = self.constant(re.compile(value).search)
+        self.line(depth, f"if isinstance({var}, str) and {search}({var}) is None: return False")
 
-    def _minimum(self, value: Any, schema: Mapping) -> Check:
-        number = _TYPES["number"]
-        return lambda v: not number(v) or v >= value
+    def _minimum(self, value: Any, schema: Mapping, var: str, depth: int) -> None:
+        bound = self.constant(value)
+        self.line(depth, f"if {_TYPES['number'].format(var)} and {var} < {bound}: return False")
 
-    def _allOf(self, value: list, schema: Mapping) -> Check:
-        checks = [self.compile(sub, False) for sub in value]
-        return lambda v: all(check(v) for check in checks)
+    def _allOf(self, value: list, schema: Mapping, var: str, depth: int) -> None:
+        for sub in value:
+            self.emit(sub, var, depth)
 
-    def _ref(self, value: str, schema: Mapping) -> Check:
-        if not value.startswith("#/"):
+    def _ref(self, value: str, schema: Mapping, var: str, depth: int) -> None:
+        if not value.startswith("#/") or value in self.refs:
             raise _Unsupported(value)
-        if value not in self.refs:
-            self.refs[value] = None                    # a recursive reference finds it filled in
-            target: Any = self.root
-            for part in value[2:].split("/"):
-                part = part.replace("~1", "/").replace("~0", "~")
-                target = target[int(part)] if isinstance(target, list) else target.get(part)
-            self.refs[value] = self.compile(target, False)
-        return lambda v: self.refs[value](v)
+        target: Any = self.root
+        for part in value[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target[int(part)] if isinstance(target, list) else target.get(part)
+        self.refs.append(value)
+        self.emit(target, var, depth)
+        self.refs.pop()
