@@ -94,14 +94,67 @@ class FlowWms(ExtensivApp):
 
 
 class _NoDelayHandler(_Handler):
-    disable_nagle_algorithm = True     # answer headers and body leave at once (no 40 ms ACK wait)
+    """The sample servers' handler with TCP_NODELAY (headers and body leave at once instead of
+    waiting 40 ms for a delayed ACK), counting the connections being served."""
+
+    disable_nagle_algorithm = True
+
+    def handle(self) -> None:
+        counter = self.server.open_connections
+        counter.change(+1)
+        try:
+            super().handle()
+        except ConnectionError:
+            pass                # a client killed mid-answer: expected in the crash tests
+        finally:
+            counter.change(-1)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except ConnectionError:
+            self.server.connections.discard(self.connection)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.value, self._lock = 0, threading.Lock()
+
+    def change(self, by: int) -> None:
+        with self._lock:
+            self.value += by
 
 
 def serve(app: Any) -> Server:
-    """`app` on a free 127.0.0.1 port, with TCP_NODELAY so small answers are not delayed."""
+    """`app` on a free 127.0.0.1 port (see `_NoDelayHandler`)."""
     server = Server(app)
+    server._httpd.open_connections = _Counter()
     server._httpd.RequestHandlerClass = _NoDelayHandler
     return server
+
+
+def connections(server: Server) -> int:
+    """How many client connections `server` is serving right now."""
+    return server._httpd.open_connections.value
+
+
+class Gate:
+    """Holds the requests to `method path` that reach `server` from the `after`+1-th on, until opened."""
+
+    def __init__(self, server: Server, method: str, path: str, after: int = 0) -> None:
+        self.reached, self.opened = threading.Event(), threading.Event()
+        self._seen = 0
+        app, dispatch = server.app, server.app.dispatch
+
+        def held(request: Request) -> Answer:
+            if (request.method, request.path) == (method, path):
+                self._seen += 1
+                if self._seen > after and not self.opened.is_set():
+                    self.reached.set()
+                    self.opened.wait(20)
+            return dispatch(request)
+
+        app.dispatch = held
 
 
 @dataclass
@@ -127,6 +180,7 @@ class FlowRig:
     wms: Server
     connectors: Path = CONNECTORS
     environ: dict[str, str] = field(default_factory=dict)
+    gates: list[Gate] = field(default_factory=list)
 
     @property
     def integrations(self) -> Path:
@@ -148,6 +202,23 @@ class FlowRig:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
         return path
+
+    def hold(self, server: Server, method: str, path: str, after: int = 0) -> Gate:
+        """A Gate on `server`, opened at the latest when the rig closes."""
+        gate = Gate(server, method, path, after)
+        self.gates.append(gate)
+        return gate
+
+    def open_gates(self) -> None:
+        """Let every held request go (gates and the WMS's stalled answers)."""
+        for gate in self.gates:
+            gate.opened.set()
+        self.wms_app.release.set()
+
+    def quiet(self, timeout: float = 10.0) -> None:
+        """Wait until neither server has a connection open (a killed client's requests are done)."""
+        wait_for(lambda: connections(self.cart) == 0 and connections(self.wms) == 0, timeout,
+                 "the servers to finish the requests in flight")
 
     def patch_connector(self, name: str, change: Callable[[dict], None]) -> Path:
         """Use a copy of the connectors in which `change` edited connector `name`."""
@@ -248,7 +319,7 @@ def open_rig(root: Path, kind: str, *, orders: int = 40, accept_duplicates: bool
         try:
             yield rig
         finally:
-            wms.app.release.set()
+            rig.open_gates()
 
 
 def secret_values(rig: FlowRig) -> list[str]:
