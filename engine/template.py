@@ -110,14 +110,31 @@ def compile_template(source: str) -> Template:
 
 
 class Structure:
-    """A JSON-like value whose string leaves are templates: `render(context) -> value`."""
+    """A JSON-like value whose string leaves are templates: `render(context) -> value`.
 
-    __slots__ = ("_render",)
+    Rendering is one pass: every leaf that is exactly one expression is evaluated by ONE Jinja
+    expression, `[(leaf1), (leaf2), ...]` (one per loop item for a `for_each` item), instead of
+    one Jinja call per leaf; the structure is then assembled from that list. Should anything
+    go wrong on that path (an undefined value, a failing filter), the structure is rendered
+    again leaf by leaf, so the error raised is exactly the one the leaf-by-leaf render gives.
+    """
+
+    __slots__ = ("_render", "_fast")
 
     def __init__(self, value: Any) -> None:
         self._render = _structure(value)
+        try:
+            scope = _Scope()
+            self._fast: Callable[[Mapping], Any] | None = scope.bind(_plan(value, scope))
+        except TemplateError:
+            self._fast = None
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(context)
+            except _Again:
+                pass
         return self._render(context)
 
 
@@ -157,6 +174,101 @@ def _loop(value: Mapping[str, Any]) -> Callable[[Mapping], Any]:
         return [render({**context, name: element}) for element in found]
 
     return each
+
+
+class _Again(Exception):
+    """The one-pass render met an error; render leaf by leaf to raise the exact one."""
+
+
+Build = Callable[[list, Mapping], Any]
+
+
+class _Scope:
+    """The single-expression leaves rendered together (the structure, or one loop item)."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+
+    def add(self, expression: str) -> int:
+        self.sources.append(expression)
+        return len(self.sources) - 1
+
+    def bind(self, build: Build) -> Callable[[Mapping], Any]:
+        """`render(context)`: evaluate every leaf in one Jinja call, then `build` the value."""
+        if not self.sources:
+            return lambda context: build([], context)
+        compiled = ENV.compile_expression("[" + ", ".join(f"({s})" for s in self.sources) + "]",
+                                          undefined_to_none=False)
+
+        def render(context: Mapping[str, Any]) -> Any:
+            try:
+                values = compiled(context)
+            except Exception:
+                raise _Again from None
+            return build(values, context)
+
+        return render
+
+
+def _plan(value: Any, scope: _Scope) -> Build:
+    if isinstance(value, str):
+        return _plan_leaf(value, scope)
+    if is_loop(value):
+        return _plan_loop(value, scope)
+    if isinstance(value, Mapping):
+        items = [(key, _plan(item, scope)) for key, item in value.items()]
+        return lambda values, context: {key: build(values, context) for key, build in items}
+    if isinstance(value, list):
+        builds = [_plan(item, scope) for item in value]
+        return lambda values, context: [build(values, context) for build in builds]
+    return lambda values, context: value
+
+
+def _plan_leaf(source: str, scope: _Scope) -> Build:
+    expression = _single_expression(source)
+    if expression is None:
+        evaluate = compile_template(source).evaluate
+
+        def text(values: list, context: Mapping[str, Any]) -> Any:
+            try:
+                return evaluate(context)
+            except TemplateError:
+                raise _Again from None
+
+        return text
+    compile_template(source)                       # a syntax error surfaces as it always did
+    index = scope.add(expression)
+
+    def leaf(values: list, context: Mapping[str, Any]) -> Any:
+        found = values[index]
+        if isinstance(found, jinja2.Undefined):
+            raise _Again
+        return found
+
+    return leaf
+
+
+def _plan_loop(value: Mapping[str, Any], scope: _Scope) -> Build:
+    items = _plan_leaf(str(value["for_each"]), scope)
+    name = str(value.get("as", "item"))
+    inner = _Scope()
+    render = inner.bind(_plan(value.get("item"), inner))
+
+    def each(values: list, context: Mapping[str, Any]) -> list:
+        found = items(values, context)
+        if found is None:
+            return []
+        if not isinstance(found, (list, tuple)):
+            raise _Again
+        return [render({**context, name: element}) for element in found]
+
+    return each
+
+
+def _single_expression(source: str) -> str | None:
+    """The expression of a leaf that is exactly `{{ expression }}`, else None."""
+    match = _SINGLE_EXPRESSION.match(source)
+    return match["expr"] if match and source == source.strip() else None
 
 
 def compile_structure(value: Any) -> Structure:

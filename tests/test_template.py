@@ -72,3 +72,32 @@ def test_for_each_over_a_non_list_is_an_error():
     """for_each over a value that is not a list is a TemplateError naming the expression."""
     with pytest.raises(TemplateError, match="expected a list"):
         template.compile_structure({"for_each": "{{ order.number }}", "item": 1}).render(CONTEXT)
+
+
+ONE_PASS_CASES = [
+    {"a": "{{ order.number }}", "b": "{{ order.total * 2 }}", "c": "x{{ order.number }}", "d": 3, "e": None},
+    {"lines": {"for_each": "{{ order.lines }}", "as": "line", "item": {"sku": "{{ line.sku }}", "n": "{{ order.number }}"}}},
+    {"lines": {"for_each": "{{ order.missing | default(none) }}", "item": "{{ item }}"}},
+    {"nested": [{"x": "{{ config.shop | upper }}"}, "{{ order.lines | length }}", "plain"]},
+    {"ok": "{{ order.number }}", "bad": "{{ order.nope }}"},
+    {"bad": "x {{ order.nope }} y", "ok": "{{ order.number }}"},
+    {"first": "{{ order.nope }}", "then": "{{ 1 / 0 }}"},
+    {"div": "{{ 1 / 0 }}", "undef": "{{ nope }}"},
+    {"lines": {"for_each": "{{ order.number }}", "item": "{{ item }}"}},
+    {"lines": {"for_each": "{{ order.lines }}", "as": "line", "item": {"sku": "{{ line.nope }}"}}},
+    {"sandbox": "{{ order.__class__ }}"},
+]
+
+
+@pytest.mark.parametrize("body", ONE_PASS_CASES)
+def test_one_pass_render_equals_leaf_by_leaf(body):
+    """Rendering a structure in one Jinja call gives the leaf-by-leaf value, or the same error."""
+    def outcome(render):
+        try:
+            return "ok", render(CONTEXT)
+        except TemplateError as exc:
+            return "error", str(exc)
+
+    structure = template.compile_structure(body)
+    assert structure._fast is not None
+    assert outcome(structure.render) == outcome(structure._render)
