@@ -12,7 +12,8 @@ run in their own process; each measurement runs in a fresh `spawn` child, so its
   POSTs at the same concurrency;
 - pull: pull + map + dedupe (the ledger claims; delivery is a no-op) vs the plain pull loop;
 - latency: `pull` with `--latency-ms` added to every answer;
-- memory: the engine's full flow at `--orders` and at ten times as many; peak RSS of both.
+- memory: the engine's pull flow (or `--memory-of full`) at `--orders` and at ten times as
+  many; peak RSS of both.
 """
 
 from __future__ import annotations
@@ -285,11 +286,11 @@ def compare(settings: Settings, repeat: int) -> None:
         print(f"  engine/plain {ratio:.2f}; target >= {TARGETS[settings.mode]}: {verdict}")
 
 
-def memory(settings: Settings) -> None:
-    small = Settings(settings.orders, "full", settings.page_size, settings.latency, settings.concurrency)
-    large = Settings(settings.orders * 10, "full", settings.page_size, settings.latency, settings.concurrency)
+def memory(settings: Settings, flow: str) -> None:
+    small = Settings(settings.orders, flow, settings.page_size, settings.latency, settings.concurrency)
+    large = Settings(settings.orders * 10, flow, settings.page_size, settings.latency, settings.concurrency)
     results = [best(measure_engine, s, 1) for s in (small, large)]
-    print(f"mode memory: the engine's full flow, {settings.page_size} a page")
+    print(f"mode memory: the engine's {flow} flow, {settings.page_size} a page")
     for result in results:
         report("engine", result)
     grew = results[1].peak_rss_mb - results[0].peak_rss_mb
@@ -306,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best counts")
+    parser.add_argument("--memory-of", choices=("pull", "full"), default="pull",
+                        help="memory mode: which flow to run at --orders and 10x (full is slow)")
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000 if args.mode == "latency" else 0.0
     settings = Settings(args.orders, args.mode, args.page_size, latency, args.concurrency)
     if args.mode == "memory":
-        memory(settings)
+        memory(settings, args.memory_of)
     else:
         compare(settings, args.repeat)
     return 0
