@@ -1,0 +1,167 @@
+"""Helpers for the shipments, inventory, cancellations, rules and schedule tests: a sample cart
+and the sample Extensiv WMS on 127.0.0.1, an integration written into tmp_path with every flow
+enabled and its secrets as `${env:..}` references, and the command line run in-process.
+
+    with rig(tmp_path, monkeypatch) as r:           # WooCommerce + Extensiv
+        r.write(split_shipments="wait_for_all")
+        r.cli("run", "--flow", "orders")
+        r.wms_app.ship(r.wms_id("1001"), packages=2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine import ROOT, cli
+from engine.http import reset_buckets, set_testing
+from engine.ledger import DiskLedger
+from samples.servers import Server, start
+
+CONNECTORS = ROOT / "connectors"
+NAME = "sync-shop"
+SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": "cs_sync_e52a"},
+           "shopify": {"SYNC_CART_TOKEN": "shpat_sync_9b14"}}
+WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
+SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Rig:
+    """A cart, the WMS and a project directory in tmp_path."""
+
+    root: Path
+    kind: str
+    cart: Server
+    wms: Server
+
+    @property
+    def cart_app(self) -> Any:
+        return self.cart.app
+
+    @property
+    def wms_app(self) -> Any:
+        return self.wms.app
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def write(self, **overrides: Any) -> Path:
+        """Write the integration (every flow enabled) with `overrides` on top; returns its path."""
+        data = integration(self.kind, self.cart.url, self.wms.url)
+        data.update(overrides)
+        path = self.root / "integrations" / f"{NAME}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return path
+
+    def args(self, command: str, *extra: str) -> list[str]:
+        if command == "status":
+            return [command, "--state-dir", str(self.state), *extra]
+        return [command, "--connectors", str(CONNECTORS), "--integrations", str(self.root / "integrations"),
+                "--state-dir", str(self.state), *extra]
+
+    def cli(self, command: str, *extra: str) -> Result:
+        """`syncengine <command>` in this process."""
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = cli.run(self.args(command, *extra), stdout, stderr)
+        result = Result(code, stdout.getvalue(), stderr.getvalue())
+        assert "Traceback" not in result.out + result.err and "internal error" not in result.err, result
+        return result
+
+    def ledger(self) -> DiskLedger:
+        return DiskLedger(self.state, NAME)
+
+    def wms_id(self, ref: str) -> int:
+        """The WMS order id of the (open, latest) order with referenceNum `ref`."""
+        with self.wms.state.lock:
+            found = [o for o in self.wms.state.created if o["referenceNum"] == ref]
+        assert found, f"the WMS has no order {ref}"
+        return found[-1]["readOnly"]["orderId"]
+
+    def wms_order(self, ref: str) -> dict:
+        return self.wms.state.orders[self.wms_id(ref)]
+
+    def ship_part(self, ref: str, shipped: dict[str, int], packages: int = 1) -> int:
+        """Ship part of an order the way a 3PL splits it: the original ships `shipped` (SKU ->
+        units) and a new open backorder with the same referenceNum keeps the rest; its id."""
+        state, oid = self.wms.state, self.wms_id(ref)
+        with state.lock:
+            order = state.orders[oid]
+            rest = [{"itemIdentifier": i["itemIdentifier"], "qty": i["qty"] - shipped.get(i["itemIdentifier"]["sku"], 0)}
+                    for i in order["orderItems"]]
+            order["orderItems"] = [i for i in order["orderItems"] if shipped.get(i["itemIdentifier"]["sku"])]
+            for item in order["orderItems"]:
+                item["qty"] = shipped[item["itemIdentifier"]["sku"]]
+            body = copy.deepcopy({**order, "orderItems": [i for i in rest if i["qty"] > 0]})
+            backorder = self.wms_app._new_order(body, order["readOnly"]["customerIdentifier"]["id"])
+        self.wms_app.ship(order["readOnly"]["orderId"], packages)
+        return backorder["readOnly"]["orderId"]
+
+    def trackings(self) -> dict[str, list[str]]:
+        """WooCommerce order id -> tracking numbers the cart holds."""
+        with self.cart.state.lock:
+            return {str(oid): [t["tracking_number"] for t in items] for oid, items in self.cart.state.trackings.items()}
+
+    def status(self) -> str:
+        return self.cli("status").out
+
+
+def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
+    """Every flow enabled, `kind` -> extensiv, secrets as ${env:..} references."""
+    source = {
+        "woocommerce": {"site_url": cart_url, "consumer_key": "${env:SYNC_CART_KEY}",
+                        "consumer_secret": "${env:SYNC_CART_SECRET}"},
+        "shopify": {"shop_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}",
+                    "location_id": "gid://shopify/Location/76543210"},
+    }[kind]
+    return {
+        "name": NAME, "spec_version": 1,
+        "source": {"connector": kind, "config": source},
+        "destination": {"connector": "extensiv", "config": {
+            "base_url": wms_url, "client_id": "${env:SYNC_WMS_ID}", "client_secret": "${env:SYNC_WMS_SECRET}",
+            "user_login_id": "42", "customer_id": 7, "facility_id": 1}},
+        "start_date": "2026-01-01T00:00:00Z",
+        "flows": {name: {"enabled": True} for name in ("orders", "shipments", "inventory", "cancellations")},
+        "sku_map": {"POSTER-A2": "POSTER-A2-TUBE"},
+        "ship_method_map": {"map": SHIP_METHODS, "on_unmapped": "default", "default": "USPS Priority"},
+        "carrier_map": {"FDX": "FedEx"},
+    }
+
+
+@contextlib.contextmanager
+def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6) -> Iterator[Rig]:
+    """A cart of `kind` holding `orders` orders and the WMS, both on 127.0.0.1, for the block."""
+    secrets = SECRETS[kind]
+    for name, value in {**secrets, **WMS_SECRETS}.items():
+        monkeypatch.setenv(name, value)
+    options: dict[str, Any] = {"orders": orders, "seed": 5}
+    if kind == "woocommerce":
+        options.update(consumer_key=secrets["SYNC_CART_KEY"], consumer_secret=secrets["SYNC_CART_SECRET"])
+    else:
+        options["access_token"] = secrets["SYNC_CART_TOKEN"]
+    set_testing(True)
+    reset_buckets()
+    try:
+        with start(kind, **options) as cart, start("extensiv", client_id=WMS_SECRETS["SYNC_WMS_ID"],
+                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"]) as wms:
+            yield Rig(root, kind, cart, wms)
+    finally:
+        set_testing(False)
+        reset_buckets()

@@ -1,0 +1,134 @@
+"""The shipments flow against the sample WooCommerce/Shopify carts and Extensiv WMS on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sync_rig import NAME, rig
+
+from engine.flows.shipments import PACKAGES
+
+
+def split_candidate(r) -> tuple[str, dict[str, int]]:
+    """An order of several units, and a first part of it: one unit of its first line."""
+    for ref in ("1001", "1002", "1003", "1004", "1005", "1006"):
+        items = r.wms_order(ref)["orderItems"]
+        if sum(item["qty"] for item in items) > 1:
+            return ref, {items[0]["itemIdentifier"]["sku"]: 1}
+    raise AssertionError("no order of several units")
+
+
+def delivered(r, **settings) -> None:
+    r.write(**settings)
+    assert r.cli("run", "--flow", "orders").code == 0
+
+
+def test_two_packages_reach_the_cart_once_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order shipped in two packages gets two tracking numbers in the cart, and a rerun adds none."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r)
+        r.wms_order("1002")["routingInfo"]["carrier"] = "FDX"
+        r.wms_app.ship(r.wms_id("1002"), packages=2)
+        first = r.cli("run", "--flow", "shipments")
+        assert first.code == 0 and "sent 2, confirmed 1" in first.out
+        again = r.cli("run", "--flow", "shipments")
+        assert "pulled 1" in again.out and "sent 0" in again.out
+        assert r.trackings() == {"1002": ["1Z999AA10010020001", "1Z999AA10010020002"]}
+        with r.cart.state.lock:
+            assert {t["tracking_provider"] for t in r.cart.state.trackings[1002]} == {"FedEx"}   # carrier_map
+        with r.ledger() as ledger:
+            assert ledger.get("1002").status == "confirmed" and ledger.get("1001").status == "delivered"
+            assert ledger.kv_get(PACKAGES, "1002|1Z999AA10010020001")["state"] == "confirmed"
+
+
+def test_partial_shipment_immediate_sends_each_part_as_it_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """split_shipments: immediate sends the first part's tracking at once and confirms the order after the rest."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r, split_shipments="immediate")
+        ref, part = split_candidate(r)
+        backorder = r.ship_part(ref, part)
+        out = r.cli("run", "--flow", "shipments").out
+        assert "sent 1, confirmed 0" in out and len(r.trackings()[ref]) == 1
+        with r.ledger() as ledger:
+            assert ledger.get(ref).status == "shipped"
+            assert "waiting for the rest" in ledger.get(ref).last_error
+        r.wms_app.ship(backorder)
+        out = r.cli("run", "--flow", "shipments").out
+        assert "sent 1, confirmed 1" in out and len(r.trackings()[ref]) == 2
+        with r.ledger() as ledger:
+            assert ledger.get(ref).status == "confirmed"
+
+
+def test_partial_shipment_wait_for_all_sends_nothing_until_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """split_shipments: wait_for_all holds a partial shipment back, then sends every package once the order is complete."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r, split_shipments="wait_for_all")
+        ref, part = split_candidate(r)
+        backorder = r.ship_part(ref, part)
+        out = r.cli("run", "--flow", "shipments").out
+        assert "waiting 1, sent 0" in out and ref not in r.trackings()
+        assert "wait_for_all" in r.status()
+        r.wms_app.ship(backorder, packages=2)
+        out = r.cli("run", "--flow", "shipments").out
+        assert "sent 3, confirmed 1" in out and len(r.trackings()[ref]) == 3
+
+
+def test_shipment_of_an_order_this_integration_did_not_deliver_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WMS shipment for an order from another channel is skipped, never sent to the cart."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r)
+        body = {**r.wms_order("1001"), "referenceNum": "PHONE-77"}
+        with r.wms.state.lock:
+            other = r.wms_app._new_order(body, 7)
+        r.wms_app.ship(other["readOnly"]["orderId"])
+        out = r.cli("run", "--flow", "shipments").out
+        assert "pulled 1, skipped 1" in out and r.trackings() == {}
+
+
+def test_failed_package_is_sent_again_but_an_interrupted_one_is_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package the cart refused is retried next run; one whose outcome is unknown stays unsent and shows in status."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r)
+        r.wms_app.ship(r.wms_id("1001"))
+        r.wms_app.ship(r.wms_id("1002"))
+        with r.ledger() as ledger:          # a crash long ago between claiming 1002's package and the answer
+            ledger.kv_add(PACKAGES, "1002|1Z999AA10010020001",
+                          {"state": "sending", "shipment": "1002", "attempts": 1, "at": "2026-01-01T00:00:00Z"})
+        r.cart.faults.add(path_prefix="/wp-json/wc-shipment-tracking/", status=400, times=1)
+        first = r.cli("run", "--flow", "shipments")
+        assert first.code == 1 and "sent 0" in first.out and "failed 1" in first.out
+        status = r.status()
+        assert "outcome unknown, not resent" in status and "failed 1x" in status
+        second = r.cli("run", "--flow", "shipments")
+        assert "sent 1, confirmed 1" in second.out
+        assert r.trackings() == {"1001": ["1Z999AA10010010001"]}
+        with r.ledger() as ledger:
+            assert ledger.get("1002").status == "shipped" and ledger.get("1001").status == "confirmed"
+
+
+def test_shopify_gets_one_fulfillment_per_shipment_with_every_tracking_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """per: shipment sends one fulfillmentCreate holding both packages, after the precondition read its fulfillment order."""
+    with rig(tmp_path, monkeypatch, kind="shopify") as r:
+        delivered(r)
+        r.wms_app.ship(r.wms_id("#1001"), packages=2)
+        out = r.cli("run", "--flow", "shipments").out
+        assert "sent 2, confirmed 1" in out
+        [fulfillment] = r.cart.state.fulfillments
+        assert [t["number"] for t in fulfillment["trackingInfo"]] == ["1Z999AA10010010001", "1Z999AA10010010002"]
+        assert fulfillment["orders"] == [r.cart.state.orders[0]["id"]]
+
+
+def test_dry_run_prints_the_tracking_it_would_send_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dry-run shows the create_shipment request per package and leaves the ledger and the cart untouched."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r)
+        r.wms_app.ship(r.wms_id("1001"), packages=2)
+        out = r.cli("run", "--flow", "shipments", "--dry-run").out
+        assert out.count("[dry-run] sync-shop create_shipment: would POST") == 2
+        assert r.trackings() == {}
+        with r.ledger() as ledger:
+            assert ledger.get("1001").status == "delivered" and ledger.watermark("shipments") is None
+            assert Counter(k for k, _ in ledger.kv_items(PACKAGES)) == Counter()
+        assert NAME in r.status()
