@@ -71,18 +71,32 @@ def test_429_waits_the_retry_after_seconds_then_succeeds(flow_rigs, side) -> Non
     assert_delivered_once(rig)
 
 
-@pytest.mark.parametrize("side", ["cart", "wms"])
-def test_a_burst_of_500_502_503_is_retried_until_success(flow_rigs, side) -> None:
-    """500, 502 and 503 in a row (cart or WMS) are retried with backoff and the run still delivers all."""
+def test_a_burst_of_500_502_503_from_the_cart_is_retried_until_success(flow_rigs) -> None:
+    """500, 502 and 503 in a row from the cart are retried with backoff and the run delivers every order."""
     rig = flow_rigs(orders=30)
-    server = rig.cart if side == "cart" else rig.wms
     for status in (500, 502, 503):
-        server.faults.add(**side_path(rig, side), status=status)
+        rig.cart.faults.add(path_prefix=LIST_PATHS["woocommerce"], status=status)
     result = rig.cli("run")
     assert result.code == 0, result.text
-    assert len(server.faults.fired) == 3
+    assert len(rig.cart.faults.fired) == 3
     assert [reason for reason, _ in recorded_waits() if reason == "backoff"] == ["backoff"] * 3
     assert_delivered_once(rig)
+
+
+def test_a_burst_of_500_502_503_on_creates_ends_with_every_order_delivered_once(flow_rigs) -> None:
+    """500, 502 and 503 answers to creates end (retried, or reconciled by the next run) with every order at the WMS once."""
+    rig = flow_rigs(orders=30)
+    for status in (500, 502, 503):
+        rig.wms.faults.add(path_prefix=WMS_ORDERS, method="POST", status=status)
+    runs = [rig.cli("run")]
+    if runs[0].code:                       # a create that may have been acted on is left to reconcile
+        runs.append(rig.cli("run"))
+    assert runs[-1].code == 0, runs[-1].text
+    assert len(rig.wms.faults.fired) == 3
+    assert ("backoff" in [reason for reason, _ in recorded_waits()])      # the 503 is retried at once
+    assert_delivered_once(rig)
+    with DiskLedger(rig.state, NAME) as ledger:
+        assert ledger.counts() == {"delivered": 30}
 
 
 def short_timeout(spec: dict) -> None:
@@ -102,14 +116,15 @@ def test_a_cart_answer_slower_than_the_timeout_is_retried(flow_rigs) -> None:
 
 
 def test_a_wms_create_slower_than_the_timeout_is_retried_without_a_duplicate(flow_rigs) -> None:
-    """A create that times out after the WMS took it is retried; the WMS's duplicate answer counts as delivered."""
+    """A create that times out after the WMS took it ends delivered once (duplicate answer or reconciliation)."""
     rig = flow_rigs(orders=30, accept_duplicates=False)     # Extensiv refuses a duplicate referenceNum
     rig.patch_connector("extensiv", short_timeout)
     rig.wms.faults.add(path_prefix=WMS_ORDERS, method="POST", delay=1.0)
     result = rig.cli("run")
     wait_for(lambda: rig.wms_app.in_flight == 0, what="the slow create to finish")
+    if result.code:                        # left `sending` for the next run to reconcile
+        result = rig.cli("run")
     assert result.code == 0, result.text
-    assert rig.creates() == 31
     assert_delivered_once(rig)
     with DiskLedger(rig.state, NAME) as ledger:
         assert ledger.counts() == {"delivered": 30}
