@@ -54,14 +54,62 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         for kind, server in servers.items():
             stdout.write(f"started sample {kind} server at {server.url}\n")
         project = runner.load_project([CONNECTORS, INTEGRATIONS])
-        options = runner.Options(state, ["orders"], emit=lambda line: print(line, file=stdout))
-        outcomes = asyncio.run(runner.run_project(project, list(project.integrations.values()), options))
-        stdout.write("\n")
-        report(outcomes, stdout)
+        outcomes = _run(project, state, ["orders"], stdout)
         _show_wms(servers["extensiv"], stdout)
         _show_held(state, outcomes, stdout)
+        shipped, canceled = _warehouse_and_shoppers_act(servers, stdout)
+        later = _run(project, state, ["shipments", "inventory", "cancellations"], stdout)
+        _show_back(servers, state, shipped, canceled, stdout)
         _closing(outcomes, args.state_dir, stdout)
-    return 1 if any(outcome.error for outcome in outcomes) else 0
+    return 1 if any(outcome.error for outcome in outcomes + later) else 0
+
+
+def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO) -> list[runner.Outcome]:
+    options = runner.Options(state, flows, emit=lambda line: print(line, file=stdout))
+    outcomes = asyncio.run(runner.run_project(project, list(project.integrations.values()), options))
+    stdout.write(f"\n== {', '.join(flows)} ==\n")
+    report(outcomes, stdout)
+    return outcomes
+
+
+def _warehouse_and_shoppers_act(servers: dict[str, Any], stdout: TextIO) -> tuple[list[int], list[str]]:
+    """Between runs: the WMS ships some orders (two packages each) and shoppers cancel two."""
+    wms = servers["extensiv"]
+    first: dict[int, list[int]] = {}
+    for order in wms.state.created:           # the two oldest orders of each merchant
+        first.setdefault(order["readOnly"]["customerIdentifier"]["id"], []).append(order["readOnly"]["orderId"])
+    shipped = [oid for ids in first.values() for oid in ids[:2]]
+    for oid in shipped:
+        wms.app.ship(oid, packages=2)
+    woo, shop = servers["woocommerce"].app, servers["shopify"].app
+    woo_first = woo.state.orders[0]["id"]         # shipped already: too late
+    shop_last = shop.state.orders[-1]["id"]        # at the WMS, not shipped: canceled there
+    woo.cancel(woo_first)
+    shop.cancel(shop_last)
+    stdout.write(f"\nmeanwhile: the WMS shipped {len(shipped)} order(s) in 2 packages each; shoppers cancelled "
+                 f"WooCommerce order {woo_first} and Shopify order {shop_last}\n")
+    return shipped, [str(woo_first), shop_last]
+
+
+def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], canceled: list[str], stdout: TextIO) -> None:
+    """What came back to the carts: tracking, stock levels, and what became of the cancellations."""
+    woo, shop = servers["woocommerce"].state, servers["shopify"].state
+    stdout.write("\ntracking now in the carts:\n")
+    for order_id, items in sorted(woo.trackings.items()):
+        numbers = ", ".join(f"{t['tracking_provider']} {t['tracking_number']}" for t in items)
+        stdout.write(f"  WooCommerce order {order_id}: {numbers}\n")
+    for fulfillment in shop.fulfillments:
+        numbers = ", ".join(f"{t['company']} {t['number']}" for t in fulfillment["trackingInfo"])
+        stdout.write(f"  Shopify {fulfillment['orders'][0]}: {numbers}\n")
+    levels = ", ".join(f"{p['sku']} {p['stock_quantity']}" for p in list(woo.products.values())[:4])
+    stdout.write(f"stock levels in WooCommerce (WMS available, buffer 2): {levels}, …\n")
+    for outcome_name in ("acme-woo-to-extensiv", "globex-shopify-to-extensiv"):
+        with DiskLedger(state, outcome_name) as ledger:
+            for key in canceled:
+                entry = ledger.get(key)
+                if entry is not None:
+                    why = f" ({entry.reason})" if entry.reason else ""
+                    stdout.write(f"cancellation of {key}: {entry.status}{why}\n")
 
 
 @contextlib.contextmanager
