@@ -20,6 +20,11 @@ def split_candidate(r) -> tuple[str, dict[str, int]]:
     raise AssertionError("no order of several units")
 
 
+def tracking(r, ref: str, n: int = 1) -> str:
+    """The tracking number the sample WMS gives package `n` of order `ref` (from its WMS id)."""
+    return f"1Z999AA1{r.wms_id(ref):06d}{n:04d}"
+
+
 def delivered(r, **settings) -> None:
     r.write(**settings)
     assert r.cli("run", "--flow", "orders").code == 0
@@ -35,12 +40,12 @@ def test_two_packages_reach_the_cart_once_each(tmp_path: Path, monkeypatch: pyte
         assert first.code == 0 and "sent 2, confirmed 1" in first.out
         again = r.cli("run", "--flow", "shipments")
         assert "pulled 1" in again.out and "sent 0" in again.out
-        assert r.trackings() == {"1002": ["1Z999AA10010020001", "1Z999AA10010020002"]}
+        assert r.trackings() == {"1002": [tracking(r, "1002", 1), tracking(r, "1002", 2)]}
         with r.cart.state.lock:
             assert {t["tracking_provider"] for t in r.cart.state.trackings[1002]} == {"FedEx"}   # carrier_map
         with r.ledger() as ledger:
             assert ledger.get("1002").status == "confirmed" and ledger.get("1001").status == "delivered"
-            assert ledger.kv_get(PACKAGES, "1002|1Z999AA10010020001")["state"] == "confirmed"
+            assert ledger.kv_get(PACKAGES, f"1002|{tracking(r, '1002')}")["state"] == "confirmed"
 
 
 def test_partial_shipment_immediate_sends_each_part_as_it_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +99,7 @@ def test_failed_package_is_sent_again_but_an_interrupted_one_is_not(tmp_path: Pa
         r.wms_app.ship(r.wms_id("1001"))
         r.wms_app.ship(r.wms_id("1002"))
         with r.ledger() as ledger:          # a crash long ago between claiming 1002's package and the answer
-            ledger.kv_add(PACKAGES, "1002|1Z999AA10010020001",
+            ledger.kv_add(PACKAGES, f"1002|{tracking(r, '1002')}",
                           {"state": "sending", "shipment": "1002", "attempts": 1, "at": "2026-01-01T00:00:00Z"})
         r.cart.faults.add(path_prefix="/wp-json/wc-shipment-tracking/", status=400, times=1)
         first = r.cli("run", "--flow", "shipments")
@@ -103,7 +108,7 @@ def test_failed_package_is_sent_again_but_an_interrupted_one_is_not(tmp_path: Pa
         assert "outcome unknown, not resent" in status and "failed 1x" in status
         second = r.cli("run", "--flow", "shipments")
         assert "sent 1, confirmed 1" in second.out
-        assert r.trackings() == {"1001": ["1Z999AA10010010001"]}
+        assert r.trackings() == {"1001": [tracking(r, "1001")]}
         with r.ledger() as ledger:
             assert ledger.get("1002").status == "shipped" and ledger.get("1001").status == "confirmed"
 
@@ -116,7 +121,7 @@ def test_shopify_gets_one_fulfillment_per_shipment_with_every_tracking_number(tm
         out = r.cli("run", "--flow", "shipments").out
         assert "sent 2, confirmed 1" in out
         [fulfillment] = r.cart.state.fulfillments
-        assert [t["number"] for t in fulfillment["trackingInfo"]] == ["1Z999AA10010010001", "1Z999AA10010010002"]
+        assert [t["number"] for t in fulfillment["trackingInfo"]] == [tracking(r, "#1001", 1), tracking(r, "#1001", 2)]
         assert fulfillment["orders"] == [r.cart.state.orders[0]["id"]]
 
 
