@@ -148,3 +148,42 @@ def test_testing_switch_records_waits_without_sleeping():
     assert recorded_waits() == [("backoff", 3600)]
     set_testing(True)
     assert recorded_waits() == []
+
+
+REPLAY_CASES = [  # what the server does on the first try, is it retried for a write that must not repeat?
+    ("read timeout", httpx.ReadTimeout("slow"), False),
+    ("500", 500, False),
+    ("502", 502, False),
+    ("504", 504, False),
+    ("connect error", httpx.ConnectError("refused"), True),
+    ("429", 429, True),
+    ("503", 503, True),
+]
+
+
+@pytest.mark.parametrize("name,first,retried", REPLAY_CASES, ids=[c[0] for c in REPLAY_CASES])
+def test_unsafe_write_retries_only_failures_the_server_did_not_act_on(name, first, retried):
+    """A replay-unsafe POST is retried after a refused connection, 429 or 503, never after a timeout or 500/502/504."""
+    from engine.errors import HTTPError
+    from engine.http import HttpClient, Request
+
+    calls = []
+
+    def app(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            if isinstance(first, Exception):
+                raise first
+            return httpx.Response(first)
+        return httpx.Response(201, json={"id": 1})
+
+    async def main():
+        policy = build_retry({"attempts": 3, "on_status": [429, 500, 502, 503, 504], "on_transport_error": True})
+        async with HttpClient("http://wms.test", retry=policy, transport=httpx.MockTransport(app)) as client:
+            try:
+                return (await client.send(Request("POST", "/orders", json={}), replay_safe=False)).status
+            except HTTPError:
+                return None
+
+    status = asyncio.run(main())
+    assert (status == 201, len(calls)) == ((True, 2) if retried else (False, 1))

@@ -130,9 +130,6 @@ def test_a_wms_create_slower_than_the_timeout_is_retried_without_a_duplicate(flo
         assert ledger.counts() == {"delivered": 30}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: the HTTP layer retries a timed-out create_order at once, without find_order; "
-    "a WMS that does not refuse a duplicate reference gets the order twice"))
 def test_a_timed_out_create_is_not_resent_before_it_is_reconciled(flow_rigs) -> None:
     """A create that timed out after the WMS took it is not sent again unreconciled, even to a WMS that accepts duplicates."""
     rig = flow_rigs(orders=30, accept_duplicates=True)

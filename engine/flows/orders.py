@@ -207,7 +207,7 @@ class OrdersFlow:
         try:
             request = self.create.request.render(self.ctx.context("destination", order=order))
             statuses = self.create.already_exists.statuses if self.create.already_exists else ()
-            answer = await self.ctx.destination_client.send(request, accept=statuses)
+            answer = await self.ctx.destination_client.send(request, accept=statuses, replay_safe=self.create.replay_safe)
         except TemplateError as exc:
             return "error", {"last_error": f"create_order request: {exc.message}"}
         except StatusError as exc:

@@ -132,7 +132,7 @@ async def send(ctx: FlowContext, side: str, operation: Operation, context: Mappi
         pre = await precondition(ctx, client, operation, context)
         request = operation.request.render({**context, "pre": pre})
         statuses = operation.already_exists.statuses if operation.already_exists else ()
-        answer = await client.send(request, accept=statuses)
+        answer = await client.send(request, accept=statuses, replay_safe=operation.replay_safe)
     except TemplateError as exc:
         return Outcome("error", error=f"{operation.name} request: {exc.message}")
     except StatusError as exc:

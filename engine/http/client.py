@@ -77,16 +77,21 @@ class HttpClient:
         """Close the connection pool."""
         await self._client.aclose()
 
-    async def send(self, request: Request, *, accept: Collection[int] = ()) -> Answer:
+    async def send(self, request: Request, *, accept: Collection[int] = (), replay_safe: bool = True) -> Answer:
         """The answer to `request`, after retries and same-host redirects.
 
         2xx and statuses in `accept` return an Answer (e.g. 409 "already exists", 404 on a
         find); anything else raises StatusError once retries are exhausted; transport
         failures raise TransportError; a foreign host raises ForeignHostError.
+
+        `replay_safe=False` (a write that must not happen twice) retries only failures after
+        which the server certainly did not act: a connection never made, 429, 503. A timeout
+        or 500/502/504 may have come after the server acted, so it is raised at once for the
+        caller to reconcile (find the record) before anything is sent again.
         """
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                answer = await self._retrying(request, accept)
+                answer = await self._retrying(request, accept, replay_safe)
                 if not 300 <= answer.status < 400 or answer.status in accept:
                     return answer
                 request = self._redirect(request, answer)
@@ -138,21 +143,22 @@ class HttpClient:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _retrying(self, request: Request, accept: Collection[int]) -> Answer:
+    async def _retrying(self, request: Request, accept: Collection[int], replay_safe: bool = True) -> Answer:
         """Try up to `retry.attempts` times; the answer to keep, or the error to raise."""
         policy = self.retry
         for attempt in range(1, policy.attempts + 1):
             try:
                 answer = await self._once(request)
             except httpx.HTTPError as exc:
-                if not policy.on_error(exc) or attempt == policy.attempts:
+                unsent = isinstance(exc, UNSENT_ERRORS)
+                if not policy.on_error(exc) or attempt == policy.attempts or not (replay_safe or unsent):
                     raise self._transport_error(request, exc, attempt) from exc
                 verdict: bool | float = True
             else:
                 verdict = False if answer.status in accept else policy.on_answer(answer)
                 if verdict is False:
                     return self._checked(request, answer, accept, attempt)
-                if attempt == policy.attempts:
+                if attempt == policy.attempts or not (replay_safe or answer.status in UNACTED_STATUSES):
                     raise self._status_error(request, answer, attempt)
             await self._wait(request, verdict, attempt)
         raise AssertionError("unreachable: attempts must be >= 1")
@@ -267,6 +273,12 @@ class HttpClient:
             params = [self._auth.name] if getattr(self._auth, "location", "") == "query" else []
             self._redactors = (secrets, Redactor(secrets, params))
         return self._redactors[1]
+
+
+#: Transport errors after which the request certainly never reached the server.
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Statuses by which a server says it did not act on the request.
+UNACTED_STATUSES = frozenset({429, 503})
 
 
 def _origin(url: httpx.URL) -> str:

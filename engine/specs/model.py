@@ -56,6 +56,16 @@ class RequestTemplate:
         return http.Request(**fields)
 
 
+def _replay_safe(name: str, data: Mapping[str, Any]) -> bool:
+    """Reads always are; a write is when it says `idempotent: true` or its method is not POST/PATCH."""
+    if name.startswith(("list_", "find_", "lookup_")):
+        return True
+    if "idempotent" in data:
+        return bool(data["idempotent"])
+    method = (data.get("request") or {}).get("method", "POST" if (data.get("request") or {}).get("graphql") else "GET")
+    return str(method).upper() not in ("POST", "PATCH")
+
+
 def _structure(value: Any) -> template.Structure | None:
     return None if value is None else template.compile_structure(value)
 
@@ -116,6 +126,7 @@ class Operation:
     error_when: Callable[[Any], bool] | None = None
     precondition: RequestTemplate | None = None
     captures: Mapping[str, Capture] = field(default_factory=dict)
+    replay_safe: bool = True        # may a failed send be retried blindly? (see `idempotent`)
 
     @classmethod
     def from_data(cls, name: str, data: Mapping[str, Any]) -> Operation:
@@ -138,6 +149,7 @@ class Operation:
             error_when=_predicate(data.get("error_when")),
             precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
             captures={key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (pre.get("capture") or {}).items()},
+            replay_safe=_replay_safe(name, data),
         )
 
     def paginator(self) -> http.Paginator:
