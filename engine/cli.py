@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine import SCHEMAS, __version__, commands, demo
+from engine import SCHEMAS, __version__, commands
 from engine.errors import SyncEngineError
 from engine.specs import Finding, lint_paths
 
@@ -92,6 +92,18 @@ def schema_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="keep the ledger here (default: a fresh temporary one)")
+
+
+def _demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """The demo lives with the sample servers it drives (samples/demo.py), not in the engine."""
+    from samples.demo import demo_command
+
+    return demo_command(args, stdout, stderr)
+
+
 #: The subcommands, in the order `--help` lists them. Add new ones here.
 COMMANDS: tuple[Command, ...] = (
     Command("lint", "check connector and integration specs", _lint_arguments, lint_command),
@@ -100,7 +112,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "run the enabled flows of every integration once", commands.run_arguments,
             commands.run_command),
     Command("demo", "run the sample integrations against sample servers on 127.0.0.1",
-            demo.demo_arguments, demo.demo_command),
+            _demo_arguments, _demo_command),
     Command("status", "ledger counts, latest errors, skipped/quarantined/held orders",
             commands.status_arguments, commands.status_command),
     Command("retry", "re-process errored, quarantined and held orders (e.g. after a fix)",

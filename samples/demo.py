@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from engine import ROOT, runner
 from engine.commands import report
 from engine.ledger import DiskLedger
+from samples.servers import start
 
 CONNECTORS = ROOT / "connectors"
 INTEGRATIONS = ROOT / "samples" / "integrations"
@@ -39,13 +40,8 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
 }
 
 
-def demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", metavar="DIR", help="keep the ledger here (default: a fresh temporary one)")
-
-
 def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the sample integrations against the sample servers and print what moved."""
-    from samples.servers import start   # the demo's servers ship with the project, not the engine
 
     with contextlib.ExitStack() as stack:
         servers = {kind: stack.enter_context(start(kind, **options)) for kind, (options, _) in SERVERS.items()}

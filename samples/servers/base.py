@@ -150,6 +150,7 @@ class App:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body go out separately; don't wait 40 ms between
     server: _HTTPServer
 
     def setup(self) -> None:
