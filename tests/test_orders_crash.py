@@ -12,7 +12,6 @@ on the server side (a gate) or by polling server state, never by sleeping and ho
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

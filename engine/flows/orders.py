@@ -24,9 +24,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from engine import http, records
-from engine.errors import ExtractError, HTTPError, StatusError, SyncEngineError, TemplateError
-from engine.flows import rules
+from engine import records
+from engine.errors import ExtractError, HTTPError, SyncEngineError, TemplateError
+from engine.flows import rules, writes
 from engine.flows.base import Counts, FlowContext
 from engine.ledger import Entry
 from engine.specs.settings import iso, parse_time
@@ -204,34 +204,18 @@ class OrdersFlow:
 
     async def send(self, order: dict) -> tuple[str, dict]:
         """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order."""
-        try:
-            request = self.create.request.render(self.ctx.context("destination", order=order))
-            statuses = self.create.already_exists.statuses if self.create.already_exists else ()
-            answer = await self.ctx.destination_client.send(request, accept=statuses, replay_safe=self.create.replay_safe)
-        except TemplateError as exc:
-            return "error", {"last_error": f"create_order request: {exc.message}"}
-        except StatusError as exc:
-            if 400 <= exc.status < 500 and exc.status not in (408, 425, 429):
-                return "error", {"last_error": self.ctx.redact(str(exc))}
-            return "sending", {"last_error": self.ctx.redact(str(exc))}
-        except HTTPError as exc:
-            return "sending", {"last_error": self.ctx.redact(str(exc))}
-        return await self._outcome(order, answer)
-
-    async def _outcome(self, order: dict, answer: http.Answer) -> tuple[str, dict]:
-        exists = self.create.already_exists
-        if exists is not None and exists.matches(answer.status, answer.body):
-            found = exists.id(answer.body) if exists.id else await self.lookup(order)
-            return "delivered", {"destination_id": _text(found), "data": {"already_existed": True}}
-        if self.create.error_when is not None and self.create.error_when(answer.body):
-            return "error", {"last_error": self.ctx.redact(f"create_order answer says it failed: {answer.text[:300]}")}
-        if not answer.ok:
-            return "error", {"last_error": f"create_order answered {answer.status}: {self.ctx.redact(answer.text[:300])}"}
-        try:
-            remote = self.create.id(answer.body) if self.create.id else None
-        except ExtractError:
-            remote = None
-        return "delivered", {"destination_id": _text(remote)}
+        outcome = await writes.send(self.ctx, "destination", self.create, self.ctx.context("destination", order=order))
+        if not outcome.ok:
+            return ("error" if outcome.status == "error" else "sending"), {"last_error": outcome.error}
+        if not outcome.existed:
+            return "delivered", {"destination_id": outcome.id}
+        found = outcome.id
+        if found is None:
+            try:
+                found = await self.lookup(order)
+            except SyncEngineError:
+                found = None
+        return "delivered", {"destination_id": found, "data": {"already_existed": True}}
 
     # -- recovery -------------------------------------------------------------------------
 

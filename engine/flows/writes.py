@@ -49,6 +49,7 @@ class Outcome:
     status: str
     id: str | None = None
     error: str | None = None
+    existed: bool = False        # the answer said "already there" (`already_exists`)
 
     @property
     def ok(self) -> bool:
@@ -149,7 +150,7 @@ def verdict(ctx: FlowContext, operation: Operation, answer: http.Answer) -> Outc
     """What a write's answer means: ok (with the remote id) or a definite error."""
     exists = operation.already_exists
     if exists is not None and exists.matches(answer.status, answer.body):
-        return Outcome("ok", id=_text(_safe(exists.id, answer.body)))
+        return Outcome("ok", id=_text(_safe(exists.id, answer.body)), existed=True)
     if operation.error_when is not None and operation.error_when(answer.body):
         return Outcome("error", error=ctx.redact(f"{operation.name} answer says it failed: {answer.text[:300]}"))
     if not answer.ok:
