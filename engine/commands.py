@@ -121,7 +121,9 @@ def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
                 for entry in ledger.latest(status, args.limit):
                     why = entry.last_error if status in ("error", "sending", "shipped") else entry.reason
                     if status != "shipped" or why:
-                        stdout.write(f"  {status:<12} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
+                        stdout.write(f"  {status:<15} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
+                if status != "shipped" and counts.get(status, 0) > args.limit:
+                    stdout.write(f"  {status:<15} … and {counts[status] - args.limit} more (--limit N shows more)\n")
             _status_notes(ledger, args.limit, stdout)
     return 0
 

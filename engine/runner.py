@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import secrets
+from engine import http, secrets
 from engine.errors import ConfigError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow
@@ -96,9 +96,11 @@ async def open_context(project: Project, integration: Integration, options: Opti
     source = project.connectors[integration.source.connector]
     destination = project.connectors[integration.destination.connector]
     base = integration.path.parent
-    source_config, source_secrets = secrets.resolve(source.with_defaults(integration.source.config), base)
-    destination_config, destination_secrets = secrets.resolve(destination.with_defaults(integration.destination.config), base)
-    redact = secrets.Redactor(source_secrets | destination_secrets)
+    source_config, source_secrets = secrets.resolve(
+        source.with_defaults(integration.source.config), base, source.secret_fields())
+    destination_config, destination_secrets = secrets.resolve(
+        destination.with_defaults(integration.destination.config), base, destination.secret_fields())
+    redact = http.Redactor(source_secrets | destination_secrets)
     ledger = _open_ledger(options, integration.name)
     try:
         async with source.client(source_config, secrets=redact.secrets, transport=options.transport) as source_client, \

@@ -9,7 +9,6 @@ from typing import Any
 
 from engine import http
 from engine.ledger import Ledger
-from engine.secrets import Redactor
 from engine.specs.settings import Integration, iso
 from engine.specs.model import Connector, Operation
 
@@ -30,7 +29,7 @@ class FlowContext:
     source_client: http.HttpClient
     destination_client: http.HttpClient
     ledger: Ledger | None                      # None only in a dry run with no state yet
-    redact: Redactor = field(default_factory=Redactor)
+    redact: http.Redactor = field(default_factory=http.Redactor)
     emit: Callable[[str], None] = print        # lines for the user (a dry run's requests)
     dry_run: bool = False
     now: Callable[[], datetime] = utcnow

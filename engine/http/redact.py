@@ -18,6 +18,9 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 MASK = "***"
+#: Values shorter than this are not masked: no real credential is that short, and masking
+#: "s" or "42" would shred every message while hiding nothing.
+MIN_SECRET = 4
 
 #: Query parameter names whose values never appear in a message.
 SECRET_PARAMS = frozenset({
@@ -34,11 +37,14 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = (), params: Iterable[str] = ()) -> None:
         self.params = SECRET_PARAMS | {p.lower() for p in params}
-        self._pattern = _alternation(secrets)
+        self.secrets = frozenset(s for s in secrets if s and len(s) >= MIN_SECRET)
+        self._pattern = _alternation(self.secrets)
 
     def mask(self, text: str) -> str:
         """`text` with every known secret (raw or URL-encoded) replaced by `***`."""
         return self._pattern.sub(MASK, text) if self._pattern else text
+
+    __call__ = mask
 
     def url(self, url: str) -> str:
         """`url` without userinfo, secret-looking query values masked, known secrets masked."""
