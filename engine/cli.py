@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,6 +139,8 @@ def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
     parser_class = _parser_class(stdout, stderr)
     parser = parser_class(prog="syncengine", description="Declarative order sync engine.")
     parser.add_argument("--version", action="version", version=f"syncengine {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more to stderr: -v why paging stopped and retries, -vv everything")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=parser_class)
     for command in COMMANDS:
@@ -153,6 +156,8 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
         namespace = build_parser(stdout, stderr).parse_args(args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    if namespace.verbose:
+        configure_logging(namespace.verbose, stderr)
     try:
         return namespace.handler(namespace, stdout, stderr)
     except (UsageError, SyncEngineError) as exc:
@@ -167,3 +172,15 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: `syncengine ...`."""
     return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+
+
+def configure_logging(verbosity: int, stream: TextIO) -> None:
+    """-v shows the engine's INFO lines (why paging stopped, retries), -vv adds DEBUG.
+
+    Without -v only Python's last-resort handler speaks: warnings and errors, on stderr.
+    """
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("syncengine")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)

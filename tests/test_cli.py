@@ -103,3 +103,17 @@ def test_subcommands_come_from_one_table() -> None:
     """`lint` and `schema` are entries of `COMMANDS`, and every name appears once."""
     names = [command.name for command in cli.COMMANDS]
     assert names[:2] == ["lint", "schema"] and len(set(names)) == len(names)
+
+
+def test_verbose_shows_why_paging_stopped(tmp_path: Path) -> None:
+    """-v routes the engine's INFO log lines to the command's stderr."""
+    import logging
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        assert run(["-v", "lint", str(tmp_path)], stdout, stderr) in (0, 1)
+        logging.getLogger("syncengine.http").info("paging stopped: empty page")
+        assert "paging stopped: empty page" in stderr.getvalue()
+    finally:
+        logging.getLogger("syncengine").handlers.clear()
+        logging.getLogger("syncengine").setLevel(logging.NOTSET)
