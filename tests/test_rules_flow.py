@@ -91,3 +91,29 @@ def test_sku_map_from_a_csv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         path.with_name("skus.csv").write_text(f"cart_sku,wms_sku\n# comment\n{sku},BOTTLE-750\n", encoding="utf-8")
         r.cli("run", "--flow", "orders")
         assert "BOTTLE-750" in wms_items(r, "1001") and sku not in wms_items(r, "1001")
+
+
+def test_prepare_leaves_the_mapped_order_as_it_was() -> None:
+    """Kits, the SKU map, an item filter and the ship-method map change the verdict's order only,
+    never the order handed in (prepare copies what it changes instead of the whole order)."""
+    import copy
+    from datetime import datetime, timezone
+
+    from engine.flows import rules
+    from engine.specs.settings import Endpoint, Integration
+
+    integration = Integration(
+        name="t", path=Path("t.yaml"), source=Endpoint("cart", {}), destination=Endpoint("wms", {}),
+        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), overlap=0, flows={},
+        sku_map={"A": "A-WMS"}, kits={"KIT": [{"sku": "B", "quantity": 2}]},
+        item_filters={"mode": "deny", "skus": ["GONE"]},
+        ship_method_map={"map": {"flat_rate": "GROUND"}})
+    order = {"order_id": "1", "created_at": "2026-01-02T00:00:00Z", "ship_method": "flat_rate",
+             "ship_to": {"name": "Ann"},
+             "lines": [{"sku": "A", "quantity": 1, "unit_price": 2.0}, {"sku": "KIT", "quantity": 3},
+                       {"sku": "GONE", "quantity": 1}]}
+    before = copy.deepcopy(order)
+    verdict = rules.prepare(order, integration, datetime(2026, 2, 1, tzinfo=timezone.utc))
+    assert verdict.status == "pending" and order == before
+    assert verdict.order["ship_method"] == "GROUND"
+    assert [(line["sku"], line["quantity"]) for line in verdict.order["lines"]] == [("A-WMS", 1), ("B", 6)]

@@ -10,7 +10,6 @@ and the hold window. `prepare` turns a mapped canonical order into a verdict:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +33,7 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> V
     for rule in integration.order_filters:
         if not rule.holds(order):
             return Verdict("skipped", order, f"order filter '{rule.name}'")
-    order = copy.deepcopy(order)
+    order = dict(order)             # a new top level; the lines are rebuilt below, never changed
     problem = _filter_items(order, integration)
     if problem:
         return Verdict(problem[0], order, problem[1])
