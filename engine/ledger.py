@@ -33,14 +33,16 @@ one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe)
   blocking duplicates. It returns the number of entries released.
 
 Values are stored as compact JSON text (a versioned plain dict), never pickled classes, so they
-stay readable across code versions and by other tools. An ``error`` status must mean the
-destination did not take the order; an ambiguous outcome stays ``sending`` for reconciliation.
+stay readable across code versions and by other tools. They are written with orjson: a NaN or
+infinite float is stored as null, an integer beyond 64 bits is refused. An entry's raw record is kept as its own value next to the small status document
+(written once with the claim, deleted on entering a status that drops it), so a status change
+never reads or rewrites it. An ``error`` status must mean the destination did not take the
+order; an ambiguous outcome stays ``sending`` for reconciliation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import sqlite3
 import time
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import diskcache
+import orjson
 
 from engine.errors import LedgerError
 
@@ -62,7 +65,7 @@ KEEPS_RAW = frozenset({"pending", "sending", "quarantined", "held", "error"})
 TAKES_REASON = frozenset({"skipped", "quarantined", "held", "error", "cancel_too_late"})
 RELEASABLE = frozenset({"pending", "skipped", "quarantined", "held", "error"})
 FIELDS = frozenset({"destination_id", "last_error", "reason", "raw", "data"})
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                # 2: the raw record is its own value (``r:<key>``)
 _PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -117,9 +120,11 @@ class Ledger(Protocol):
 class DiskLedger:
     """The embedded ledger: one diskcache (SQLite, WAL) directory per integration.
 
-    Keys are text with a kind prefix (``o:`` entries, ``w:`` watermarks, ``k:`` key/value); an
-    entry's diskcache tag is its status and a key/value item's tag is ``kv:<namespace>``, so the
-    tag index answers "all entries in status X" without reading the others. Eviction is off: the
+    Keys are text with a kind prefix (``o:`` entries, ``r:`` their raw records, ``w:``
+    watermarks, ``k:`` key/value); an entry's diskcache tag is its status and a key/value item's
+    tag is ``kv:<namespace>``, so the tag index answers "all entries in status X" without
+    reading the others. An entry document with ``"has_raw": true`` has an ``r:`` value (a
+    version 1 document kept its raw record inline, and is still read). Eviction is off: the
     ledger never forgets on its own. ``fsync=True`` (default) makes every commit survive a power
     loss; ``False`` survives a killed process only, and is faster for one-by-one writes.
     """
@@ -140,7 +145,7 @@ class DiskLedger:
 
     def claim(self, key: str, *, status: str = "pending", **fields: Any) -> bool:
         """Create the entry only if the key is absent; True when this call claimed it."""
-        with self._guard("claim", key):
+        with self._guard("claim", key), self._cache.transact():
             return self._claim(key, status, fields, _now())
 
     def claim_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:
@@ -155,22 +160,34 @@ class DiskLedger:
         doc = {"v": FORMAT_VERSION, "status": status, "created": now, "updated": now}
         if status == "sending":
             doc["attempts"] = 1
-        fields = {name: value for name, value in fields.items() if name != "status"}
-        text = _dumps(_merge(doc, status, fields, key), key)
-        return self._cache.add(_okey(key), text, tag=status)
+        raw = fields.get("raw") if status in KEEPS_RAW else None
+        fields = {name: value for name, value in fields.items() if name != "status" and name != "raw"}
+        doc = _merge(doc, status, fields, key)
+        if raw is not None:
+            doc["has_raw"], raw_text = True, _dumps(raw, key)
+        if not self._cache.add(_okey(key), _dumps(doc, key), tag=status):
+            return False
+        if raw is not None:
+            self._cache.set(_rkey(key), raw_text)
+        return True
 
     def get(self, key: str) -> Entry | None:
-        """The entry for ``key``, or None when the key was never claimed."""
+        """The entry for ``key`` (raw record included), or None when the key was never claimed."""
         doc = self._load(key)
-        return None if doc is None else _entry(key, doc)
+        return None if doc is None else _entry(key, doc, self._raw(key, doc))
 
     def _load(self, key: str) -> dict[str, Any] | None:
         with self._guard("get", key):
             text = self._cache.get(_okey(key))
-        try:
-            return None if text is None else json.loads(text)
-        except ValueError as exc:
-            raise LedgerError(f"unreadable ledger entry: {exc}", key=key) from exc
+        return None if text is None else _loads(text, key)
+
+    def _raw(self, key: str, doc: Mapping[str, Any]) -> Any:
+        """The entry's raw record: its own value, or inline in a version 1 document."""
+        if not doc.get("has_raw"):
+            return doc.get("raw")
+        with self._guard("get", key):
+            text = self._cache.get(_rkey(key))
+        return None if text is None else _loads(text, key)
 
     def set_status(self, key: str, status: str, **fields: Any) -> Entry:
         """Move ``key`` to ``status`` whatever its current status; returns the new entry."""
@@ -180,7 +197,9 @@ class DiskLedger:
             if current is None:
                 raise LedgerError("no ledger entry for this key", integration=self.integration,
                                   key=key)
-            return _entry(key, self._write(key, current, status, fields))
+            doc = self._write(key, current, status, fields)
+            raw = fields["raw"] if "raw" in fields and doc.get("has_raw") else self._raw(key, doc)
+            return _entry(key, doc, raw)
 
     def transition(
         self, key: str, from_statuses: str | Iterable[str], to_status: str, **fields: Any
@@ -197,11 +216,23 @@ class DiskLedger:
 
     def _write(self, key: str, doc: dict[str, Any], status: str,
                fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Store the updated document (inside the caller's transaction); the raw record's own
+        value is touched only when ``raw`` is given or the new status drops it."""
         doc["updated"] = _now()
         if status == "sending":
             doc["attempts"] = doc.get("attempts", 0) + 1
-        doc = _merge(doc, status, fields, key)
+        inline = doc.pop("raw", None)                          # a version 1 document's
+        raw = fields["raw"] if "raw" in fields else inline
+        rewrite = "raw" in fields or inline is not None
+        doc = _merge(doc, status, {name: fields[name] for name in fields if name != "raw"}, key)
+        doc["v"] = FORMAT_VERSION
         with self._guard("write", key):
+            if status not in KEEPS_RAW or (rewrite and raw is None):
+                if doc.pop("has_raw", False):
+                    self._cache.delete(_rkey(key))
+            elif rewrite:
+                self._cache.set(_rkey(key), _dumps(raw, key))
+                doc["has_raw"] = True
             self._cache.set(_okey(key), _dumps(doc, key), tag=status)
         return doc
 
@@ -275,7 +306,7 @@ class DiskLedger:
         """The value stored under ``namespace``/``key``, or ``default``."""
         with self._guard("kv_get", key):
             value = self._cache.get(_kkey(namespace, key))
-        return default if value is None else json.loads(value)
+        return default if value is None else _loads(value, key)
 
     def kv_set(self, namespace: str, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``namespace``/``key``."""
@@ -302,7 +333,7 @@ class DiskLedger:
             with self._guard("kv_items", kkey):
                 value = self._cache.get(kkey)
             if value is not None:
-                yield kkey[prefix:], json.loads(value)
+                yield kkey[prefix:], _loads(value, kkey)
 
     # -- re-pull ------------------------------------------------------------------------------
 
@@ -323,6 +354,7 @@ class DiskLedger:
             for entry in self.iter_status(*release):
                 if entry.created >= cutoff:
                     self._cache.delete(_okey(entry.key))
+                    self._cache.delete(_rkey(entry.key))
                     released += 1
         return released
 
@@ -356,6 +388,10 @@ def _okey(key: str) -> str:
     return "o:" + key
 
 
+def _rkey(key: str) -> str:
+    return "r:" + key
+
+
 def _kkey(namespace: str, key: str) -> str:
     return f"k:{namespace}\x00{key}"
 
@@ -375,7 +411,7 @@ def _merge(doc: dict[str, Any], status: str, fields: Mapping[str, Any],
     """Merge caller fields into a stored entry (in place) and drop what ``status`` no longer keeps.
 
     ``data`` merges shallowly, other fields replace (None removes); ``reason`` goes on entering
-    a status outside TAKES_REASON unless given, ``raw`` on entering one outside KEEPS_RAW.
+    a status outside TAKES_REASON unless given. ``raw`` is stored apart (``DiskLedger._write``).
     """
     if not FIELDS.issuperset(fields):
         unknown = sorted(set(fields) - FIELDS)[0]
@@ -392,26 +428,35 @@ def _merge(doc: dict[str, Any], status: str, fields: Mapping[str, Any],
             doc[name] = value
     if status not in TAKES_REASON and "reason" not in fields:
         doc.pop("reason", None)
-    if status not in KEEPS_RAW:
-        doc.pop("raw", None)
     return doc
 
 
-def _entry(key: str, doc: Mapping[str, Any]) -> Entry:
-    """The Entry for a stored document; unknown (newer) document fields are ignored."""
+def _entry(key: str, doc: Mapping[str, Any], raw: Any = None) -> Entry:
+    """The Entry for a stored document and raw record; unknown (newer) document fields are ignored."""
     try:
         return Entry(key, doc["status"], doc.get("destination_id"), doc.get("attempts", 0),
-                     doc.get("last_error"), doc.get("reason"), doc.get("raw"),
+                     doc.get("last_error"), doc.get("reason"), raw,
                      doc.get("data", {}), doc["created"], doc["updated"])
     except (KeyError, TypeError) as exc:
         raise LedgerError(f"unreadable ledger entry: {exc!r}", key=key) from exc
 
 
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def _dumps(value: Any, key: str) -> str:
+    """Compact JSON text; text, not orjson's bytes, so that diskcache stores readable TEXT."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        return orjson.dumps(value, option=_ORJSON).decode()
+    except TypeError as exc:
         raise LedgerError(f"value is not JSON-serialisable: {exc}", key=key) from exc
+
+
+def _loads(text: str, key: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except ValueError as exc:
+        raise LedgerError(f"unreadable ledger entry: {exc}", key=key) from exc
 
 
 def _instant(since: str | datetime) -> tuple[str, float]:

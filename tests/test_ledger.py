@@ -331,3 +331,62 @@ def test_sigkill_mid_write_leaves_a_readable_ledger(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "shop" / "cache.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     con.close()
+
+
+def _stored(ledger: DiskLedger, prefix: str) -> dict[str, tuple[int, str]]:
+    """Stored diskcache rows whose key starts with `prefix`: key -> (rowid, value text)."""
+    sql = "SELECT key, rowid, value FROM Cache WHERE key LIKE ? ORDER BY key"
+    return {key: (rowid, value) for key, rowid, value in ledger._sql(sql, (prefix + "%",)).fetchall()}
+
+
+def test_raw_record_is_written_once_and_dropped_on_delivery(ledger: DiskLedger) -> None:
+    """The raw record is its own readable JSON value: status moves neither read nor rewrite it,
+    a lost claim never replaces it, and delivery deletes it."""
+    raw = {"id": 5, "name": "Zoë", "lines": [{"sku": "A", "price": "9.50"}]}
+    assert ledger.claim_many([("5", {"raw": raw, "data": {"n": 5}})]) == [True]
+    assert not ledger.claim("5", raw={"id": "other"})
+    [(rowid, text)] = _stored(ledger, "r:").values()
+    assert json.loads(text) == raw and "Zoë" in text
+    assert ledger.transition("5", "pending", "sending", data={"m": 1})
+    ledger.set_status("5", "error", last_error="400")
+    assert _stored(ledger, "r:") == {"r:5": (rowid, text)}
+    assert ledger.get("5").raw == raw and next(ledger.iter_status("error")).raw == raw
+    assert ledger.transition("5", "error", "sending")
+    entry = ledger.set_status("5", "delivered", destination_id="W-5")
+    assert entry.raw is None and ledger.get("5").raw is None and _stored(ledger, "r:") == {}
+    assert ledger.get("5").data == {"n": 5, "m": 1}
+
+
+def test_raw_record_replaced_or_removed_by_the_raw_field(ledger: DiskLedger) -> None:
+    """`raw=` replaces the stored raw record, `raw=None` removes it; a claim into a status that
+    keeps none stores none."""
+    ledger.claim("a", raw={"v": 1})
+    assert ledger.set_status("a", "quarantined", reason="bad", raw={"v": 2}).raw == {"v": 2}
+    assert ledger.get("a").raw == {"v": 2}
+    assert ledger.set_status("a", "held", raw=None).raw is None and ledger.get("a").raw is None
+    assert _stored(ledger, "r:") == {}
+    ledger.claim("b", status="skipped", reason="filtered", raw={"v": 3})
+    assert ledger.get("b").raw is None and _stored(ledger, "r:") == {}
+
+
+def test_version_1_entry_with_inline_raw_is_read_and_moved_out(ledger: DiskLedger) -> None:
+    """An entry written by format 1 (raw inside the document) reads as before; its next move
+    stores the raw record apart, and delivery drops it."""
+    doc = {"v": 1, "status": "quarantined", "created": 1.0, "updated": 1.0, "reason": "bad",
+           "raw": {"id": 9}, "data": {"n": 9}}
+    ledger._cache.set("o:9", json.dumps(doc), tag="quarantined")
+    entry = next(ledger.iter_status("quarantined"))
+    assert (entry.raw, entry.reason, entry.data) == ({"id": 9}, "bad", {"n": 9})
+    assert ledger.transition("9", "quarantined", "sending")
+    assert "raw" not in json.loads(_stored(ledger, "o:")["o:9"][1])
+    assert ledger.get("9").raw == {"id": 9} and ledger.get("9").attempts == 1
+    ledger.set_status("9", "delivered", destination_id="W-9")
+    assert ledger.get("9").raw is None and _stored(ledger, "r:") == {}
+
+
+def test_reset_since_releases_the_raw_record_too(ledger: DiskLedger) -> None:
+    """A released entry leaves nothing behind, its raw record included; a new claim starts clean."""
+    ledger.claim("q", status="quarantined", reason="bad", raw={"id": 1})
+    assert ledger.reset_since("2000-01-01", release=["quarantined"]) == 1
+    assert _stored(ledger, "o:") == {} and _stored(ledger, "r:") == {}
+    assert ledger.claim("q") and ledger.get("q").raw is None
