@@ -98,6 +98,23 @@ def test_answer_headers_are_case_insensitive_and_text_kept():
     assert (answer.body, answer.text) == ([1, 2], "[1, 2]")
 
 
+@pytest.mark.parametrize("text, body", [
+    ('{"name": "Zoë", "total": "9.50", "lines": [{"qty": 2, "price": 1.5}]}',
+     {"name": "Zoë", "total": "9.50", "lines": [{"qty": 2, "price": 1.5}]}),
+    ("[]", []),
+    ("null", None),
+    ("  ", None),
+    ("<html>busy</html>", None),
+    ('{"ratio": NaN}', json.loads('{"ratio": NaN}')),
+    ('{"text": "\\ud800"}', {"text": "\ud800"}),
+], ids=["object", "empty list", "null", "blank", "not JSON", "NaN", "lone surrogate"])
+def test_answer_body_is_parsed_as_std_json_parses_it(text, body):
+    """The body is what json.loads makes of the text (orjson first, std json for what orjson
+    refuses), or None when the text is not JSON."""
+    answer = send(sequence(httpx.Response(200, text=text)))
+    assert repr(answer.body) == repr(body) and answer.text == text
+
+
 def test_request_helpers_make_new_requests():
     """with_params, with_variable and replace return changed copies, leaving the original."""
     base = Request("POST", "/graphql", params={"a": 1}, json={"query": "q", "variables": {"n": 1}})
