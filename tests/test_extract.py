@@ -106,25 +106,52 @@ EXPRESSIONS = [
 ]
 
 
-@pytest.mark.parametrize("expression", EXPRESSIONS)
-def test_compiled_matches_interpreter(expression):
-    """The compiled form gives what jmespath's interpreter gives, value or error, for every node type."""
+#: more expressions for the generated source: a mapping's shapes nested, or/and inside objects,
+#: joins of lists with null or non-string items, to_number of every kind of text
+MORE_EXPRESSIONS = [
+    "{a: {b: {c: billing.email, d: billing.first}, e: billing.email}, f: billing.first}",
+    "{a: billing.last || billing.first, b: billing.first && billing.last, c: billing.first}",
+    "{a: none || billing.email, b: none.x || `null`, c: empty || none || `[]`}",
+    "join(' ', [billing.first, billing.last])", "join(' ', [billing.first, text])", "join('', [id, text])",
+    "join(`1`, [text])", "join(' ', [])", "none.{a: join('-', [text, text])}", "join(text, [text, 'z'])",
+    "to_number('1.5')", "to_number('15')", "to_number(' 7 ')", "to_number('1_000')", "to_number('1.2.3')",
+    "to_number('.5')", "to_number('nan')", "to_number('1e2')", "to_number('x.y')", "to_number(none)",
+    "to_number(nums)", "to_number(`1.5`)", "to_string(yes)", "to_string(`1.5`)",
+    "map(&{s: sku, q: to_number(price), t: tags[0] || 'none'}, items || `[]`)",
+    "map(&{s: sku}, none || `[]`)", "map(&sku, text)", "sum(items[].to_number(price))",
+    "sum(none[].qty)", "items[].{s: sku, n: qty}", "nested[][]", "items[].tags[].length(@)",
+    "{a: items[0].sku, b: items[0].qty, c: items[1].sku}", "[billing.first, [billing.last, id]]",
+    "{a: `{\"k\": 1}`.k, b: `{\"k\": 2}`.k}", "items[-4]", "nums[-1]", "@ | @.id",
+    "{a: obj.*.v, b: items[?qty > `0`].sku}",
+]
+#: documents the expressions are evaluated on: the record, and what a bad record may be instead
+DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"}]
+
+
+def _outcome(evaluate):
+    try:
+        return "ok", evaluate()
+    except Exception as exc:  # noqa: BLE001 - comparing whatever is raised
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("compiler", [extract.compile_ast, extract.compile_source], ids=["closures", "source"])
+@pytest.mark.parametrize("expression", EXPRESSIONS + MORE_EXPRESSIONS)
+def test_compiled_matches_interpreter(expression, compiler):
+    """Both compiled forms give what jmespath's interpreter gives, value or error, for every node
+    type, on a record and on values that are not one."""
     import jmespath
 
-    def outcome(evaluate):
-        try:
-            return "ok", evaluate()
-        except Exception as exc:  # noqa: BLE001 - comparing whatever is raised
-            return type(exc).__name__, str(exc)
-
-    compiled = extract.compile_ast(jmespath.compile(expression).parsed)
-    expected = outcome(lambda: jmespath.search(expression, DOCUMENT, options=extract.OPTIONS))
-    got = outcome(lambda: compiled(DOCUMENT))
-    if expression == "&sku":
-        assert type(got[1]).__name__ == type(expected[1]).__name__ == "_Expression"
-    else:
-        assert got == expected
-        assert type(got[1]) is type(expected[1])
+    compiled = compiler(jmespath.compile(expression).parsed)
+    for document in DOCUMENTS:
+        expected = _outcome(lambda: jmespath.search(expression, document, options=extract.OPTIONS))
+        got = _outcome(lambda: compiled(document))
+        if expression == "&sku":
+            assert type(got[1]).__name__ == type(expected[1]).__name__ == "_Expression"
+        else:
+            # repr: tells 1 from 1.0 and True inside results, and NaN equals NaN
+            assert (got[0], repr(got[1])) == (expected[0], repr(expected[1])), document
+            assert type(got[1]) is type(expected[1])
 
 
 def _connector_maps():
