@@ -374,3 +374,37 @@ def test_a_spec_that_does_not_lint_is_refused_before_any_request(flow_rigs, brea
     assert "nothing was run" in result.err
     assert rig.cart.app.requests == [] and rig.wms_app.requests == []
     assert not rig.state.exists()
+
+
+def test_shipped_woocommerce_connector_fetches_pages_four_at_a_time() -> None:
+    """With X-WP-TotalPages known after page 1, the shipped woocommerce list_orders asks for the
+    remaining pages 4 at a time (paginate.concurrency), and still reads every page once, in order."""
+    import asyncio
+
+    import httpx
+
+    from engine import ROOT, runner
+
+    connector = runner.load_project([ROOT / "connectors"]).connectors["woocommerce"]
+    operation = connector.operations["list_orders"]
+    in_flight, most, asked = 0, 0, []
+
+    async def app(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        page = int(request.url.params["page"])
+        asked.append(page)
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return httpx.Response(200, json=[{"id": page}], headers={"X-WP-TotalPages": "9"})
+
+    async def main() -> list[int]:
+        config = {"site_url": "https://shop.test", "consumer_key": "ck_x", "consumer_secret": "cs_x"}
+        request = operation.request.render({"config": config, "since": "2026-01-01T00:00:00Z"})
+        async with connector.client(config, transport=httpx.MockTransport(app)) as client:
+            return [page.records[0]["id"] async for page in
+                    client.pages(request, operation.paginator(), operation.extract_records)]
+
+    assert asyncio.run(main()) == list(range(1, 10))
+    assert sorted(asked) == list(range(1, 10)) and most == 4
