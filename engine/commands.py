@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import runner, schedule
+from engine import runlock, runner, schedule
 from engine.errors import ConfigError, SpecError
 from engine.flows.orders import OrdersFlow
 from engine.ledger import STATUSES, DiskLedger
@@ -174,10 +174,11 @@ def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
 async def _retry(project: runner.Project, integration, options: runner.Options):
     async with runner.open_context(project, integration, options) as ctx:
-        flow = OrdersFlow(ctx)
-        released = flow.release(ctx.ledger.iter_status(*RETRYABLE))
-        await flow.recover()
-        return released, flow.counts
+        with runlock.hold(options.state_dir, integration.name, "orders"):
+            flow = OrdersFlow(ctx)
+            released = flow.release(ctx.ledger.iter_status(*RETRYABLE))
+            await flow.recover()
+            return released, flow.counts
 
 
 def reset_arguments(parser: argparse.ArgumentParser) -> None:

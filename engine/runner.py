@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import http, secrets
+from engine import http, runlock, secrets
 from engine.errors import ConfigError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow
@@ -119,6 +119,11 @@ def _open_ledger(options: Options, name: str) -> DiskLedger | None:
     return DiskLedger(options.state_dir, name)
 
 
+def _exclusive(options: Options, integration: str, flow: str) -> contextlib.AbstractContextManager:
+    """The run lock of (integration, flow); a dry run writes nothing, not even a lock file."""
+    return contextlib.nullcontext() if options.dry_run else runlock.hold(options.state_dir, integration, flow)
+
+
 async def run_integration(project: Project, integration: Integration, options: Options,
                           outcome: Outcome | None = None) -> Outcome:
     """Run the chosen enabled flows of one integration, one after another."""
@@ -129,7 +134,8 @@ async def run_integration(project: Project, integration: Integration, options: O
             for name in wanted:
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
-                await flow.run()
+                with _exclusive(options, integration.name, name):
+                    await flow.run()
     except SyncEngineError as exc:
         outcome.error = str(exc)
     return outcome
