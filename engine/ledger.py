@@ -136,10 +136,7 @@ class DiskLedger:
         self.integration = integration
         self.path = Path(directory) / integration
         with self._guard("open"):
-            self._cache = diskcache.Cache(
-                str(self.path), eviction_policy="none", cull_limit=0, tag_index=True,
-                statistics=False, sqlite_synchronous=2 if fsync else 1,
-            )
+            self._cache = _open_cache(self.path, fsync)
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -380,6 +377,32 @@ class DiskLedger:
             if key is not None:
                 context["key"] = key
             raise LedgerError(f"ledger {operation} failed: {exc}", **context) from exc
+
+
+_OPEN_PATIENCE = 10.0             # seconds to keep retrying a locked first-time open
+
+
+def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
+    """Open (creating if need be) the diskcache directory, retrying a locked first open.
+
+    diskcache runs its table and index creation with a zero busy timeout and retries only
+    some statements (``create_tag_index`` is not one), so threads or processes opening a new
+    directory at once can get "database is locked". Every step of ``Cache.__init__`` is
+    idempotent (``IF NOT EXISTS``, ``INSERT OR IGNORE``), so the open is simply retried with
+    short sleeps for up to ``_OPEN_PATIENCE`` seconds; any other error is raised at once.
+    """
+    deadline, pause = time.monotonic() + _OPEN_PATIENCE, 0.002
+    while True:
+        try:
+            return diskcache.Cache(
+                str(path), eviction_policy="none", cull_limit=0, tag_index=True,
+                statistics=False, sqlite_synchronous=2 if fsync else 1,
+            )
+        except sqlite3.OperationalError as exc:
+            if str(exc) != "database is locked" or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _okey(key: str) -> str:

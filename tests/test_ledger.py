@@ -292,6 +292,33 @@ def test_bad_integration_name_is_refused(tmp_path: Path) -> None:
         DiskLedger(tmp_path, "../elsewhere")
 
 
+def test_open_retries_a_locked_first_open_but_not_other_errors(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """A "database is locked" while diskcache creates its tables is retried; other errors raise."""
+    import diskcache
+
+    from engine import ledger as module
+
+    real, calls = diskcache.Cache, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module.diskcache, "Cache", flaky)
+    with DiskLedger(tmp_path, "shop") as opened:
+        assert opened.claim("a") and len(calls) == 3
+
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(module.diskcache, "Cache", broken)
+    with pytest.raises(LedgerError, match="disk I/O error"):
+        DiskLedger(tmp_path, "other")
+
+
 KILLED_WRITER = textwrap.dedent("""
     import sys
     from engine.ledger import DiskLedger
