@@ -137,6 +137,7 @@ class DiskLedger:
         self.path = Path(directory) / integration
         with self._guard("open"):
             self._cache = _open_cache(self.path, fsync)
+            self._bulk = _bulk_insert_fits(self._cache)
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -146,13 +147,39 @@ class DiskLedger:
             return self._claim(key, status, fields, _now())
 
     def claim_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:
-        """Claim a page of keys in one transaction; one bool per item, in order."""
+        """Claim a page of keys in one transaction; one bool per item, in order.
+
+        Each key is still one atomic add-if-absent, decided inside the one transaction: a
+        multi-row ``INSERT OR IGNORE`` into diskcache's table (``_insert_absent``) when its
+        schema is the expected one, else ``Cache.add`` per key. A key repeated within the page
+        is won by its first item.
+        """
         now = _now()
+        rows = [self._document(key, fields.get("status", "pending"), fields, now)
+                for key, fields in items]
         with self.batch():
-            return [self._claim(key, fields.get("status", "pending"), fields, now)
-                    for key, fields in items]
+            if not self._bulk:
+                return [self._add(*row) for row in rows]
+            won = self._insert_absent([(_okey(key), doc, status) for key, doc, status, _ in rows])
+            raws = [(_rkey(key), raw, None) for key, _, _, raw in rows
+                    if raw is not None and _okey(key) in won]
+            taken = self._insert_absent(raws)
+            for rkey, raw, _ in raws:               # a leftover raw value: replace it, as set()
+                if rkey not in taken:
+                    self._cache.set(rkey, raw)
+        seen: set[str] = set()
+        claimed = []
+        for key, *_ in rows:
+            claimed.append(_okey(key) in won and key not in seen)
+            seen.add(key)
+        return claimed
 
     def _claim(self, key: str, status: str, fields: Mapping[str, Any], now: float) -> bool:
+        return self._add(*self._document(key, status, fields, now))
+
+    def _document(self, key: str, status: str, fields: Mapping[str, Any],
+                  now: float) -> tuple[str, str, str, str | None]:
+        """(key, entry document text, status, raw record text or None) of a new claim."""
         _check_status(status)
         doc = {"v": FORMAT_VERSION, "status": status, "created": now, "updated": now}
         if status == "sending":
@@ -160,12 +187,17 @@ class DiskLedger:
         raw = fields.get("raw") if status in KEEPS_RAW else None
         fields = {name: value for name, value in fields.items() if name != "status" and name != "raw"}
         doc = _merge(doc, status, fields, key)
+        raw_text = None
         if raw is not None:
             doc["has_raw"], raw_text = True, _dumps(raw, key)
-        if not self._cache.add(_okey(key), _dumps(doc, key), tag=status):
+        return key, _dumps(doc, key), status, raw_text
+
+    def _add(self, key: str, doc: str, status: str, raw: str | None) -> bool:
+        """One claim through ``Cache.add`` (inside the caller's transaction)."""
+        if not self._cache.add(_okey(key), doc, tag=status):
             return False
         if raw is not None:
-            self._cache.set(_rkey(key), raw_text)
+            self._cache.set(_rkey(key), raw)
         return True
 
     def get(self, key: str) -> Entry | None:
@@ -282,6 +314,45 @@ class DiskLedger:
         # diskcache has no public query by tag; its table `Cache(key, raw, tag, store_time, ...)`
         # and the (tag, rowid) index from tag_index=True are its stable on-disk format.
         return self._cache._sql(sql, tuple(args))
+
+    def _insert_absent(self, rows: list[tuple[str, str, str | None]]) -> set[str]:
+        """Add each (key, text value, tag) whose key is absent, exactly as ``Cache.add`` would
+        store it; the keys added. Call inside a transaction, only when ``self._bulk``.
+
+        The one place the ledger writes diskcache's table itself (``Cache.add`` costs four
+        statements a key). The row is the one ``Cache.add`` writes for a text key and a short
+        text value (``Disk.put``/``Disk.store``, ``Cache._row_insert``): raw=1, store_time =
+        access_time = now, expire_time NULL, access_count 0, the tag, size 0, mode MODE_RAW,
+        no filename. The UNIQUE (key, raw) index makes ``INSERT OR IGNORE`` the same
+        add-if-absent (ledger rows never expire, so an existing row always wins); diskcache's
+        triggers keep its count. A value diskcache would put in a file goes through
+        ``Cache.add``, in order, so rowids still follow the input.
+        """
+        added: set[str] = set()
+        limit = self._cache._con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 5
+        chunk: list[Any] = []
+        now = time.time()
+        for key, value, tag in rows:
+            if len(value) < self._cache.disk.min_file_size:
+                chunk.append((key, now, now, tag, value))
+                if len(chunk) < limit:
+                    continue
+            added.update(self._insert_rows(chunk))
+            chunk = []
+            if len(value) >= self._cache.disk.min_file_size and self._cache.add(key, value, tag=tag):
+                added.add(key)
+        added.update(self._insert_rows(chunk))
+        return added
+
+    def _insert_rows(self, chunk: list[tuple[str, float, float, str | None, str]]) -> list[str]:
+        if not chunk:
+            return []
+        values = ",".join([f"(?, 1, ?, NULL, ?, 0, ?, 0, {diskcache.core.MODE_RAW}, NULL, ?)"]
+                          * len(chunk))
+        sql = ("INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, access_time,"
+               " access_count, tag, size, mode, filename, value) VALUES " + values
+               + " RETURNING key")
+        return [row[0] for row in self._sql(sql, [arg for row in chunk for arg in row])]
 
     # -- watermarks and key/value -------------------------------------------------------------
 
@@ -403,6 +474,23 @@ def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
+
+
+_CACHE_COLUMNS = ("rowid", "key", "raw", "store_time", "expire_time", "access_time",
+                  "access_count", "tag", "size", "mode", "filename", "value")
+
+
+def _bulk_insert_fits(cache: diskcache.Cache) -> bool:
+    """Whether ``DiskLedger._insert_absent`` may write ``cache``'s table: the columns, the
+    UNIQUE (key, raw) index, the plain ``Disk`` and no eviction are the ones it was written
+    for (diskcache 5.x). Otherwise claims take the per-key ``Cache.add`` path."""
+    sql = cache._sql
+    columns = tuple(row[1] for row in sql("PRAGMA table_info(Cache)").fetchall())
+    unique = [row[1] for row in sql("PRAGMA index_list(Cache)").fetchall() if row[2]]
+    keyed = any([col[2] for col in sql(f"PRAGMA index_info({name})").fetchall()] == ["key", "raw"]
+                for name in unique)
+    return (columns == _CACHE_COLUMNS and keyed and type(cache.disk) is diskcache.Disk
+            and cache.eviction_policy == "none" and sqlite3.sqlite_version_info >= (3, 35))
 
 
 def _okey(key: str) -> str:

@@ -43,6 +43,16 @@ def _claim_in_process(directory: str, keys: list[str], start, out: str) -> None:
     Path(out).write_text(json.dumps(_claim_all(directory, keys, None)))
 
 
+def _claim_pages_in_process(directory: str, keys: list[str], start, out: str) -> None:
+    start.wait()
+    with DiskLedger(directory, "shop", fsync=False) as own:
+        pages = [keys[n:n + 25] for n in range(0, len(keys), 25)]
+        won = [key for page in pages
+               for key, new in zip(page, own.claim_many([(k, {"raw": {"k": k}}) for k in page]))
+               if new]
+    Path(out).write_text(json.dumps(won))
+
+
 def test_disk_ledger_satisfies_the_protocol(ledger: DiskLedger) -> None:
     """DiskLedger offers every operation of the Ledger protocol."""
     wanted = [name for name in dir(Ledger) if not name.startswith("_")] + ["__enter__"]
@@ -106,6 +116,100 @@ def test_claim_many_is_one_transaction(ledger: DiskLedger) -> None:
     with pytest.raises(LedgerError):
         ledger.claim_many([("a", {}), ("b", {"data": {"bad": object()}})])
     assert ledger.get("a") is None
+
+
+def test_claim_many_is_atomic_across_processes(tmp_path: Path) -> None:
+    """Two processes claiming the same keys a page at a time win each key exactly once."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    outs = [str(tmp_path / f"won-{n}.json") for n in range(2)]
+    procs = [spawn.Process(target=_claim_pages_in_process,
+                           args=(str(tmp_path), random.Random(n).sample(KEYS, len(KEYS)), start,
+                                 out))
+             for n, out in enumerate(outs)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    first, second = (set(json.loads(Path(out).read_text())) for out in outs)
+    assert first.isdisjoint(second) and first | second == set(KEYS)
+    with DiskLedger(tmp_path, "shop") as ledger:
+        assert ledger.counts() == {"pending": len(KEYS)}
+        assert all(ledger.get(key).raw == {"k": key} for key in KEYS)
+
+
+BULK_PAGE = [
+    ("a", {"raw": {"id": 1}, "data": {"order_id": "1"}}),
+    ("b", {"status": "skipped", "reason": "spec filter", "raw": {"id": 2}}),
+    ("big", {"raw": {"text": "x" * 40_000}}),                 # diskcache keeps it in a file
+    ("c", {"status": "quarantined", "reason": "bad", "raw": {"id": 3}}),
+    ("a", {"raw": {"id": "again"}}),
+    ("known", {"raw": {"id": 4}}),
+]
+ROW = ("SELECT key, raw, expire_time, access_count, tag, size, mode, filename IS NULL, value,"
+       " store_time = access_time FROM Cache ORDER BY key")
+TAGGED = "SELECT key FROM Cache WHERE tag IS NOT NULL ORDER BY rowid"
+
+
+def _bulk_and_per_key(tmp_path: Path, monkeypatch) -> tuple[DiskLedger, DiskLedger]:
+    from engine import ledger as module
+
+    monkeypatch.setattr(module, "_now", lambda: 1700000000.0)
+    bulk, per_key = DiskLedger(tmp_path, "bulk"), DiskLedger(tmp_path, "per-key")
+    per_key._bulk = False
+    assert bulk._bulk
+    for ledger in (bulk, per_key):
+        ledger.claim("known")
+        assert ledger.claim_many(BULK_PAGE) == [True, True, True, True, False, False]
+    return bulk, per_key
+
+
+def test_bulk_claim_writes_the_rows_cache_add_writes(tmp_path: Path, monkeypatch) -> None:
+    """The bulk claim stores exactly the rows, tags and counts that per-key Cache.add stores."""
+    bulk, per_key = _bulk_and_per_key(tmp_path, monkeypatch)
+    with bulk, per_key:
+        assert bulk._sql(ROW, ()).fetchall() == per_key._sql(ROW, ()).fetchall()
+        assert bulk._sql(TAGGED, ()).fetchall() == per_key._sql(TAGGED, ()).fetchall()
+        settings = "SELECT key, value FROM Settings WHERE key IN ('count', 'size')"
+        assert bulk._sql(settings, ()).fetchall() == per_key._sql(settings, ()).fetchall()
+
+
+def test_bulk_claimed_rows_serve_every_method_and_plain_diskcache(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Rows from the bulk claim are read and changed by every ledger method and by diskcache."""
+    import diskcache
+
+    bulk, per_key = _bulk_and_per_key(tmp_path, monkeypatch)
+    per_key.close()
+    with bulk:
+        assert bulk.get("a").raw == {"id": 1} and bulk.get("big").raw == {"text": "x" * 40_000}
+        assert bulk.counts() == {"pending": 3, "skipped": 1, "quarantined": 1}
+        assert [e.key for e in bulk.iter_status("pending")] == ["known", "a", "big"]
+        assert [e.key for e in bulk.latest("skipped")] == ["b"]
+        assert bulk.transition("a", "pending", "sending")
+        assert bulk.set_status("a", "delivered", destination_id="W-1").raw is None
+        assert not bulk.claim("a") and bulk.claim_many([("b", {})]) == [False]
+        assert bulk.reset_since("2000-01-01", release=("skipped", "quarantined")) == 2
+        assert bulk.claim("b") and bulk.get("b").status == "pending"
+        plain = diskcache.Cache(str(bulk.path))
+        try:
+            assert json.loads(plain.get("o:a"))["destination_id"] == "W-1"
+            assert json.loads(plain.get("r:big")) == {"text": "x" * 40_000}
+            assert not plain.add("o:big", "{}") and plain.get("o:c") is None
+            assert len(plain) == 6         # o:known, o:a, o:big, r:big, o:b, w:orders
+        finally:
+            plain.close()
+
+
+def test_bulk_claim_falls_back_when_diskcache_schema_differs(tmp_path: Path) -> None:
+    """A Cache table that is not the expected one turns the bulk path off; claims still work."""
+    with DiskLedger(tmp_path, "shop") as ledger:
+        ledger._sql("ALTER TABLE Cache ADD COLUMN extra TEXT", ())
+    with DiskLedger(tmp_path, "shop") as ledger:
+        assert not ledger._bulk
+        assert ledger.claim_many([("a", {"raw": {"id": 1}}), ("a", {})]) == [True, False]
+        assert ledger.get("a").raw == {"id": 1}
 
 
 def test_transition_refuses_a_wrong_from_status(ledger: DiskLedger) -> None:
