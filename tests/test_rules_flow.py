@@ -117,3 +117,27 @@ def test_prepare_leaves_the_mapped_order_as_it_was() -> None:
     assert verdict.status == "pending" and order == before
     assert verdict.order["ship_method"] == "GROUND"
     assert [(line["sku"], line["quantity"]) for line in verdict.order["lines"]] == [("A-WMS", 1), ("B", 6)]
+
+
+@pytest.mark.parametrize("created, start, skipped", [
+    ("2025-12-31T23:59:59Z", "2026-01-01T00:00:00Z", True),          # canonical: compared as text
+    ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", False),
+    ("2026-01-01T00:59:59+01:00", "2026-01-01T00:00:00Z", True),     # other forms are parsed
+    ("2026-01-01T00:00:00.2Z", "2026-01-01T00:00:00.5Z", True),      # a start with a fraction
+    ("2026-01-01T00:00:01Z", "2026-01-01T00:00:00.5Z", False),
+])
+def test_start_date_compares_instants_whatever_the_text_form(created: str, start: str,
+                                                             skipped: bool) -> None:
+    """An order created before start_date is skipped, however either timestamp is written."""
+    from datetime import datetime, timezone
+
+    from engine.flows import rules
+    from engine.specs.settings import Endpoint, Integration, parse_time, time_before
+
+    integration = Integration(
+        name="t", path=Path("t.yaml"), source=Endpoint("cart", {}), destination=Endpoint("wms", {}),
+        start_date=parse_time(start), overlap=0, flows={})
+    order = {"order_id": "1", "created_at": created, "lines": []}
+    verdict = rules.prepare(order, integration, datetime(2026, 2, 1, tzinfo=timezone.utc))
+    assert (verdict.status == "skipped") is skipped
+    assert time_before(created, start) is (parse_time(created) < parse_time(start))

@@ -29,7 +29,7 @@ from engine.errors import ExtractError, HTTPError, SyncEngineError, TemplateErro
 from engine.flows import rules, writes
 from engine.flows.base import Counts, FlowContext
 from engine.ledger import Entry
-from engine.specs.settings import iso, parse_time
+from engine.specs.settings import iso, parse_time, time_before
 
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
@@ -301,7 +301,7 @@ def _fields(status: str, reason: str | None = None, *, raw: Any = None, data: di
 
 def _later(a: str, b: str) -> bool:
     try:
-        return parse_time(a) > parse_time(b)
+        return time_before(b, a)
     except ValueError:
         return a > b
 

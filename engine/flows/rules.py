@@ -10,11 +10,12 @@ and the hold window. `prepare` turns a mapped canonical order into a verdict:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.specs.settings import Integration, iso, parse_time
+from engine.specs.settings import Integration, iso, parse_time, time_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +28,9 @@ class Verdict:
 
 def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> Verdict:
     """Apply the integration's rules to one canonical order."""
-    created = parse_time(order["created_at"])
-    if created < integration.start_date:
+    start = _iso(integration.start_date)
+    created = order["created_at"]
+    if time_before(created, start) if start else parse_time(created) < integration.start_date:
         return Verdict("skipped", order, f"created {order['created_at']}, before start_date {iso(integration.start_date)}")
     for rule in integration.order_filters:
         if not rule.holds(order):
@@ -41,10 +43,18 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> V
     problem = _map_ship_method(order, integration)
     if problem:
         return Verdict("held", order, problem)
-    until = created + timedelta(minutes=integration.hold_minutes)
-    if integration.hold_minutes and until > now:
-        return Verdict("held", order, f"hold window: {integration.hold_minutes:g} minutes", hold_until=iso(until))
+    if integration.hold_minutes:
+        until = parse_time(created) + timedelta(minutes=integration.hold_minutes)
+        if until > now:
+            return Verdict("held", order, f"hold window: {integration.hold_minutes:g} minutes", hold_until=iso(until))
     return Verdict("pending", order)
+
+
+@functools.lru_cache(maxsize=64)
+def _iso(moment: datetime) -> str | None:
+    """`iso` of a start date, once per date (every order's `created_at` is compared with it);
+    None when `iso` would drop a fraction of a second."""
+    return None if moment.microsecond else iso(moment)
 
 
 def _filter_items(order: dict, integration: Integration) -> tuple[str, str] | None:
