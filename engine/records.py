@@ -74,8 +74,8 @@ _TYPES = {
     "string": "isinstance({0}, str)",
     "array": "isinstance({0}, list)",
     "object": "isinstance({0}, dict)",
-    "number": "(isinstance({0}, Number) and not isinstance({0}, bool))",
-    "integer": "(not isinstance({0}, bool) and (isinstance({0}, int) or (isinstance({0}, float) and {0}.is_integer())))",
+    "number": "(type({0}) is float or type({0}) is int or (isinstance({0}, Number) and not isinstance({0}, bool)))",
+    "integer": "(type({0}) is int or (not isinstance({0}, bool) and (isinstance({0}, int) or (isinstance({0}, float) and {0}.is_integer()))))",
 }
 
 
@@ -142,6 +142,9 @@ class _Predicates:
         if "patternProperties" in schema:
             raise _Unsupported("patternProperties")
         known, item = self.constant(frozenset(schema.get("properties") or ())), self.name("x")
+        if value is False:                      # no other key: one C-level subset test
+            self.line(depth, f"if isinstance({var}, dict) and not {known}.issuperset({var}): return False")
+            return
         self.line(depth, f"if isinstance({var}, dict):")
         self.line(depth + 1, f"for {item}k in {var}:")
         self.line(depth + 2, f"if {item}k not in {known}:")
