@@ -17,8 +17,6 @@ The watermark moves only after a read completed; the overlap re-read is absorbed
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
@@ -29,7 +27,7 @@ from engine.errors import ExtractError, HTTPError, SyncEngineError, TemplateErro
 from engine.flows import rules, writes
 from engine.flows.base import Counts, FlowContext
 from engine.ledger import Entry
-from engine.specs.settings import iso, parse_time, time_before
+from engine.specs.settings import iso, parse_time
 
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
@@ -114,7 +112,7 @@ class OrdersFlow:
 
     def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
         """(key, ledger fields, order to deliver or None) for one raw record."""
-        key = self._key(raw)
+        key = writes.record_key(self.read, raw)
         mark = self._track_watermark(raw)
         fields, order = self.judge(key, raw)
         if mark:
@@ -140,16 +138,6 @@ class OrdersFlow:
             fields["data"]["hold_until"] = verdict.hold_until
         return fields, verdict.order
 
-    def _key(self, raw: Any) -> str:
-        try:
-            key = self.read.key(raw) if self.read.key else None
-        except ExtractError:
-            key = None
-        if key is None or key == "":
-            digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
-            return f"unkeyed:{digest}"
-        return str(key)
-
     def _track_watermark(self, raw: Any) -> str | None:
         if self.read.watermark is None:
             return None
@@ -157,7 +145,7 @@ class OrdersFlow:
             mark = self.read.watermark(raw)
         except ExtractError:
             return None
-        if mark and (self._watermark is None or _later(str(mark), self._watermark)):
+        if mark and (self._watermark is None or writes.later(str(mark), self._watermark)):
             self._watermark = str(mark)
         return str(mark) if mark else None
 
@@ -228,7 +216,7 @@ class OrdersFlow:
         found = self.find.extract_records(answer.body) if answer.status != 404 else []
         if not found:
             return None
-        return _text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
+        return writes.text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
 
     async def recover(self) -> None:
         """Reconcile `sending` keys, release passed hold windows, deliver leftover `pending` keys."""
@@ -297,17 +285,6 @@ def _fields(status: str, reason: str | None = None, *, raw: Any = None, data: di
     if raw is not None:
         fields["raw"] = raw
     return fields
-
-
-def _later(a: str, b: str) -> bool:
-    try:
-        return time_before(b, a)
-    except ValueError:
-        return a > b
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _chunks(items: Iterable, size: int) -> Iterable[list]:

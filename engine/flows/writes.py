@@ -24,7 +24,7 @@ from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
 from engine.flows.base import FlowContext
 from engine.ledger import Entry
 from engine.specs.model import Operation
-from engine.specs.settings import iso, parse_time
+from engine.specs.settings import iso, parse_time, time_before
 
 DEFINITE_4XX_EXCEPT = (408, 425, 429)
 
@@ -96,7 +96,7 @@ class Reader:
     def judge(self, raw: Any) -> Judged:
         """Key, filter, map and validate one raw record."""
         op = self.operation
-        key = _key(op, raw)
+        key = record_key(op, raw)
         self._track(raw)
         if op.filter is not None and not op.filter(raw):
             return Judged(key, skipped=f"spec filter '{op.filter_source}'")
@@ -122,7 +122,7 @@ class Reader:
             mark = self.operation.watermark(raw)
         except ExtractError:
             return
-        if mark and (self._mark is None or _later(str(mark), self._mark)):
+        if mark and (self._mark is None or later(str(mark), self._mark)):
             self._mark = str(mark)
 
 
@@ -150,12 +150,12 @@ def verdict(ctx: FlowContext, operation: Operation, answer: http.Answer) -> Outc
     """What a write's answer means: ok (with the remote id) or a definite error."""
     exists = operation.already_exists
     if exists is not None and exists.matches(answer.status, answer.body):
-        return Outcome("ok", id=_text(_safe(exists.id, answer.body)), existed=True)
+        return Outcome("ok", id=text(_safe(exists.id, answer.body)), existed=True)
     if operation.error_when is not None and operation.error_when(answer.body):
         return Outcome("error", error=ctx.redact(f"{operation.name} answer says it failed: {answer.text[:300]}"))
     if not answer.ok:
         return Outcome("error", error=f"{operation.name} answered {answer.status}: {ctx.redact(answer.text[:300])}")
-    return Outcome("ok", id=_text(_safe(operation.id, answer.body)))
+    return Outcome("ok", id=text(_safe(operation.id, answer.body)))
 
 
 class _PreconditionFailed(HTTPError):
@@ -199,7 +199,8 @@ def order_context(entry: Entry) -> dict[str, Any]:
             "lines": [{"sku": sku, "quantity": qty} for sku, qty in data.get("lines") or ()]}
 
 
-def _key(op: Operation, raw: Any) -> str:
+def record_key(op: Operation, raw: Any) -> str:
+    """The ledger key of a raw record; a record with no key gets one from a hash of its content."""
     try:
         key = op.key(raw) if op.key else None
     except ExtractError:
@@ -217,12 +218,13 @@ def _safe(path: Any, body: Any) -> Any:
         return None
 
 
-def _later(a: str, b: str) -> bool:
+def later(a: str, b: str) -> bool:
+    """Is timestamp `a` after `b`? (Text comparison for values that are not timestamps.)"""
     try:
-        return parse_time(a) > parse_time(b)
+        return time_before(b, a)
     except ValueError:
         return a > b
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     return None if value is None else str(value)
