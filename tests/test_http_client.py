@@ -115,6 +115,17 @@ def test_answer_body_is_parsed_as_std_json_parses_it(text, body):
     assert repr(answer.body) == repr(body) and answer.text == text
 
 
+
+@pytest.mark.parametrize("content, content_type, body, text", [
+    (b'{"name": "Zo\xeb"}', "application/json", {"name": "Zo\ufffd"}, '{"name": "Zo\ufffd"}'),
+    (b'\xef\xbb\xbf{"a": 1}', "application/json", None, '\ufeff{"a": 1}'),
+    (b'{"name": "Zo\xeb"}', "application/json; charset=latin-1", {"name": "Zoë"}, '{"name": "Zoë"}'),
+], ids=["bad UTF-8", "BOM", "latin-1"])
+def test_answer_body_is_parsed_from_the_decoded_text(content, content_type, body, text):
+    """Bytes orjson refuses or that are not UTF-8 are decoded (bad bytes replaced), then parsed."""
+    answer = send(sequence(httpx.Response(200, content=content, headers={"Content-Type": content_type})))
+    assert (answer.body, answer.text) == (body, text)
+
 def test_request_helpers_make_new_requests():
     """with_params, with_variable and replace return changed copies, leaving the original."""
     base = Request("POST", "/graphql", params={"a": 1}, json={"query": "q", "variables": {"n": 1}})

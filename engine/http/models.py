@@ -63,27 +63,50 @@ class Answer:
     """What callers see of a response.
 
     `headers` is case-insensitive; `body` is the parsed JSON, or None when the answer is empty,
-    `204 No Content` or not JSON; `text` the decoded body; `url` the URL that answered.
+    `204 No Content` or not JSON; `text` the decoded body (`content` as received, or already
+    decoded); `url` the URL that answered.
     """
 
     status: int
     headers: Mapping[str, str]
     body: Any
-    text: str
+    content: str | bytes         # the decoded text, or the raw bytes, decoded when `text` is read
     url: str
+    encoding: str = "utf-8"      # of `content` when it is bytes
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> Answer:
-        """Decode once, parse JSON once (none for 204 or an empty body)."""
-        content = response.content
-        text = content.decode(response.charset_encoding or "utf-8", errors="replace")
-        return cls(response.status_code, response.headers, _parse(response.status_code, text),
-                   text, str(response.url))
+        """Parse JSON once, from the bytes when they are UTF-8 (none for 204 or an empty body);
+        the text is decoded only if someone reads it (an error message, a non-JSON page)."""
+        content, status = response.content, response.status_code
+        encoding = response.charset_encoding or "utf-8"
+        body = _parse_bytes(status, content, encoding) if content and not content.isspace() else None
+        return cls(status, response.headers, body, content, str(response.url), encoding)
+
+    @property
+    def text(self) -> str:
+        """The decoded body (undecodable bytes replaced)."""
+        content = self.content
+        return content if isinstance(content, str) else content.decode(self.encoding, errors="replace")
 
     @property
     def ok(self) -> bool:
         """True for a 2xx status."""
         return 200 <= self.status < 300
+
+
+_UTF8 = frozenset({"utf-8", "utf8", "utf_8"})
+
+
+def _parse_bytes(status: int, content: bytes, encoding: str) -> Any:
+    """`_parse` of the decoded text; orjson reads UTF-8 bytes directly (no decoding a page into
+    a str first), so only what it refuses (bad UTF-8 included) is decoded and read as text."""
+    if status != 204 and encoding.lower() in _UTF8:
+        try:
+            return orjson.loads(content)
+        except ValueError:
+            pass
+    return _parse(status, content.decode(encoding, errors="replace"))
 
 
 def _parse(status: int, text: str) -> Any:
