@@ -462,6 +462,16 @@ class _Source:
         self.line(out, inside, f"{result} = {shape % ', '.join(items)}")
         return result
 
+    def _comparator(self, node: Node, var: str, out: list[str], depth: int) -> str:
+        """`a == b` / `a != b`: two strings compare inline; anything else through jmespath's
+        `_equals` (which tells 1 from true); an ordering comparison is a closure."""
+        if node["value"] not in ("eq", "ne"):
+            return self.assign(out, depth, f"{self.constant(self.compiler.compile(node))}({var})")
+        left, right = [self.emit(child, var, out, depth) for child in node["children"]]
+        negate = "not " if node["value"] == "ne" else ""
+        return self.assign(out, depth, f"{negate}({left} == {right} if type({left}) is str and type({right}) is str "
+                                        f"else {self.constant(_equals)}({left}, {right}))")
+
     def _or_expression(self, node: Node, var: str, out: list[str], depth: int) -> str:
         return self._logic(node, var, out, depth, "")
 

@@ -89,6 +89,7 @@ EXPRESSIONS = [
     "[id, text]", "none.{a: id}", "none.[id]", "billing.last || billing.first", "empty || `0`",
     "zero || `5`", "no || none", "id && text", "empty && id", "!zero", "!one", "!empty", "!yes",
     "!none", "!`[]`", "id == `42`", "id != `42`", "one == yes", "zero == no", "one != yes",
+    "text == 'abc'", "text != 'abc'", "billing.first == text", "none == none", "id == '42'", "one == `1.0`",
     "id > `41`", "text < 'b'", "text > `1`", "none < `1`", "nums | [0]", "items[].sku | [1]",
     "to_string(id)", "to_string(text)", "to_string(nums)", "to_string(none)", "to_number(price)",
     "to_number(id)", "to_number(text)", "to_number(yes)", "to_number('1e3')", "not_null(none, id)",
