@@ -89,18 +89,18 @@ def write_project(folder: Path, settings: Settings, cart: str, wms: str) -> None
     (folder / "wms/extensiv.yaml").write_text(yaml.safe_dump(extensiv, allow_unicode=True, sort_keys=False))
     os.environ.update(BENCH_CART=cart, BENCH_WMS=wms, BENCH_KEY="ck_bench", BENCH_SECRET="cs_bench",
                       BENCH_CLIENT="client-id", BENCH_CLIENT_SECRET="client-secret")
-    (folder / "bench.yaml").write_text(f"""name: bench
+    (folder / "bench.yaml").write_text("""name: bench
 spec_version: 1
 source:
   connector: woocommerce
-  config: {{site_url: "${{env:BENCH_CART}}", consumer_key: "${{env:BENCH_KEY}}", consumer_secret: "${{env:BENCH_SECRET}}"}}
+  config: {site_url: "${env:BENCH_CART}", consumer_key: "${env:BENCH_KEY}", consumer_secret: "${env:BENCH_SECRET}"}
 destination:
   connector: extensiv
-  config: {{base_url: "${{env:BENCH_WMS}}", client_id: "${{env:BENCH_CLIENT}}",
-           client_secret: "${{env:BENCH_CLIENT_SECRET}}", user_login_id: "42", customer_id: 7, facility_id: 1}}
+  config: {base_url: "${env:BENCH_WMS}", client_id: "${env:BENCH_CLIENT}",
+           client_secret: "${env:BENCH_CLIENT_SECRET}", user_login_id: "42", customer_id: 7, facility_id: 1}
 start_date: "2026-01-01T00:00:00Z"
 overlap: 10m
-flows: {{orders: {{enabled: true}}}}
+flows: {orders: {enabled: true}}
 hold_minutes: 0
 """)
 
