@@ -136,7 +136,10 @@ def _mutations(text: str) -> list[tuple[str, str, int]]:
         out.append(("unclose-template", _sub(lines, tmpl, r"\}\}", ""), tmpl + 1))
     flow = _first(lines, r"^\s+\w+: \{[^}]*\}\s*$")
     if flow is not None:
-        out.append(("break-yaml", _sub(lines, flow, r"\}\s*$", "\n"), None))
+        out.append(("break-yaml", _sub(lines, flow, r"\}\s*$", "\n"), flow + 1))
+    colon = _first(lines, r"^\s+(method|connector|split_shipments): [A-Za-z]")
+    if colon is not None:   # "key: a: b" is not YAML (a mapping value where a scalar goes)
+        out.append(("break-yaml-colon", _sub(lines, colon, r": ([A-Za-z])", r": x: \1"), colon + 1))
     return out
 
 
