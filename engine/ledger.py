@@ -468,6 +468,9 @@ def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
             return diskcache.Cache(
                 str(path), eviction_policy="none", cull_limit=0, tag_index=True,
                 statistics=False, sqlite_synchronous=2 if fsync else 1,
+                # bounded memory however large the ledger grows: diskcache's defaults (a 32 MB
+                # page cache and 64 MB of memory-mapped file) show up as RSS that grows with it
+                sqlite_cache_size=2**11, sqlite_mmap_size=0,
             )
         except sqlite3.OperationalError as exc:
             if str(exc) != "database is locked" or time.monotonic() >= deadline:
