@@ -6,8 +6,8 @@ multiselect-hash expression, so mapping a record costs one evaluation, not one p
     {order_id: to_string(id), lines: {each: line_items, map: {sku: sku}}}
     -> {"order_id": (to_string(id)), "lines": map(&{"sku": (sku)}, (line_items) || `[]`)}
 
-Evaluation does not walk the AST with jmespath's TreeInterpreter: `engine.jmespath_compile`
-writes it as Python (one generated function per expression; a whole `map:` becomes straight-line
+Evaluation does not walk the AST with jmespath's TreeInterpreter: `engine.jmespath_source`
+(with `engine.jmespath_compile`'s closures as fallback) writes it as Python (one generated function per expression; a whole `map:` becomes straight-line
 code building one dict), with exactly the interpreter's results and errors. Besides the JMESPath
 built-ins, expressions may call the functions of `SyncFunctions`.
 """
@@ -24,7 +24,7 @@ import jmespath
 from jmespath import exceptions as jmespath_errors
 from jmespath import functions
 
-from engine import jmespath_compile
+from engine import jmespath_compile, jmespath_source
 from engine.errors import ExtractError
 
 
@@ -193,4 +193,4 @@ def compile_ast(node: Mapping[str, Any]) -> Callable[[Any], Any]:
 
 def compile_source(node: Mapping[str, Any]) -> Callable[[Any], Any]:
     """A parsed JMESPath AST as one generated Python function (with `SyncFunctions`)."""
-    return jmespath_compile.compile_source(node, OPTIONS)
+    return jmespath_source.compile_source(node, OPTIONS)
