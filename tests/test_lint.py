@@ -173,3 +173,18 @@ def test_sample_mutations(sample: Path, tmp_path: Path) -> None:
         assert lines, (kind, output)
         if line is not None:
             assert line in lines, (kind, line, output)
+
+
+def test_parallel_lint_finds_what_serial_lint_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linting many specs in forked workers gives exactly the findings of one process."""
+    from engine.specs import lint
+
+    for index, case in enumerate(INVALID_SPECS):
+        (tmp_path / f"case{index:02}.yaml").write_text(case.yaml_text)
+    for index in range(8):
+        (tmp_path / f"clean{index}.yaml").write_text(CART.replace("name: ", f"name: c{index}", 1))
+    monkeypatch.setattr(lint, "PARALLEL_FROM", 10 ** 6)
+    serial = lint_paths([tmp_path])
+    monkeypatch.setattr(lint, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(lint.os, "cpu_count", lambda: 3)
+    assert lint_paths([tmp_path]) == serial and len(serial) >= len(INVALID_SPECS)
