@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine import SCHEMAS, __version__, commands
+from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
 from engine.specs import Finding, lint_paths
 
@@ -93,9 +93,17 @@ def schema_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     return 0
 
 
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="keep the ledger here (default: a fresh temporary one)")
+def _later(name: str) -> Handler:
+    """A handler of `engine.commands`, imported when it runs: `lint` and `schema` never load the
+    HTTP stack, the flows or the ledger."""
+
+    def handler(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+        from engine import commands
+
+        return getattr(commands, name)(args, stdout, stderr)
+
+    handler.__name__ = name
+    return handler
 
 
 def _demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -110,16 +118,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("lint", "check connector and integration specs", _lint_arguments, lint_command),
     Command("schema", "print the JSON Schema of a spec kind", _schema_arguments,
             schema_command),
-    Command("run", "run the enabled flows of every integration once", commands.run_arguments,
-            commands.run_command),
+    Command("run", "run the enabled flows of every integration once", arguments.run_arguments,
+            _later("run_command")),
     Command("demo", "run the sample integrations against sample servers on 127.0.0.1",
-            _demo_arguments, _demo_command),
+            arguments.demo_arguments, _demo_command),
     Command("status", "ledger counts, latest errors, skipped/quarantined/held orders",
-            commands.status_arguments, commands.status_command),
+            arguments.status_arguments, _later("status_command")),
     Command("retry", "re-process errored, quarantined and held orders (e.g. after a fix)",
-            commands.retry_arguments, commands.retry_command),
+            arguments.retry_arguments, _later("retry_command")),
     Command("reset", "re-pull orders since a time (delivered orders still block duplicates)",
-            commands.reset_arguments, commands.reset_command),
+            arguments.reset_arguments, _later("reset_command")),
 )
 
 

@@ -1,7 +1,7 @@
 """The commands that move data or read the ledger: `run`, `status`, `retry`, `reset`.
 
-Each is an `arguments(parser)` function and a handler `(args, stdout, stderr) -> exit code`;
-`engine.cli.COMMANDS` lists them. Exit codes: 0 all went well, 1 something failed (an order
+Each is a handler `(args, stdout, stderr) -> exit code` (its arguments are in `engine.arguments`);
+`engine.cli.COMMANDS` lists them and imports this module only when one of them runs. Exit codes: 0 all went well, 1 something failed (an order
 that could not be delivered, an integration that stopped), 2 usage or spec errors.
 """
 
@@ -20,28 +20,6 @@ from engine.ledger import STATUSES, DiskLedger
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
-
-
-def project_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connectors", default="connectors", metavar="DIR", help="connector specs (default: connectors)")
-    parser.add_argument("--integrations", default="integrations", metavar="DIR",
-                        help="integration specs (default: integrations)")
-    parser.add_argument("--integration", metavar="NAME", help="only this integration")
-    state_argument(parser)
-
-
-def state_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", default="state", metavar="DIR", help="where the ledger lives (default: state)")
-
-
-def run_arguments(parser: argparse.ArgumentParser) -> None:
-    project_arguments(parser)
-    parser.add_argument("--flow", action="append", choices=sorted(runner.FLOWS), help="only this flow (repeatable)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="read and print the requests it would send (secrets redacted); write nothing")
-    parser.add_argument("--every", nargs="?", const="", metavar="DURATION",
-                        help="keep running until SIGINT/SIGTERM: each flow on its integration's `every` "
-                             "(orders 5m, shipments 15m, inventory 1h by default), or every DURATION (e.g. 1m)")
 
 
 def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
@@ -103,11 +81,6 @@ def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) ->
     stderr.flush()
 
 
-def status_arguments(parser: argparse.ArgumentParser) -> None:
-    state_argument(parser)
-    parser.add_argument("--integration", metavar="NAME", help="only this integration")
-    parser.add_argument("--limit", type=int, default=10, help="entries listed per status (default: 10)")
-
 
 def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Counts by status, latest errors, and the skipped, quarantined and held orders with reasons."""
@@ -156,9 +129,6 @@ def ledger_names(state_dir: Path, only: str | None) -> list[str]:
     return names
 
 
-def retry_arguments(parser: argparse.ArgumentParser) -> None:
-    project_arguments(parser)
-
 
 def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
@@ -180,12 +150,6 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
             await flow.recover()
             return released, flow.counts
 
-
-def reset_arguments(parser: argparse.ArgumentParser) -> None:
-    state_argument(parser)
-    parser.add_argument("--integration", metavar="NAME", required=True)
-    parser.add_argument("--since", required=True, metavar="TIMESTAMP",
-                        help="move the orders watermark back to this ISO-8601 time; delivered orders still block duplicates")
 
 
 def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -1,0 +1,52 @@
+"""The command line's arguments, apart from the commands: building the parser imports nothing
+heavy, so `syncengine lint` starts without loading the HTTP stack, flows or ledger."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.specs.settings import FLOWS
+
+
+def project_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connectors", default="connectors", metavar="DIR", help="connector specs (default: connectors)")
+    parser.add_argument("--integrations", default="integrations", metavar="DIR",
+                        help="integration specs (default: integrations)")
+    parser.add_argument("--integration", metavar="NAME", help="only this integration")
+    state_argument(parser)
+
+
+def state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", default="state", metavar="DIR", help="where the ledger lives (default: state)")
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    project_arguments(parser)
+    parser.add_argument("--flow", action="append", choices=FLOWS, help="only this flow (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read and print the requests it would send (secrets redacted); write nothing")
+    parser.add_argument("--every", nargs="?", const="", metavar="DURATION",
+                        help="keep running until SIGINT/SIGTERM: each flow on its integration's `every` "
+                             "(orders 5m, shipments 15m, inventory 1h by default), or every DURATION (e.g. 1m)")
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    state_argument(parser)
+    parser.add_argument("--integration", metavar="NAME", help="only this integration")
+    parser.add_argument("--limit", type=int, default=10, help="entries listed per status (default: 10)")
+
+
+def retry_arguments(parser: argparse.ArgumentParser) -> None:
+    project_arguments(parser)
+
+
+def reset_arguments(parser: argparse.ArgumentParser) -> None:
+    state_argument(parser)
+    parser.add_argument("--integration", metavar="NAME", required=True)
+    parser.add_argument("--since", required=True, metavar="TIMESTAMP",
+                        help="move the orders watermark back to this ISO-8601 time; delivered orders still block duplicates")
+
+
+def demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="keep the ledger here (default: a fresh temporary one)")
