@@ -5,7 +5,6 @@
     ├── ConfigError          a bad command line, a missing ${env:..}/${file:..}, a bad state dir
     ├── TemplateError        a Jinja template failed to render (undefined variable, sandbox)
     ├── ExtractError         a JMESPath expression failed on a record
-    ├── RecordError          a mapped record does not validate against its canonical schema
     ├── HTTPError            anything on the wire
     │   ├── TransportError   connect errors, timeouts, resets (after retries)
     │   ├── StatusError      a non-success answer (after retries); carries status and body excerpt
@@ -57,10 +56,6 @@ class TemplateError(SyncEngineError):
 
 class ExtractError(SyncEngineError):
     """A JMESPath expression failed on a record."""
-
-
-class RecordError(SyncEngineError):
-    """A mapped record does not validate against its canonical schema."""
 
 
 class HTTPError(SyncEngineError):
