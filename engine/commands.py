@@ -155,8 +155,8 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
 def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
     [name] = ledger_names(Path(args.state_dir), args.integration)
-    with DiskLedger(args.state_dir, name) as ledger:
-        released = ledger.reset_since(args.since)
+    with runlock.hold(Path(args.state_dir), name, "orders"), DiskLedger(args.state_dir, name) as ledger:
+        released = ledger.reset_since(args.since)   # under the lock: a running pull would move it on again
     stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
                  f"delivered orders still block duplicates\n")
     return 0

@@ -61,3 +61,24 @@ def test_the_lock_is_released_after_the_run(tmp_path):
             raise RuntimeError("flow failed")
     with runlock.hold(tmp_path, "acme", "orders"):
         pass
+
+
+def test_reset_refuses_during_an_orders_run(tmp_path):
+    """`syncengine reset` during an orders run stops with a clear error instead of racing the run's watermark."""
+    import io
+
+    from engine.cli import run
+    from engine.ledger import DiskLedger
+
+    DiskLedger(tmp_path, "acme").close()
+    holder = start_holder(tmp_path)
+    try:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = run(["reset", "--state-dir", str(tmp_path), "--integration", "acme", "--since", "2026-01-01"], stdout, stderr)
+        assert code == 2 and "another orders run for acme is in progress" in stderr.getvalue()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert run(["reset", "--state-dir", str(tmp_path), "--integration", "acme", "--since", "2026-01-01"],
+               io.StringIO(), io.StringIO()) == 0
