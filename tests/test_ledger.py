@@ -75,12 +75,13 @@ def test_claim_is_atomic_across_threads(tmp_path: Path) -> None:
     assert sorted(wins) == sorted(KEYS) and set(wins.values()) == {1}
 
 
-def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
-    """Two processes claiming the same keys at once win each key exactly once between them."""
+def _race(tmp_path: Path, claimer) -> tuple[set, set]:
+    """Run `claimer` in two processes released at once, each over KEYS in its own order;
+    return the keys each one won."""
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(2)
     outs = [str(tmp_path / f"won-{n}.json") for n in range(2)]
-    procs = [spawn.Process(target=_claim_in_process,
+    procs = [spawn.Process(target=claimer,
                            args=(str(tmp_path), random.Random(n).sample(KEYS, len(KEYS)), start,
                                  out))
              for n, out in enumerate(outs)]
@@ -90,6 +91,12 @@ def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
         proc.join(60)
         assert proc.exitcode == 0
     first, second = (set(json.loads(Path(out).read_text())) for out in outs)
+    return first, second
+
+
+def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
+    """Two processes claiming the same keys at once win each key exactly once between them."""
+    first, second = _race(tmp_path, _claim_in_process)
     assert first.isdisjoint(second) and first | second == set(KEYS)
 
 
@@ -120,19 +127,7 @@ def test_claim_many_is_one_transaction(ledger: DiskLedger) -> None:
 
 def test_claim_many_is_atomic_across_processes(tmp_path: Path) -> None:
     """Two processes claiming the same keys a page at a time win each key exactly once."""
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(2)
-    outs = [str(tmp_path / f"won-{n}.json") for n in range(2)]
-    procs = [spawn.Process(target=_claim_pages_in_process,
-                           args=(str(tmp_path), random.Random(n).sample(KEYS, len(KEYS)), start,
-                                 out))
-             for n, out in enumerate(outs)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
-    first, second = (set(json.loads(Path(out).read_text())) for out in outs)
+    first, second = _race(tmp_path, _claim_pages_in_process)
     assert first.isdisjoint(second) and first | second == set(KEYS)
     with DiskLedger(tmp_path, "shop") as ledger:
         assert ledger.counts() == {"pending": len(KEYS)}
