@@ -134,77 +134,108 @@ def test_claim_many_is_atomic_across_processes(tmp_path: Path) -> None:
         assert all(ledger.get(key).raw == {"k": key} for key in KEYS)
 
 
-BULK_PAGE = [
+PAGE = [
     ("a", {"raw": {"id": 1}, "data": {"order_id": "1"}}),
     ("b", {"status": "skipped", "reason": "spec filter", "raw": {"id": 2}}),
-    ("big", {"raw": {"text": "x" * 40_000}}),                 # diskcache keeps it in a file
+    ("big", {"raw": {"text": "x" * 40_000}}),
     ("c", {"status": "quarantined", "reason": "bad", "raw": {"id": 3}}),
     ("a", {"raw": {"id": "again"}}),
     ("known", {"raw": {"id": 4}}),
 ]
-ROW = ("SELECT key, raw, expire_time, access_count, tag, size, mode, filename IS NULL, value,"
-       " store_time = access_time FROM Cache ORDER BY key")
-TAGGED = "SELECT key FROM Cache WHERE tag IS NOT NULL ORDER BY rowid"
+ROWS = "SELECT rowid, key, status, updated, doc, raw FROM Entries ORDER BY rowid"
 
 
-def _bulk_and_per_key(tmp_path: Path, monkeypatch) -> tuple[DiskLedger, DiskLedger]:
+def _page_and_per_key(tmp_path: Path, monkeypatch) -> tuple[DiskLedger, DiskLedger]:
+    """Two ledgers given the same claims: one through the multi-row ``INSERT … RETURNING``,
+    one through the per-row fallback for SQLite before 3.35."""
     from engine import ledger as module
 
     monkeypatch.setattr(module, "_now", lambda: 1700000000.0)
-    bulk, per_key = DiskLedger(tmp_path, "bulk"), DiskLedger(tmp_path, "per-key")
-    per_key._bulk = False
-    assert bulk._bulk
-    for ledger in (bulk, per_key):
+    page, per_key = DiskLedger(tmp_path, "page"), DiskLedger(tmp_path, "per-key")
+    for ledger, returning in ((page, True), (per_key, False)):
+        monkeypatch.setattr(module, "_RETURNING", returning)
         ledger.claim("known")
-        assert ledger.claim_many(BULK_PAGE) == [True, True, True, True, False, False]
-    return bulk, per_key
+        assert ledger.claim_many(PAGE) == [True, True, True, True, False, False]
+    monkeypatch.setattr(module, "_RETURNING", True)
+    return page, per_key
 
 
-def test_bulk_claim_writes_the_rows_cache_add_writes(tmp_path: Path, monkeypatch) -> None:
-    """The bulk claim stores exactly the rows, tags and counts that per-key Cache.add stores."""
-    bulk, per_key = _bulk_and_per_key(tmp_path, monkeypatch)
-    with bulk, per_key:
-        assert bulk._sql(ROW, ()).fetchall() == per_key._sql(ROW, ()).fetchall()
-        assert bulk._sql(TAGGED, ()).fetchall() == per_key._sql(TAGGED, ()).fetchall()
-        settings = "SELECT key, value FROM Settings WHERE key IN ('count', 'size')"
-        assert bulk._sql(settings, ()).fetchall() == per_key._sql(settings, ()).fetchall()
+def test_page_claim_and_per_row_fallback_store_the_same_rows(tmp_path: Path, monkeypatch) -> None:
+    """Both claim paths store one row per key, in claim order, with the same contents."""
+    page, per_key = _page_and_per_key(tmp_path, monkeypatch)
+    with page, per_key:
+        rows = page._sql(ROWS, ()).fetchall()
+        assert rows == per_key._sql(ROWS, ()).fetchall()
+        assert [row[1:3] for row in rows] == [("known", "pending"), ("a", "pending"), ("b", "skipped"),
+                                              ("big", "pending"), ("c", "quarantined")]
+        assert rows[2][5] is None           # a skipped entry keeps no raw record
+        assert json.loads(rows[3][5]) == {"text": "x" * 40_000}
 
 
-def test_bulk_claimed_rows_serve_every_method_and_plain_diskcache(tmp_path: Path,
-                                                                 monkeypatch) -> None:
-    """Rows from the bulk claim are read and changed by every ledger method and by diskcache."""
+def test_claimed_rows_serve_every_method(tmp_path: Path, monkeypatch) -> None:
+    """Rows from a page claim are read, moved, counted and released by every ledger method."""
+    page, per_key = _page_and_per_key(tmp_path, monkeypatch)
+    per_key.close()
+    with page:
+        assert page.get("a").raw == {"id": 1} and page.get("big").raw == {"text": "x" * 40_000}
+        assert page.counts() == {"pending": 3, "skipped": 1, "quarantined": 1}
+        assert [e.key for e in page.iter_status("pending")] == ["known", "a", "big"]
+        assert [e.key for e in page.latest("skipped")] == ["b"]
+        assert page.transition("a", "pending", "sending")
+        assert page.set_status("a", "delivered", destination_id="W-1").raw is None
+        assert not page.claim("a") and page.claim_many([("b", {})]) == [False]
+        assert page.reset_since("2000-01-01", release=("skipped", "quarantined")) == 2
+        assert page.claim("b") and page.get("b").status == "pending"
+        assert page.counts() == {"pending": 3, "delivered": 1}
+
+
+def test_a_claim_page_larger_than_one_statement(ledger: DiskLedger) -> None:
+    """A page with more keys than one statement may bind is claimed in several, in order."""
+    limit = ledger._cache._con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 5
+    keys = [f"k{n}" for n in range(limit + 7)]
+    assert ledger.claim_many([(key, {}) for key in ["k3", *keys]]) == [True] + [key != "k3" for key in keys]
+    assert [e.key for e in ledger.iter_status("pending")] == ["k3"] + [key for key in keys if key != "k3"]
+
+
+FORMAT_2 = [  # (key, document, raw record kept as its own ``r:`` value or None)
+    ("a", {"v": 2, "status": "pending", "created": 1.0, "updated": 1.0, "has_raw": True,
+           "data": {"order_id": "1"}}, {"id": 1}),
+    ("big", {"v": 2, "status": "error", "created": 2.0, "updated": 5.0, "has_raw": True,
+             "attempts": 2, "last_error": "400"}, {"text": "x" * 40_000}),   # a file in diskcache
+    ("q", {"v": 1, "status": "quarantined", "created": 3.0, "updated": 3.0, "reason": "bad",
+           "raw": {"id": 9}}, None),                                          # format 1: inline
+    ("d", {"v": 2, "status": "delivered", "created": 4.0, "updated": 4.0,
+           "destination_id": "W-4"}, None),
+]
+
+
+def test_a_format_2_ledger_is_moved_into_the_entries_table(tmp_path: Path) -> None:
+    """Entries written as diskcache rows by format 1 and 2 are moved into ``Entries`` on open,
+    nothing lost; watermarks and key/value items stay where they are."""
     import diskcache
 
-    bulk, per_key = _bulk_and_per_key(tmp_path, monkeypatch)
-    per_key.close()
-    with bulk:
-        assert bulk.get("a").raw == {"id": 1} and bulk.get("big").raw == {"text": "x" * 40_000}
-        assert bulk.counts() == {"pending": 3, "skipped": 1, "quarantined": 1}
-        assert [e.key for e in bulk.iter_status("pending")] == ["known", "a", "big"]
-        assert [e.key for e in bulk.latest("skipped")] == ["b"]
-        assert bulk.transition("a", "pending", "sending")
-        assert bulk.set_status("a", "delivered", destination_id="W-1").raw is None
-        assert not bulk.claim("a") and bulk.claim_many([("b", {})]) == [False]
-        assert bulk.reset_since("2000-01-01", release=("skipped", "quarantined")) == 2
-        assert bulk.claim("b") and bulk.get("b").status == "pending"
-        plain = diskcache.Cache(str(bulk.path))
-        try:
-            assert json.loads(plain.get("o:a"))["destination_id"] == "W-1"
-            assert json.loads(plain.get("r:big")) == {"text": "x" * 40_000}
-            assert not plain.add("o:big", "{}") and plain.get("o:c") is None
-            assert len(plain) == 6         # o:known, o:a, o:big, r:big, o:b, w:orders
-        finally:
-            plain.close()
-
-
-def test_bulk_claim_falls_back_when_diskcache_schema_differs(tmp_path: Path) -> None:
-    """A Cache table that is not the expected one turns the bulk path off; claims still work."""
+    old = diskcache.Cache(str(tmp_path / "shop"), eviction_policy="none", tag_index=True)
+    for key, doc, raw in FORMAT_2:
+        old.set("o:" + key, json.dumps(doc), tag=doc["status"])
+        if raw is not None:
+            old.set("r:" + key, json.dumps(raw))
+    old.set("w:orders", "2026-01-01T00:00:00Z")
+    old.set("k:inventory\x00SKU-1", "3", tag="kv:inventory")
+    old.close()
     with DiskLedger(tmp_path, "shop") as ledger:
-        ledger._sql("ALTER TABLE Cache ADD COLUMN extra TEXT", ())
-    with DiskLedger(tmp_path, "shop") as ledger:
-        assert not ledger._bulk
-        assert ledger.claim_many([("a", {"raw": {"id": 1}}), ("a", {})]) == [True, False]
-        assert ledger.get("a").raw == {"id": 1}
+        assert ledger.counts() == {"pending": 1, "error": 1, "quarantined": 1, "delivered": 1}
+        a, big, q, d = (ledger.get(key) for key in ("a", "big", "q", "d"))
+        assert (a.raw, a.data, a.created) == ({"id": 1}, {"order_id": "1"}, 1.0)
+        assert (big.raw, big.attempts, big.last_error, big.updated) == ({"text": "x" * 40_000}, 2, "400", 5.0)
+        assert (q.raw, q.reason) == ({"id": 9}, "bad")
+        assert (d.raw, d.destination_id) == (None, "W-4")
+        assert ledger.watermark("orders") == "2026-01-01T00:00:00Z"
+        assert dict(ledger.kv_items("inventory")) == {"SKU-1": 3}
+        left = "SELECT COUNT(*) FROM Cache WHERE key LIKE 'o:%' OR key LIKE 'r:%'"
+        assert ledger._sql(left, ()).fetchone() == (0,)
+        assert not ledger.claim("a") and ledger.claim("new")
+    with DiskLedger(tmp_path, "shop") as again:           # a second open moves nothing
+        assert again.counts() == {"pending": 2, "error": 1, "quarantined": 1, "delivered": 1}
 
 
 def test_transition_refuses_a_wrong_from_status(ledger: DiskLedger) -> None:
@@ -459,27 +490,27 @@ def test_sigkill_mid_write_leaves_a_readable_ledger(tmp_path: Path) -> None:
     con.close()
 
 
-def _stored(ledger: DiskLedger, prefix: str) -> dict[str, tuple[int, str]]:
-    """Stored diskcache rows whose key starts with `prefix`: key -> (rowid, value text)."""
-    sql = "SELECT key, rowid, value FROM Cache WHERE key LIKE ? ORDER BY key"
-    return {key: (rowid, value) for key, rowid, value in ledger._sql(sql, (prefix + "%",)).fetchall()}
+def _raw_column(ledger: DiskLedger) -> dict[str, tuple[int, str]]:
+    """Stored raw records: key -> (rowid, raw JSON text), for entries that have one."""
+    sql = "SELECT key, rowid, raw FROM Entries WHERE raw IS NOT NULL ORDER BY key"
+    return {key: (rowid, raw) for key, rowid, raw in ledger._sql(sql, ()).fetchall()}
 
 
 def test_raw_record_is_written_once_and_dropped_on_delivery(ledger: DiskLedger) -> None:
-    """The raw record is its own readable JSON value: status moves neither read nor rewrite it,
-    a lost claim never replaces it, and delivery deletes it."""
+    """The raw record is readable JSON in its own column: status moves keep it as it is, a
+    lost claim never replaces it, and delivery clears it."""
     raw = {"id": 5, "name": "Zoë", "lines": [{"sku": "A", "price": "9.50"}]}
     assert ledger.claim_many([("5", {"raw": raw, "data": {"n": 5}})]) == [True]
     assert not ledger.claim("5", raw={"id": "other"})
-    [(rowid, text)] = _stored(ledger, "r:").values()
+    [(rowid, text)] = _raw_column(ledger).values()
     assert json.loads(text) == raw and "Zoë" in text
     assert ledger.transition("5", "pending", "sending", data={"m": 1})
     ledger.set_status("5", "error", last_error="400")
-    assert _stored(ledger, "r:") == {"r:5": (rowid, text)}
+    assert _raw_column(ledger) == {"5": (rowid, text)}
     assert ledger.get("5").raw == raw and next(ledger.iter_status("error")).raw == raw
     assert ledger.transition("5", "error", "sending")
     entry = ledger.set_status("5", "delivered", destination_id="W-5")
-    assert entry.raw is None and ledger.get("5").raw is None and _stored(ledger, "r:") == {}
+    assert entry.raw is None and ledger.get("5").raw is None and _raw_column(ledger) == {}
     assert ledger.get("5").data == {"n": 5, "m": 1}
 
 
@@ -490,29 +521,14 @@ def test_raw_record_replaced_or_removed_by_the_raw_field(ledger: DiskLedger) -> 
     assert ledger.set_status("a", "quarantined", reason="bad", raw={"v": 2}).raw == {"v": 2}
     assert ledger.get("a").raw == {"v": 2}
     assert ledger.set_status("a", "held", raw=None).raw is None and ledger.get("a").raw is None
-    assert _stored(ledger, "r:") == {}
+    assert _raw_column(ledger) == {}
     ledger.claim("b", status="skipped", reason="filtered", raw={"v": 3})
-    assert ledger.get("b").raw is None and _stored(ledger, "r:") == {}
-
-
-def test_version_1_entry_with_inline_raw_is_read_and_moved_out(ledger: DiskLedger) -> None:
-    """An entry written by format 1 (raw inside the document) reads as before; its next move
-    stores the raw record apart, and delivery drops it."""
-    doc = {"v": 1, "status": "quarantined", "created": 1.0, "updated": 1.0, "reason": "bad",
-           "raw": {"id": 9}, "data": {"n": 9}}
-    ledger._cache.set("o:9", json.dumps(doc), tag="quarantined")
-    entry = next(ledger.iter_status("quarantined"))
-    assert (entry.raw, entry.reason, entry.data) == ({"id": 9}, "bad", {"n": 9})
-    assert ledger.transition("9", "quarantined", "sending")
-    assert "raw" not in json.loads(_stored(ledger, "o:")["o:9"][1])
-    assert ledger.get("9").raw == {"id": 9} and ledger.get("9").attempts == 1
-    ledger.set_status("9", "delivered", destination_id="W-9")
-    assert ledger.get("9").raw is None and _stored(ledger, "r:") == {}
+    assert ledger.get("b").raw is None and _raw_column(ledger) == {}
 
 
 def test_reset_since_releases_the_raw_record_too(ledger: DiskLedger) -> None:
     """A released entry leaves nothing behind, its raw record included; a new claim starts clean."""
     ledger.claim("q", status="quarantined", reason="bad", raw={"id": 1})
     assert ledger.reset_since("2000-01-01", release=["quarantined"]) == 1
-    assert _stored(ledger, "o:") == {} and _stored(ledger, "r:") == {}
+    assert ledger.get("q") is None and _raw_column(ledger) == {}
     assert ledger.claim("q") and ledger.get("q").raw is None
