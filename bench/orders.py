@@ -120,7 +120,8 @@ def measure_engine(settings: Settings, cart: str, wms: str) -> Result:
         write_project(Path(tmp), settings, cart, wms)
         project = runner.load_project([tmp])
         integration = project.select("bench")[0]
-        options = runner.Options(state_dir=Path(tmp) / "state", emit=lambda line: None)
+        options = runner.Options(state_dir=Path(tmp) / "state", emit=lambda line: None,
+                                 workers=int(os.environ.get("BENCH_WORKERS", "1")))
 
         async def pull_only() -> Any:
             async with runner.open_context(project, integration, options) as ctx:

@@ -25,9 +25,18 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", action="append", choices=FLOWS, help="only this flow (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="read and print the requests it would send (secrets redacted); write nothing")
+    parser.add_argument("--workers", type=_positive, default=1, metavar="N",
+                        help="split a large paged read over N processes (default: 1); the connectors' "
+                             "concurrency and rate limits hold in total")
     parser.add_argument("--every", nargs="?", const="", metavar="DURATION",
                         help="keep running until SIGINT/SIGTERM: each flow on its integration's `every` "
                              "(orders 5m, shipments 15m, inventory 1h by default), or every DURATION (e.g. 1m)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def status_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,8 @@ def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the enabled flows of every (or one) integration once."""
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout))
+    options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
+                             workers=args.workers)
     if args.every is not None:
         return _run_every(project, args, options, stdout)
     outcomes = asyncio.run(runner.run_project(project, project.select(args.integration), options,

@@ -87,6 +87,10 @@ class LedgerError(SyncEngineError):
     """The ledger could not be read or written."""
 
 
+class WorkerError(SyncEngineError):
+    """A worker process of a split read failed or died."""
+
+
 @contextlib.contextmanager
 def context(**items: Any) -> Iterator[None]:
     """Attach context to any SyncEngineError raised inside; inner context wins on clashes."""

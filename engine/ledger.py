@@ -113,6 +113,7 @@ class Ledger(Protocol):
     def reset_since(
         self, since: str | datetime, *, stream: str = "orders", release: Iterable[str] = ...
     ) -> int: ...
+    def reopen(self) -> Ledger: ...
     def close(self) -> None: ...
     def __enter__(self) -> Ledger: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -144,7 +145,7 @@ class DiskLedger:
         if not _NAME.fullmatch(integration):
             raise LedgerError("integration name is not usable as a ledger name",
                               integration=integration)
-        self.integration = integration
+        self.integration, self._fsync = integration, fsync
         self.path = Path(directory) / integration
         with self._guard("open"):
             self._cache = _open_cache(self.path, fsync)
@@ -396,6 +397,10 @@ class DiskLedger:
         self._cache.delete("r:" + key)
 
     # -- lifecycle ----------------------------------------------------------------------------
+
+    def reopen(self) -> DiskLedger:
+        """A new connection to this ledger, for a forked process (which must not use ours)."""
+        return DiskLedger(self.path.parent, self.integration, fsync=self._fsync)
 
     def close(self) -> None:
         """Close this thread's connection to the ledger."""

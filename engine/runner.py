@@ -88,6 +88,7 @@ class Options:
     dry_run: bool = False
     emit: Callable[[str], None] = print
     transport: Any = None                      # tests may hand an httpx transport
+    workers: int = 1                           # processes a large paged read may be split over
 
 
 @contextlib.asynccontextmanager
@@ -107,7 +108,7 @@ async def open_context(project: Project, integration: Integration, options: Opti
                 destination.client(destination_config, secrets=redact.secrets, transport=options.transport) as destination_client:
             yield FlowContext(integration, source, destination, source_config, destination_config,
                               source_client, destination_client, ledger, redact=redact, emit=options.emit,
-                              dry_run=options.dry_run)
+                              dry_run=options.dry_run, workers=options.workers, transport=options.transport)
     finally:
         if ledger is not None:
             ledger.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +35,25 @@ class FlowContext:
     emit: Callable[[str], None] = print        # lines for the user (a dry run's requests)
     dry_run: bool = False
     now: Callable[[], datetime] = utcnow
+    workers: int = 1                           # processes a large paged read may be split over
+    transport: Any = None                      # tests may hand an httpx transport
+
+    @contextlib.asynccontextmanager
+    async def reopened(self, fraction: float) -> AsyncIterator[FlowContext]:
+        """This context for a forked worker (`flows/workers.py`): its own clients, keeping
+        `fraction` of each connector's concurrency and rate limit, and its own ledger connection."""
+        secrets = self.redact.secrets
+        async with self.source.client(self.source_config, secrets=secrets, transport=self.transport) as source, \
+                self.destination.client(self.destination_config, secrets=secrets, transport=self.transport) as destination:
+            source.share_limits(fraction)
+            destination.share_limits(fraction)
+            ledger = self.ledger.reopen() if self.ledger is not None else None
+            try:
+                yield dataclasses.replace(self, source_client=source, destination_client=destination,
+                                          ledger=ledger, workers=1)
+            finally:
+                if ledger is not None:
+                    ledger.close()
 
     def context(self, side: str, **values: Any) -> dict[str, Any]:
         """A template context for one side ('source' or 'destination')."""
@@ -60,6 +81,14 @@ class Counts:
 
     def add(self, status: str, n: int = 1) -> None:
         setattr(self, status, getattr(self, status) + n)
+
+    def merge(self, other: Mapping[str, int]) -> None:
+        """Add another run's counts (a worker's report) to these."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + int(other.get(f.name, 0)))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def summary(self) -> str:
         return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))

@@ -17,15 +17,17 @@ The watermark moves only after a read completed; the overlap re-read is absorbed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import Any
 
 from engine import records
 from engine.errors import ExtractError, HTTPError, SyncEngineError, TemplateError
-from engine.flows import rules, writes
+from engine.flows import rules, workers, writes
 from engine.flows.base import Counts, FlowContext
+from engine.http import Page, Request
 from engine.ledger import Entry
 from engine.specs.settings import iso, parse_time
 
@@ -48,13 +50,22 @@ class OrdersFlow:
         """Recover what a previous run left, then pull, dedupe and deliver new orders."""
         if not self.ctx.dry_run:
             await self.recover()
-        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        request = self.read.request.render(self.ctx.context("source", since=self.since()))
+        team = None
+        if self.ctx.workers > 1 and not self.ctx.dry_run:
+            team = workers.Team(self.ctx.workers, self._share, self._share_limits)
+        pages = self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records,
+                                             split=team.split if team else None)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._fetch(queue))
-                tasks.create_task(self._consume(queue))
-        except ExceptionGroup as group:
-            raise group.exceptions[0] from None
+            await self._pipeline(pages)
+        except Exception:
+            if team:
+                with contextlib.suppress(SyncEngineError):
+                    await team.join()       # this run failed anyway; wait for the workers' ends
+            raise
+        for report in await team.join() if team else ():
+            self.counts.merge(report["counts"])
+            self._later(report["watermark"])
         if self._watermark and not self.ctx.dry_run:
             self.ctx.ledger.set_watermark("orders", self._watermark)
         return self.counts
@@ -67,19 +78,41 @@ class OrdersFlow:
             start = max(start, parse_time(mark) - timedelta(seconds=self.ctx.integration.overlap))
         return iso(start)
 
-    async def _fetch(self, queue: asyncio.Queue) -> None:
-        request = self.read.request.render(self.ctx.context("source", since=self.since()))
+    async def _pipeline(self, pages: AsyncIterator[Page]) -> None:
+        """Pages are fetched ahead (up to two waiting) while the previous ones are delivered."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
         try:
-            async for page in self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records):
-                if self.read.error_when is not None and self.read.error_when(page.answer.body):
-                    raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
-                await queue.put(page.records)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._fetch(pages, queue))
+                tasks.create_task(self._consume(queue))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+
+    async def _fetch(self, pages: AsyncIterator[Page], queue: asyncio.Queue) -> None:
+        try:
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    if self.read.error_when is not None and self.read.error_when(page.answer.body):
+                        raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
+                    await queue.put(page.records)
         finally:
             await queue.put(None)
 
     async def _consume(self, queue: asyncio.Queue) -> None:
         while (page := await queue.get()) is not None:
             await self.deliver(self.intake(page))
+
+    async def _share(self, requests: list[Request], window: int, fraction: float) -> dict[str, Any]:
+        """A forked worker's part of a split read (`workers.Team`): the same pipeline over its
+        pages, on its own connections; its counts and watermark go back to the parent."""
+        async with self.ctx.reopened(fraction) as ctx:
+            flow = type(self)(ctx)
+            await flow._pipeline(ctx.source_client.planned_pages(requests, self.read.extract_records, window))
+            return {"counts": flow.counts.as_dict(), "watermark": flow._watermark}
+
+    def _share_limits(self, fraction: float) -> None:
+        self.ctx.source_client.share_limits(fraction)
+        self.ctx.destination_client.share_limits(fraction)
 
     # -- intake: from raw records to ledger claims ------------------------------------------
 
@@ -145,9 +178,13 @@ class OrdersFlow:
             mark = self.read.watermark(raw)
         except ExtractError:
             return None
-        if mark and (self._watermark is None or writes.later(str(mark), self._watermark)):
-            self._watermark = str(mark)
+        if mark:
+            self._later(str(mark))
         return str(mark) if mark else None
+
+    def _later(self, mark: str | None) -> None:
+        if mark and (self._watermark is None or writes.later(mark, self._watermark)):
+            self._watermark = mark
 
     # -- delivery -------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
         self._bucket = bucket_for(_origin(self.base_url), rate_limit) if rate_limit else None
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -99,19 +100,25 @@ class HttpClient:
         except SyncEngineError as exc:
             raise self._masked(exc) from exc.__cause__
 
-    async def pages(self, request: Request, paginator: Paginator,
-                    records: Callable[[Any], Any]) -> AsyncIterator[Page]:
+    async def pages(self, request: Request, paginator: Paginator, records: Callable[[Any], Any],
+                    *, split: Split | None = None) -> AsyncIterator[Page]:
         """Stream the pages of `request` as `paginator` walks them; `records` picks each
         page's record list out of its parsed body (a 204 is an empty page).
+
+        When the paginator plans the remaining pages (their requests are known in advance),
+        `split(planned, window)` may hand some of them elsewhere: it returns None (no split)
+        or the requests this stream still fetches, in order, and how many at a time; after
+        those, the stream ends.
 
         Raises PagingError when the next cursor, URL or page repeats, ForeignHostError when
         a paging link leaves the host. Logs (INFO) why paging stopped.
         """
         pager = paginator.fresh()
         request = pager.init_request(request)
-        batch, seen, number = [request], {_hashable(pager.token)}, 0
+        batch, window, seen, number = [request], pager.concurrency, {_hashable(pager.token)}, 0
+        shared = False
         while batch:
-            async with contextlib.aclosing(self._fetch(batch, pager.concurrency)) as answers:
+            async with contextlib.aclosing(self._fetch(batch, window)) as answers:
                 async for answer in answers:
                     number += 1
                     page = Page(number, self._records(answer, records), answer)
@@ -120,10 +127,35 @@ class HttpClient:
                     if not pager.has_next_page:
                         self._stopped(request, pager)
                         return
+            if shared:
+                self._info("paging %s: this process fetched its share of the planned pages",
+                           self._redact().url(request.url))
+                return
             request = pager.update_request(request)
             self._check_repeat(seen, pager.token, request)
             self._check_host(request.url, "paging link")
             batch = pager.plan(request) or [request]
+            if len(batch) > 1 and split is not None and (share := split(batch, pager.concurrency)):
+                (batch, window), shared = share, True
+
+    async def planned_pages(self, requests: list[Request], records: Callable[[Any], Any],
+                            window: int) -> AsyncIterator[Page]:
+        """Pages for requests planned elsewhere (a share handed out by `pages(split=...)`),
+        in order, `window` at a time; the same host guard, retries and record checks."""
+        for request in requests:
+            self._check_host(request.url, "planned page")
+        async with contextlib.aclosing(self._fetch(requests, window)) as answers:
+            number = 0
+            async for answer in answers:
+                number += 1
+                yield Page(number, self._records(answer, records), answer)
+
+    def share_limits(self, fraction: float) -> None:
+        """Keep `fraction` of this client's concurrency and of its host's rate limit, as when
+        one read is split over several processes; `share_limits(1)` restores them."""
+        self._slots = asyncio.Semaphore(max(1, int(self._concurrency * fraction)))
+        if self._bucket is not None:
+            self._bucket.share(fraction)
 
     async def _fetch(self, requests: list[Request], window: int) -> AsyncIterator[Answer]:
         """Answers to `requests` in order, with up to `window` of them in flight."""
@@ -279,6 +311,10 @@ class HttpClient:
 UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Statuses by which a server says it did not act on the request.
 UNACTED_STATUSES = frozenset({429, 503})
+
+
+#: `split(planned requests, window) -> None | (requests kept, window for them)`; see `pages`
+Split = Callable[[list[Request], int], "tuple[list[Request], int] | None"]
 
 
 def _origin(url: httpx.URL) -> str:

@@ -37,6 +37,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
         self.rate, self.burst, self._clock = rate, burst, clock
+        self._full, self._fraction = (rate, burst), 1.0
         self._tokens, self._stamp = burst, clock()
         self._lock = threading.Lock()
 
@@ -51,7 +52,20 @@ class TokenBucket:
     def tighten(self, rate: float, burst: float) -> None:
         """Adopt the stricter of the current and the given settings."""
         with self._lock:
-            self.rate, self.burst = min(self.rate, rate), min(self.burst, burst)
+            self._full = min(self._full[0], rate), min(self._full[1], burst)
+            self._apply()
+
+    def share(self, fraction: float) -> None:
+        """Allow `fraction` of the configured rate and burst (this process's part when one
+        read is split over several processes); `share(1)` restores the whole."""
+        with self._lock:
+            self._fraction = fraction
+            self._apply()
+
+    def _apply(self) -> None:
+        rate, burst = self._full
+        self.rate, self.burst = rate * self._fraction, max(1.0, burst * self._fraction)
+        self._tokens = min(self._tokens, self.burst)
 
     async def acquire(self) -> None:
         """Wait (through the layer's `sleep`) until this request may go."""
