@@ -27,7 +27,11 @@ one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe)
   ``counts()`` and ``latest(status, n)`` are indexed queries, not scans of every entry.
 - ``set_watermark(stream, value, force=False)`` refuses to move backwards (numbers compare as
   numbers, ISO 8601 as instants, anything else as text) and returns whether it stored the value.
-- ``reset_since(since)`` is the only way entries ever leave the ledger, and it is bounded: it
+- ``release_unsent()`` deletes the ``pending`` entries that hold no raw record: keys a run
+  claimed and then stopped before sending (the orders flow stores the raw record on
+  ``pending -> sending``). That run never moved its watermark, so the next read claims them
+  again; the orders flow calls it first thing, under its run lock.
+- ``reset_since(since)`` is the other way entries leave the ledger, and it is bounded: it
   moves the stream's watermark back to ``since`` and releases (deletes) only entries in the
   ``release`` statuses (default: ``skipped``) created at or after ``since``, so the re-pull
   re-evaluates them. Delivered-or-later and in-flight keys can never be released, so they keep
@@ -113,6 +117,7 @@ class Ledger(Protocol):
     def reset_since(
         self, since: str | datetime, *, stream: str = "orders", release: Iterable[str] = ...
     ) -> int: ...
+    def release_unsent(self) -> int: ...
     def reopen(self) -> Ledger: ...
     def close(self) -> None: ...
     def __enter__(self) -> Ledger: ...
@@ -367,6 +372,11 @@ class DiskLedger:
                 for key in doomed:
                     self._sql("DELETE FROM Entries WHERE key = ?", (key,))
         return len(doomed)
+
+    def release_unsent(self) -> int:
+        """Delete the ``pending`` entries without a raw record; how many there were."""
+        with self.batch(), self._guard("release"):
+            return self._sql("DELETE FROM Entries WHERE status = 'pending' AND raw IS NULL", ()).rowcount
 
     # -- format 2 -----------------------------------------------------------------------------
 

@@ -532,3 +532,17 @@ def test_reset_since_releases_the_raw_record_too(ledger: DiskLedger) -> None:
     assert ledger.reset_since("2000-01-01", release=["quarantined"]) == 1
     assert ledger.get("q") is None and _raw_column(ledger) == {}
     assert ledger.claim("q") and ledger.get("q").raw is None
+
+
+def test_release_unsent_deletes_only_pending_entries_without_a_raw_record(ledger: DiskLedger) -> None:
+    """Claimed-but-never-sent keys go; a pending key with its raw record, and every other
+    status (with or without one), stay."""
+    ledger.claim_many([("unsent", {}), ("released", {"raw": {"id": 2}}),
+                       ("skipped", {"status": "skipped", "reason": "filter"}),
+                       ("sending", {"status": "sending", "raw": {"id": 4}})])
+    ledger.claim("delivered")
+    ledger.set_status("delivered", "delivered", destination_id="W-5")
+    assert ledger.release_unsent() == 1
+    assert ledger.get("unsent") is None and ledger.claim("unsent")
+    assert ledger.counts() == {"pending": 2, "skipped": 1, "sending": 1, "delivered": 1}
+    assert ledger.release_unsent() == 1 and ledger.release_unsent() == 0

@@ -164,3 +164,28 @@ def test_the_crash_window_is_real(crash_rig, tmp_path) -> None:
     with DiskLedger(rig.state, NAME) as ledger:
         counts = ledger.counts()
     assert counts.get("delivered", 0) == 0 and counts.get("sending", 0) >= 1
+
+
+def test_orders_claimed_but_never_sent_are_claimed_again_by_the_next_run(crash_rig, monkeypatch) -> None:
+    """A run that stops between claiming a page and marking it `sending` leaves `pending` keys
+    without a raw record (it is stored on the way to `sending`); that run never moved the
+    watermark, so the next one releases them, re-reads and delivers each exactly once."""
+    from engine.flows.orders import OrdersFlow
+
+    rig, real = crash_rig, OrdersFlow.deliver
+
+    async def stop_before_sending(self, ready):
+        raise RuntimeError("stopped between the claim and the send")
+
+    monkeypatch.setattr(OrdersFlow, "deliver", stop_before_sending)
+    assert rig.cli("run").code != 0
+    with DiskLedger(rig.state, NAME) as ledger:
+        assert ledger.counts() == {"pending": ORDERS} and ledger.watermark("orders") is None
+        assert all(entry.raw is None for entry in ledger.iter_status("pending"))
+    monkeypatch.setattr(OrdersFlow, "deliver", real)
+    result = rig.cli("run")
+    assert result.code == 0, result.text
+    assert f"new {ORDERS}, delivered {ORDERS}" in result.out
+    assert_exactly_once(rig)
+    with DiskLedger(rig.state, NAME) as ledger:
+        assert ledger.counts() == {"delivered": ORDERS}

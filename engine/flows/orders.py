@@ -3,14 +3,18 @@
 
 The protocol that makes a crash at any instant lose nothing and duplicate nothing:
 
-1. A page's keys are claimed in one transaction (`claim_many`): new orders become `pending`
-   (with their raw record), rejected ones `skipped`/`quarantined`/`held` with the reason.
-2. Before a send, `pending -> sending` (compare-and-set, durable); then the request goes out.
+1. A page's keys are claimed in one transaction (`claim_many`): new orders become `pending`,
+   rejected ones `skipped`/`quarantined`/`held` with the reason and their raw record.
+2. Before a send, `pending -> sending` with the raw record (compare-and-set, durable); then the
+   request goes out. A `pending` entry therefore has no raw record only between its claim and
+   its send, in the run that claimed it; if that run stops there, the watermark has not moved
+   and the next run releases such entries (`release_unsent`) and claims them again as it re-reads.
 3. The answer moves it to `delivered` (+ destination id), or `error` when the WMS certainly did
    not take it (a 4xx, a body that says so). An ambiguous outcome (timeout, 5xx after retries)
    stays `sending`.
 4. Every run starts by reconciling `sending` keys through `find_order` (found -> delivered,
-   absent -> pending) and then delivering every `pending` key, so nothing claimed is forgotten.
+   absent -> pending) and then delivering every `pending` key that has its raw record (one a
+   hold window or `retry` released), so nothing claimed is forgotten.
 The watermark moves only after a read completed; the overlap re-read is absorbed by the claim.
 """
 
@@ -122,6 +126,10 @@ class OrdersFlow:
         self.counts.pulled += len(assessed)
         if self.ctx.dry_run:
             return self._dry_intake(assessed)
+        raws: dict[str, Any] = {}                  # kept from the ledger until the send
+        for key, fields, _ in assessed:
+            if fields["status"] == "pending":
+                raws.setdefault(key, fields.pop("raw", None))
         claimed = self.ctx.ledger.claim_many([(key, fields) for key, fields, _ in assessed])
         ready = []
         for (key, fields, order), new in zip(assessed, claimed):
@@ -129,7 +137,7 @@ class OrdersFlow:
                 continue
             self.counts.new += 1
             if fields["status"] == "pending":
-                ready.append((key, order))
+                ready.append((key, order, raws[key]))
             else:
                 self.counts.add(fields["status"])
         return ready
@@ -141,7 +149,7 @@ class OrdersFlow:
         for _, fields, _ in fresh:
             if fields["status"] != "pending":
                 self.counts.add(fields["status"])
-        return [(key, order) for key, fields, order in fresh if fields["status"] == "pending"]
+        return [(key, order, None) for key, fields, order in fresh if fields["status"] == "pending"]
 
     def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
         """(key, ledger fields, order to deliver or None) for one raw record."""
@@ -188,17 +196,19 @@ class OrdersFlow:
 
     # -- delivery -------------------------------------------------------------------------
 
-    async def deliver(self, ready: list[tuple[str, dict]]) -> None:
-        """Send a batch of pending orders concurrently; record each outcome."""
+    async def deliver(self, ready: list[tuple[str, dict, Any]]) -> None:
+        """Send a batch of pending orders (key, order, raw record or None when the ledger has it)
+        concurrently; record each outcome."""
         if not ready:
             return
         if self.ctx.dry_run:
-            for key, order in ready:
+            for _, order, _ in ready:
                 self._show(order)
             return
         ledger = self.ctx.ledger
         with ledger.batch():
-            mine = [(key, order) for key, order in ready if ledger.transition(key, "pending", "sending")]
+            mine = [(key, order) for key, order, raw in ready
+                    if ledger.transition(key, "pending", "sending", **({} if raw is None else {"raw": raw}))]
         outcomes = await asyncio.gather(*(self.send(order) for _, order in mine))
         with ledger.batch():
             for (key, order), (status, fields) in zip(mine, outcomes):
@@ -256,8 +266,13 @@ class OrdersFlow:
         return writes.text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
 
     async def recover(self) -> None:
-        """Reconcile `sending` keys, release passed hold windows, deliver leftover `pending` keys."""
+        """Release what a stopped run claimed but never sent, reconcile `sending` keys, release
+        passed hold windows, deliver leftover `pending` keys."""
         ledger = self.ctx.ledger
+        unsent = ledger.release_unsent()
+        if unsent:
+            log.info("%s: %d order(s) claimed by a run that stopped before sending them are "
+                     "claimed again as this run re-reads them", self.ctx.integration.name, unsent)
         for entry in list(ledger.iter_status("sending")):
             await self._reconcile(entry)
         self.release(ledger.iter_status("held"), only_hold_window=True)
@@ -295,7 +310,7 @@ class OrdersFlow:
                 released += status == "pending"
         return released
 
-    def _remap(self, entries: list[Entry]) -> list[tuple[str, dict]]:
+    def _remap(self, entries: list[Entry]) -> list[tuple[str, dict, None]]:
         ready = []
         for entry in entries:
             if entry.raw is None:
@@ -303,7 +318,7 @@ class OrdersFlow:
             fields, order = self.judge(entry.key, entry.raw)
             status = fields.pop("status")
             if status == "pending":
-                ready.append((entry.key, order))
+                ready.append((entry.key, order, None))
             else:
                 self.ctx.ledger.transition(entry.key, "pending", status, **fields)
         return ready
