@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Mapping
@@ -163,13 +164,15 @@ class HttpClient:
             yield await self.send(requests[0])
             return
         pending: deque[asyncio.Future[Answer]] = deque()
+        waiting = iter(requests)
         try:
-            for request in requests:
+            for request in itertools.islice(waiting, window):
                 pending.append(asyncio.ensure_future(self.send(request)))
-                if len(pending) >= window:
-                    yield await pending.popleft()
             while pending:
-                yield await pending.popleft()
+                answer = await pending.popleft()
+                for request in itertools.islice(waiting, 1):   # keep `window` in flight while
+                    pending.append(asyncio.ensure_future(self.send(request)))  # the caller works
+                yield answer
         finally:
             for task in pending:
                 task.cancel()
