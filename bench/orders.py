@@ -2,10 +2,12 @@
 
     python bench/orders.py [--orders 20000] [--mode full|pull|latency|memory]
                            [--page-size 250] [--latency-ms 50] [--concurrency 4] [--repeat 1]
+                           [--workers N (default: the number of cores)]
 
 A script to run and read, not a test (see bench/README.md). The cart and WMS (`bench/server.py`)
 run in their own process; each measurement runs in a fresh `spawn` child, so its peak RSS
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own.
+(`resource.getrusage`, the largest of that child and the workers it forked) is its own. The
+engine runs as `syncengine run --workers N` would (a large read split over N processes).
 
 - full: the engine's orders flow (runner.run_project: pull, filter, key, dedupe, map,
   validate, rules, render the WMS body, POST, ledger) vs a plain script doing the same GETs and
@@ -51,6 +53,7 @@ class Settings:
     page_size: int
     latency: float
     concurrency: int
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def measure_engine(settings: Settings, cart: str, wms: str) -> Result:
         project = runner.load_project([tmp])
         integration = project.select("bench")[0]
         options = runner.Options(state_dir=Path(tmp) / "state", emit=lambda line: None,
-                                 workers=int(os.environ.get("BENCH_WORKERS", "1")))
+                                 workers=settings.workers)
 
         async def pull_only() -> Any:
             async with runner.open_context(project, integration, options) as ctx:
@@ -226,7 +229,9 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process or of the largest worker it forked and reaped."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 def _child(function: Any, settings: Settings, cart: str, wms: str, out: Any) -> None:
@@ -278,7 +283,8 @@ def compare(settings: Settings, repeat: int) -> None:
     plain = best(measure_plain, settings, repeat)
     engine = best(measure_engine, settings, repeat)
     print(f"mode {settings.mode}: {settings.orders:,} orders, {settings.page_size} a page, "
-          f"{settings.concurrency} pages/POSTs in flight, latency {settings.latency * 1000:g} ms")
+          f"{settings.concurrency} pages/POSTs in flight, latency {settings.latency * 1000:g} ms, "
+          f"engine --workers {settings.workers}")
     report("plain", plain)
     report("engine", engine)
     ratio = engine.rate / plain.rate
@@ -291,10 +297,11 @@ def compare(settings: Settings, repeat: int) -> None:
 
 
 def memory(settings: Settings, flow: str) -> None:
-    small = Settings(settings.orders, flow, settings.page_size, settings.latency, settings.concurrency)
-    large = Settings(settings.orders * 10, flow, settings.page_size, settings.latency, settings.concurrency)
+    small = Settings(settings.orders, flow, settings.page_size, settings.latency, settings.concurrency, settings.workers)
+    large = Settings(settings.orders * 10, flow, settings.page_size, settings.latency, settings.concurrency,
+                     settings.workers)
     results = [best(measure_engine, s, 1) for s in (small, large)]
-    print(f"mode memory: the engine's {flow} flow, {settings.page_size} a page")
+    print(f"mode memory: the engine's {flow} flow, {settings.page_size} a page, --workers {settings.workers}")
     for result in results:
         report("engine", result)
     grew = results[1].peak_rss_mb - results[0].peak_rss_mb
@@ -311,11 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best counts")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes the engine may split the read over (default: the number of cores)")
     parser.add_argument("--memory-of", choices=("pull", "full"), default="pull",
                         help="memory mode: which flow to run at --orders and 10x (full is slow)")
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000 if args.mode == "latency" else 0.0
-    settings = Settings(args.orders, args.mode, args.page_size, latency, args.concurrency)
+    settings = Settings(args.orders, args.mode, args.page_size, latency, args.concurrency, args.workers)
     if args.mode == "memory":
         memory(settings, args.memory_of)
     else:
