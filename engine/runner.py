@@ -121,30 +121,24 @@ _running = 0                                  # open contexts, for `_fewer_colle
 
 @contextlib.asynccontextmanager
 async def _fewer_collections() -> AsyncIterator[None]:
-    """While any integration runs, collect cyclic garbage 15x less often (gen 0 at 10,000
-    allocations instead of 700) and leave the objects alive before the run (compiled specs,
-    modules) out of the collector's walks (`gc.freeze`).
+    """While any integration runs, leave the objects alive before the run (modules, compiled
+    specs) out of the cyclic collector's walks (`gc.freeze`), so that its collections cost what
+    the run's own objects cost: +5-10% orders/s in `bench/orders.py`.
 
-    A run allocates a handful of dicts and lists per record that reference counting frees at
-    once; CPython's default thresholds still walk the young objects every ~20 orders and every
-    object alive now and then. +5% orders/s in `bench/orders.py`; memory stays flat (the
-    garbage a run makes holds no cycles).
+    The thresholds stay as they are: collecting less often (gen 0 at 10,000) was as fast, but a
+    run leaves some cyclic garbage per page (HTTP answers, futures) and peak memory then grew
+    by 65 MB from 20k to 200k orders instead of 6.
     """
     global _running
     if _running == 0:
         gc.freeze()
-        gc.set_threshold(10_000, *_DEFAULT_GC[1:])
     _running += 1
     try:
         yield
     finally:
         _running -= 1
         if _running == 0:
-            gc.set_threshold(*_DEFAULT_GC)
             gc.unfreeze()
-
-
-_DEFAULT_GC = gc.get_threshold()
 
 
 def _open_ledger(options: Options, name: str) -> DiskLedger | None:
