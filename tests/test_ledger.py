@@ -148,7 +148,7 @@ ROWS = "SELECT rowid, key, status, updated, doc, raw FROM Entries ORDER BY rowid
 def _page_and_per_key(tmp_path: Path, monkeypatch) -> tuple[DiskLedger, DiskLedger]:
     """Two ledgers given the same claims: one through the multi-row ``INSERT … RETURNING``,
     one through the per-row fallback for SQLite before 3.35."""
-    from engine import ledger as module
+    from engine.ledger import disk as module
 
     monkeypatch.setattr(module, "_now", lambda: 1700000000.0)
     page, per_key = DiskLedger(tmp_path, "page"), DiskLedger(tmp_path, "per-key")
@@ -427,7 +427,7 @@ def test_open_retries_a_locked_first_open_but_not_other_errors(tmp_path: Path,
     """A "database is locked" while diskcache creates its tables is retried; other errors raise."""
     import diskcache
 
-    from engine import ledger as module
+    from engine.ledger import disk as module
 
     real, calls = diskcache.Cache, []
 

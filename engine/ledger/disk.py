@@ -1,49 +1,6 @@
-"""The ledger: durable per-integration state, behind a small interface.
-
-One ledger namespace per integration holds three things:
-
-- **entries**, one per order key: status, destination id, attempts, last error, reason, the raw
-  source record while it may still be needed, free-form ``data``, created/updated timestamps;
-- a **watermark** per stream name ("orders", "shipments", ...), which only moves forward;
-- a small **key/value area** per namespace for flows (last pushed inventory, cached lookup ids);
-  ``kv_add`` is its atomic add-if-absent, the claim for things that are not orders (a package).
-
-``Ledger`` is the interface (a Protocol, so a Redis or PostgreSQL store can replace the embedded
-one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe). Semantics:
-
-- ``claim(key, **fields) -> bool`` is THE dedupe primitive: one atomic add-if-absent that creates
-  the entry (``pending`` unless ``status=`` says otherwise) only if the key is absent. Never
-  check-then-set. ``claim_many([(key, fields), ...])`` does a page of claims in one transaction.
-- ``set_status(key, status, **fields) -> Entry`` updates unconditionally; ``transition(key,
-  from_statuses, to_status, **fields) -> bool`` is a compare-and-set in one transaction (two
-  workers never both move ``pending`` to ``sending``). Moving to ``sending`` bumps ``attempts``.
-  Fields: ``destination_id``, ``last_error``, ``reason``, ``raw`` replace; ``data`` merges
-  shallowly. ``reason`` is dropped on entering a status that takes none; ``raw`` is dropped on
-  entering a status that no longer needs it (anything but pending/sending/held/quarantined/error).
-- ``batch()`` groups any operations into one transaction (never hold it across network I/O).
-- ``iter_status(*statuses)`` streams entries page by page, least recently updated first
-  (memory-flat, indexed); it is a live view: entries changing while it runs may be missed or
-  seen twice.
-  ``counts()`` and ``latest(status, n)`` are indexed queries, not scans of every entry.
-- ``set_watermark(stream, value, force=False)`` refuses to move backwards (numbers compare as
-  numbers, ISO 8601 as instants, anything else as text) and returns whether it stored the value.
-- ``release_unsent()`` deletes the ``pending`` entries that hold no raw record: keys a run
-  claimed and then stopped before sending (the orders flow stores the raw record on
-  ``pending -> sending``). That run never moved its watermark, so the next read claims them
-  again; the orders flow calls it first thing, under its run lock.
-- ``reset_since(since)`` is the other way entries leave the ledger, and it is bounded: it
-  moves the stream's watermark back to ``since`` and releases (deletes) only entries in the
-  ``release`` statuses (default: ``skipped``) created at or after ``since``, so the re-pull
-  re-evaluates them. Delivered-or-later and in-flight keys can never be released, so they keep
-  blocking duplicates. It returns the number of entries released.
-
-Values are stored as compact JSON text (a versioned plain dict), never pickled classes, so they
-stay readable across code versions and by other tools. They are written with orjson: a NaN or
-infinite float is stored as null, an integer beyond 64 bits is refused. An entry's raw record is
-kept in its own column next to the small status document (written with the claim, cleared on
-entering a status that drops it), so a status change never reads or re-serialises it. An ``error`` status must mean the destination did not take the
-order; an ambiguous outcome stays ``sending`` for reconciliation.
-"""
+"""`DiskLedger`: the embedded ledger, one SQLite database per integration opened through
+diskcache (see the class docstring for the layout and `engine/ledger/__init__.py` for the
+semantics every ledger keeps)."""
 
 from __future__ import annotations
 
@@ -52,76 +9,18 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import diskcache
-import orjson
 
 from engine.errors import LedgerError
+from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, STATUSES, Entry, _before,
+                                _check_status, _dumps, _instant, _loads, _make, _merge, _now, _text)
 
-STATUSES = (
-    "pending", "sending", "delivered", "skipped", "quarantined", "held", "error",
-    "shipped", "confirmed", "canceled", "cancel_too_late",
-)
-KEEPS_RAW = frozenset({"pending", "sending", "quarantined", "held", "error"})
-TAKES_REASON = frozenset({"skipped", "quarantined", "held", "error", "cancel_too_late"})
-RELEASABLE = frozenset({"pending", "skipped", "quarantined", "held", "error"})
-FIELDS = frozenset({"destination_id", "last_error", "reason", "raw", "data"})
-FORMAT_VERSION = 3                # 3: an entry is a row of its own table; 2: ``o:``/``r:`` Cache rows
 _PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the ledger knows about one order key."""
-
-    key: str
-    status: str
-    destination_id: str | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    reason: str | None = None
-    raw: Any = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-    created: float = 0.0
-    updated: float = 0.0
-
-
-class Ledger(Protocol):
-    """The durable state of one integration; see the module docstring for the semantics."""
-
-    integration: str
-
-    def claim(self, key: str, *, status: str = "pending", **fields: Any) -> bool: ...
-    def claim_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]: ...
-    def get(self, key: str) -> Entry | None: ...
-    def set_status(self, key: str, status: str, **fields: Any) -> Entry: ...
-    def transition(
-        self, key: str, from_statuses: str | Iterable[str], to_status: str, **fields: Any
-    ) -> bool: ...
-    def batch(self) -> contextlib.AbstractContextManager[None]: ...
-    def iter_status(self, *statuses: str) -> Iterator[Entry]: ...
-    def counts(self) -> dict[str, int]: ...
-    def latest(self, status: str, n: int = 10) -> list[Entry]: ...
-    def watermark(self, stream: str) -> str | None: ...
-    def set_watermark(self, stream: str, value: str, *, force: bool = False) -> bool: ...
-    def kv_get(self, namespace: str, key: str, default: Any = None) -> Any: ...
-    def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
-    def kv_add(self, namespace: str, key: str, value: Any) -> bool: ...
-    def kv_delete(self, namespace: str, key: str) -> bool: ...
-    def kv_items(self, namespace: str) -> Iterator[tuple[str, Any]]: ...
-    def reset_since(
-        self, since: str | datetime, *, stream: str = "orders", release: Iterable[str] = ...
-    ) -> int: ...
-    def release_unsent(self) -> int: ...
-    def reopen(self) -> Ledger: ...
-    def close(self) -> None: ...
-    def __enter__(self) -> Ledger: ...
-    def __exit__(self, *exc: object) -> None: ...
 
 
 class DiskLedger:
@@ -477,48 +376,8 @@ def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
         pause = min(pause * 2, 0.1)
 
 
-def _text(key: str) -> str:
-    if type(key) is not str and not isinstance(key, str):
-        raise LedgerError("order keys must be text", key=repr(key))
-    return key
-
-
 def _kkey(namespace: str, key: str) -> str:
     return f"k:{namespace}\x00{key}"
-
-
-def _now() -> float:
-    return round(time.time(), 3)
-
-
-def _check_status(*statuses: str) -> None:
-    unknown = [status for status in statuses if status not in STATUSES]
-    if unknown:
-        raise LedgerError(f"unknown status {unknown[0]!r}; expected one of {', '.join(STATUSES)}")
-
-
-def _merge(doc: dict[str, Any], status: str, fields: Mapping[str, Any],
-           key: str) -> dict[str, Any]:
-    """Merge caller fields into a stored entry (in place) and drop what ``status`` no longer keeps.
-
-    ``data`` merges shallowly, other fields replace (None removes); ``reason`` goes on entering
-    a status outside TAKES_REASON unless given. ``raw`` is stored apart (``DiskLedger._write``).
-    """
-    if not FIELDS.issuperset(fields):
-        unknown = sorted(set(fields) - FIELDS)[0]
-        raise LedgerError(f"unknown entry field {unknown!r}; expected one of "
-                          f"{', '.join(sorted(FIELDS))}", key=key)
-    for name, value in fields.items():
-        if name == "data":
-            if value:
-                doc["data"] = {**doc.get("data", {}), **value}
-        elif value is None:
-            doc.pop(name, None)
-        else:
-            doc[name] = value
-    if status not in TAKES_REASON and "reason" not in fields:
-        doc.pop("reason", None)
-    return doc
 
 
 def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str, float, str, str | None]:
@@ -543,52 +402,3 @@ def _entry(row: tuple[str, str, float, str, str | None]) -> Entry:
     return _make(key, status, updated, doc_text, None if raw_text is None else _loads(raw_text, key))
 
 
-def _make(key: str, status: str, updated: float, doc_text: str, raw: Any) -> Entry:
-    """The Entry of a stored document; unknown (newer) document fields are ignored."""
-    doc = _loads(doc_text, key)
-    try:
-        return Entry(key, status, doc.get("destination_id"), doc.get("attempts", 0),
-                     doc.get("last_error"), doc.get("reason"), raw,
-                     doc.get("data", {}), doc["created"], updated)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise LedgerError(f"unreadable ledger entry: {exc!r}", key=key) from exc
-
-
-_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-
-def _dumps(value: Any, key: str) -> str:
-    """Compact JSON text; text, not orjson's bytes, so that diskcache stores readable TEXT."""
-    try:
-        return orjson.dumps(value, option=_ORJSON).decode()
-    except TypeError as exc:
-        raise LedgerError(f"value is not JSON-serialisable: {exc}", key=key) from exc
-
-
-def _loads(text: str, key: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except ValueError as exc:
-        raise LedgerError(f"unreadable ledger entry: {exc}", key=key) from exc
-
-
-def _instant(since: str | datetime) -> tuple[str, float]:
-    """``since`` as stored text and as epoch seconds (naive times are UTC)."""
-    try:
-        moment = since if isinstance(since, datetime) else datetime.fromisoformat(since)
-    except (TypeError, ValueError) as exc:
-        raise LedgerError(f"reset needs an ISO 8601 date or time, got {since!r}") from exc
-    text = since if isinstance(since, str) else since.isoformat()
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return text, moment.timestamp()
-
-
-def _before(new: str, old: str) -> bool:
-    """Whether watermark ``new`` lies before ``old``: as numbers, as instants, else as text."""
-    for parse in (float, lambda text: _instant(text)[1]):
-        try:
-            return parse(new) < parse(old)
-        except (ValueError, TypeError, LedgerError):
-            continue
-    return str(new) < str(old)
