@@ -63,8 +63,9 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_usage_errors_exit_two() -> None:
-    """No subcommand, an unknown one, or no lint path: argparse's usage error, exit 2."""
-    for args in ([], ["frobnicate"], ["lint"], ["lint", "--format", "xml", "x"]):
+    """No subcommand, an unknown one, no lint path, a bad option value: argparse's usage error, exit 2."""
+    for args in ([], ["frobnicate"], ["lint"], ["lint", "--format", "xml", "x"], ["run", "--workers", "0"],
+                 ["run", "--workers", "two"]):
         code, _, err = call(*args)
         assert code == 2 and "usage:" in err
 
