@@ -408,3 +408,29 @@ def test_shipped_woocommerce_connector_fetches_pages_four_at_a_time() -> None:
 
     assert asyncio.run(main()) == list(range(1, 10))
     assert sorted(asked) == list(range(1, 10)) and most == 4
+
+
+def test_a_read_that_fails_midway_still_delivers_the_pages_it_fetched(flow_rigs) -> None:
+    """The cart refuses page 3: the run fails (exit 1, watermark unmoved), but pages 1 and 2 were
+    fetched, so their orders are delivered, none left `sending`; the rerun delivers the rest once."""
+    from samples.servers.base import Answer
+
+    rig = flow_rigs(orders=30)
+    rig.patch_connector("woocommerce", lambda spec: spec["operations"]["list_orders"]["request"]["params"]
+                        .update(per_page=10))
+    healthy = rig.cart.app.dispatch
+
+    def refuse_page_3(request):
+        if request.path == LIST_PATHS["woocommerce"] and request.query.get("page") == "3":
+            return Answer(400, {"code": "rest_invalid_page"})
+        return healthy(request)
+
+    rig.cart.app.dispatch = refuse_page_3
+    result = rig.cli("run")
+    assert result.code == 1 and "400" in result.text
+    with DiskLedger(rig.state, NAME) as ledger:
+        assert ledger.counts() == {"delivered": 20} and ledger.watermark("orders") is None
+    rig.cart.app.dispatch = healthy
+    again = rig.cli("run")
+    assert again.code == 0 and "new 10, delivered 10" in again.out, again.text
+    assert_delivered_once(rig)

@@ -150,17 +150,19 @@ def fail_page(rig, page: str, status: int = 400) -> None:
     return dispatch
 
 
-def test_a_failing_worker_fails_the_run_and_the_next_run_delivers_the_rest_once(rig, splits) -> None:
-    """Page 3 is the worker's first (this process keeps 2, 4, 6, ...); when the cart refuses it,
-    the worker stops, as a single-process read stops at a failing page, and fails the run, which
-    exits 1 naming it and leaves the watermark alone; the next run delivers the rest, each once."""
-    healthy = fail_page(rig, "3")
+@pytest.mark.parametrize(("page", "who"), [("3", "worker"), ("2", "parent")])
+def test_a_failing_process_fails_the_run_and_the_next_run_delivers_the_rest_once(rig, splits, page, who) -> None:
+    """Page 2 is this process's first planned page, page 3 the worker's (strides of 2). When the
+    cart refuses it, that process stops, as a single-process read stops at a failing page, while
+    the other finishes its own pages; the run exits 1 naming the failure and leaves the watermark
+    alone, and the next run delivers the rest, each order once."""
+    healthy = fail_page(rig, page)
     result = rig.cli("run", "--workers", "2")
-    assert result.code == 1
-    assert "1 of 1 worker(s) failed" in result.text and "400" in result.text
+    assert result.code == 1 and "400" in result.text
+    assert ("1 of 1 worker(s) failed" in result.text) == (who == "worker")
     with DiskLedger(rig.state, NAME) as ledger:
         assert ledger.watermark("orders") is None
-        assert ledger.counts() == {"delivered": PER_PAGE * 12}     # pages 1, 2, 4, ..., 22
+        assert ledger.counts() == {"delivered": PER_PAGE * 12}     # page 1 and the other's 11
     rig.cart.app.dispatch = healthy
     again = rig.cli("run", "--workers", "2")
     assert again.code == 0, again.text

@@ -83,22 +83,32 @@ class OrdersFlow:
         return iso(start)
 
     async def _pipeline(self, pages: AsyncIterator[Page]) -> None:
-        """Pages are fetched ahead (up to two waiting) while the previous ones are delivered."""
+        """Pages are fetched ahead (up to two waiting) while the previous ones are delivered.
+
+        A read that fails stops reading, but the pages already fetched are still claimed and
+        delivered before the failure is raised: cancelling sends in flight would leave their
+        orders `sending`, to be reconciled by the next run, for no reason.
+        """
         queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        failed: list[Exception] = []
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._fetch(pages, queue))
+                tasks.create_task(self._fetch(pages, queue, failed))
                 tasks.create_task(self._consume(queue))
         except ExceptionGroup as group:
             raise group.exceptions[0] from None
+        if failed:
+            raise failed[0]
 
-    async def _fetch(self, pages: AsyncIterator[Page], queue: asyncio.Queue) -> None:
+    async def _fetch(self, pages: AsyncIterator[Page], queue: asyncio.Queue, failed: list[Exception]) -> None:
         try:
             async with contextlib.aclosing(pages):
                 async for page in pages:
                     if self.read.error_when is not None and self.read.error_when(page.answer.body):
                         raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
                     await queue.put(page.records)
+        except Exception as exc:                   # raised by _pipeline once the consumer is done
+            failed.append(exc)
         finally:
             await queue.put(None)
 
