@@ -125,15 +125,34 @@ def test_share_limits_divides_concurrency_and_rate_then_restores_them() -> None:
         async with HttpClient("https://shop.test", concurrency=4,
                               rate_limit=RateLimit(10, burst=6)) as client:
             client.share_limits(0.5)
+            await asyncio.sleep(0)
             assert client._slots._value == 2
             assert (client._bucket.rate, client._bucket.burst) == (5, 3)
             client.share_limits(1 / 8)
+            await asyncio.sleep(0)
             assert client._slots._value == 1 and client._bucket.burst == 1
             client.share_limits(1)
             assert client._slots._value == 4
             assert (client._bucket.rate, client._bucket.burst) == (10, 6)
 
+    async def busy() -> None:
+        """Slots in use when the share is applied are taken out as they are freed: the
+        requests already in flight are never cut short, and none start beyond the share."""
+        async with HttpClient("https://shop.test", concurrency=4) as client:
+            held = [asyncio.ensure_future(client._slots.acquire()) for _ in range(4)]
+            await asyncio.gather(*held)
+            client.share_limits(0.5)
+            await asyncio.sleep(0)
+            assert client._slots._value == 0 and client._withheld == 0
+            for _ in range(3):
+                client._slots.release()
+            await asyncio.sleep(0)
+            assert client._withheld == 2 and client._slots._value == 1
+            client.share_limits(1)
+            assert client._slots._value == 3 and client._withheld == 0
+
     asyncio.run(main())
+    asyncio.run(busy())
     reset_buckets()
 
 

@@ -12,7 +12,9 @@ add-if-absent across processes, and a worker delivers only what it claimed; the 
 watermark only after every worker reported; a worker that dies mid-send leaves `sending` entries
 that the next run reconciles before sending anything. The connectors' limits hold in total:
 while a read is split, each process keeps 1/N of every client's concurrency and of every host's
-rate limit (`on_split(fraction)`), and fetches its pages 1/N of the paging window at a time.
+rate limit (`on_split(fraction)`), and fetches its pages 1/N of the paging window at a time; the
+sends this process had in flight at the split (page 1's orders) finish first, and their slots
+are withheld as they free up.
 
 Workers inherit the run lock's file, so the kernel keeps the lock while any of them lives; they
 ignore SIGINT (a Ctrl-C stops the parent, and each worker finishes its own pages rather than

@@ -65,6 +65,7 @@ class HttpClient:
         self._bucket = bucket_for(_origin(self.base_url), rate_limit) if rate_limit else None
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
+        self._withheld, self._withholder = 0, None      # slots `share_limits` keeps from use
         self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
@@ -155,10 +156,27 @@ class HttpClient:
 
     def share_limits(self, fraction: float) -> None:
         """Keep `fraction` of this client's concurrency and of its host's rate limit, as when
-        one read is split over several processes; `share_limits(1)` restores them."""
-        self._slots = asyncio.Semaphore(max(1, int(self._concurrency * fraction)))
+        one read is split over several processes; `share_limits(1)` restores them.
+
+        The slots given up are taken out of use as the requests in flight free them (never more
+        in flight than before, and no more than the share once those are done); call it from
+        the event loop that uses this client."""
+        if self._withholder is not None:
+            self._withholder.cancel()
+            self._withholder = None
+        for _ in range(self._withheld):
+            self._slots.release()
+        self._withheld = 0
+        spare = self._concurrency - max(1, int(self._concurrency * fraction))
+        if spare > 0:
+            self._withholder = asyncio.ensure_future(self._withhold(spare))
         if self._bucket is not None:
             self._bucket.share(fraction)
+
+    async def _withhold(self, slots: int) -> None:
+        for _ in range(slots):
+            await self._slots.acquire()
+            self._withheld += 1
 
     async def _fetch(self, requests: list[Request], window: int) -> AsyncIterator[Answer]:
         """Answers to `requests` in order, with up to `window` of them in flight."""
