@@ -35,7 +35,7 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> V
     for rule in integration.order_filters:
         if not rule.holds(order):
             return Verdict("skipped", order, f"order filter '{rule.name}'")
-    order = dict(order)             # a new top level; the lines are rebuilt below, never changed
+    order = dict(order)             # a new top level; lines are rebuilt (kits, SKU map), never changed in place
     problem = _filter_items(order, integration)
     if problem:
         return Verdict(problem[0], order, problem[1])
@@ -76,6 +76,8 @@ def _filter_items(order: dict, integration: Integration) -> tuple[str, str] | No
 
 
 def _map_lines(lines: list[dict], integration: Integration) -> list[dict]:
+    if not integration.kits and not integration.sku_map:
+        return lines                # nothing to map: the mapped order's lines, as they are
     mapped = []
     for line in lines:
         components = integration.kits.get(line["sku"])
