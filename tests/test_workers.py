@@ -179,6 +179,7 @@ def test_a_failing_process_fails_the_run_and_the_next_run_delivers_the_rest_once
     result = rig.cli("run", "--workers", "2")
     assert result.code == 1 and "400" in result.text
     assert ("1 of 1 worker(s) failed" in result.text) == (who == "worker")
+    assert f"delivered {PER_PAGE * 12}," in result.out              # every process's orders
     with DiskLedger(rig.state, NAME) as ledger:
         assert ledger.watermark("orders") is None
         assert ledger.counts() == {"delivered": PER_PAGE * 12}     # page 1 and the other's 11

@@ -63,9 +63,8 @@ class OrdersFlow:
         try:
             await self._pipeline(pages)
         except Exception:
-            if team:
-                with contextlib.suppress(SyncEngineError):
-                    await team.join()       # this run failed anyway; wait for the workers' ends
+            for report in await team.join(strict=False) if team else ():
+                self.counts.merge(report["counts"])     # this run failed: count what moved
             raise
         for report in await team.join() if team else ():
             self.counts.merge(report["counts"])

@@ -67,8 +67,9 @@ class Team:
         self.on_split(1 / n)
         return planned[0::n], share
 
-    async def join(self) -> list[dict[str, Any]]:
-        """Wait for every worker; their reports, or WorkerError naming each that failed."""
+    async def join(self, *, strict: bool = True) -> list[dict[str, Any]]:
+        """Wait for every worker; their reports, or WorkerError naming each that failed (with
+        `strict=False`, the reports of those that did not)."""
         if not self.children:
             return []
         children, self.children = self.children, []
@@ -77,9 +78,9 @@ class Team:
         finally:
             self.on_split(1.0)
         errors = [result["error"] for result in results if "error" in result]
-        if errors:
+        if errors and strict:
             raise WorkerError(f"{len(errors)} of {len(results)} worker(s) failed: " + "; ".join(errors))
-        return [result["report"] for result in results]
+        return [result["report"] for result in results if "report" in result]
 
 
 def _worker(work: Work, requests: list[Request], window: int, fraction: float, out: int) -> None:
