@@ -104,7 +104,8 @@ def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 #: kv namespaces the other flows keep problems in -> how status introduces them
 NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventory failed",
-         "shipments_parked": "shipment parked", "cancellations_parked": "cancel parked"}
+         "shipments_parked": "shipment parked", "cancellations_parked": "cancel parked",
+         "wms_cancellations_parked": "cart cancel parked"}
 
 
 def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:

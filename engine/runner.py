@@ -20,7 +20,7 @@ from typing import Any
 from engine import http, runlock, secrets
 from engine.errors import ConfigError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
-from engine.flows.cancellations import CancellationsFlow
+from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
 from engine.flows.shipments import ShipmentsFlow
@@ -34,6 +34,7 @@ log = logging.getLogger("syncengine.runner")
 #: flow name -> the class that runs it: `FLOWS[name](ctx)`, then `await flow.run()`
 FLOWS: dict[str, Callable[[FlowContext], Any]] = {
     "orders": OrdersFlow, "shipments": ShipmentsFlow, "inventory": InventoryFlow, "cancellations": CancellationsFlow,
+    "wms_cancellations": WmsCancellationsFlow,
 }
 
 

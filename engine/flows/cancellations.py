@@ -16,6 +16,14 @@ the order `delivered` with the error as its last error, and the cancellation is 
 again by later runs, up to MAX_ATTEMPTS; a refusal with a precondition is retried once at once
 with a fresh read (a stale ETag). Sending a cancel twice is harmless (the WMS refuses the second),
 so unlike packages no claim guards it.
+
+`WmsCancellationsFlow` is the other direction (flow `wms_cancellations`): orders the warehouse
+canceled (out of stock, a call to the merchant) are canceled in the cart through its
+`cancel_order`. The WMS's `list_cancellations` maps each to the cart's `order_id` (which the
+orders flow indexed at delivery); only a `delivered` order is canceled in the cart, then
+`canceled`. Anything else is left alone: an order the integration did not deliver is not its to
+cancel, one still `sending` is parked until reconciled, and one already `canceled` (by the cart,
+which is how the WMS came to cancel it) needs nothing, so the two directions never loop.
 """
 
 from __future__ import annotations
@@ -48,19 +56,24 @@ class CancellationCounts(Tally):
 
 
 class CancellationsFlow:
-    """One run of the cancellations flow for one integration."""
+    """One run of the cancellations flow for one integration: read on one side, cancel on the
+    other (cart -> WMS here; `WmsCancellationsFlow` the other way)."""
+
+    READS, CANCELS, STREAM, PARKED = "source", "destination", "cancellations", PARKED
 
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
-        self.reader = Reader(ctx, "source", ctx.source.operations["list_cancellations"], "cancellations")
-        self.cancel = ctx.destination.operations["cancel_order"]
+        reads = ctx.source if self.READS == "source" else ctx.destination
+        cancels = ctx.destination if self.CANCELS == "destination" else ctx.source
+        self.reader = Reader(ctx, self.READS, reads.operations["list_cancellations"], self.STREAM)
+        self.cancel = cancels.operations["cancel_order"]
         self.counts = CancellationCounts()
 
     async def run(self) -> CancellationCounts:
         """Retry parked cancellations, then read and apply new ones."""
         if not self.ctx.dry_run:
-            for key, item in list(self.ctx.ledger.kv_items(PARKED)):
-                self.ctx.ledger.kv_delete(PARKED, key)
+            for key, item in list(self.ctx.ledger.kv_items(self.PARKED)):
+                self.ctx.ledger.kv_delete(self.PARKED, key)
                 await self.take(self.reader.judge(item["raw"]), attempts=item.get("attempts", 0))
         async for page in self.reader.pages():
             for judged in page:
@@ -93,7 +106,7 @@ class CancellationsFlow:
         elif entry.status == "sending":
             self._park(judged, "its order is still being delivered", attempts)
         elif entry.status == "delivered":
-            await self._cancel_at_wms(entry, judged, data, attempts)
+            await self._cancel_there(entry, judged, {**data, "canceled_in_wms": True}, attempts)
         elif entry.status in ("shipped", "confirmed"):
             reason = f"canceled in the cart{_at(cancellation)} after the WMS shipped it"
             moved = self.ctx.ledger.transition(entry.key, ("shipped", "confirmed"), "cancel_too_late",
@@ -113,14 +126,14 @@ class CancellationsFlow:
             entry = ledger.get(key) if key else ledger.get(str(cancellation["order_id"]))
         return entry
 
-    async def _cancel_at_wms(self, entry: Entry, judged: Judged, data: dict, attempts: int) -> None:
+    async def _cancel_there(self, entry: Entry, judged: Judged, data: dict, attempts: int) -> None:
+        """Send `cancel_order` to the other side; `delivered -> canceled` when it took it."""
         context = self._context(entry, judged.record)
-        outcome = await send(self.ctx, "destination", self.cancel, context)
+        outcome = await send(self.ctx, self.CANCELS, self.cancel, context)
         if outcome.status == "error" and self.cancel.precondition is not None:
-            outcome = await send(self.ctx, "destination", self.cancel, context)   # a fresh read, once
+            outcome = await send(self.ctx, self.CANCELS, self.cancel, context)   # a fresh read, once
         if outcome.ok:
-            moved = self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=None,
-                                               data={**data, "canceled_in_wms": True})
+            moved = self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=None, data=data)
             self.counts.add("sent" if moved else "skipped")
             return
         self.counts.failed += 1
@@ -129,7 +142,7 @@ class CancellationsFlow:
         self._park(judged, error, attempts + 1)
 
     def _context(self, entry: Entry, cancellation: dict) -> dict:
-        return self.ctx.context("destination", order=order_context(entry), cancellation=cancellation)
+        return self.ctx.context(self.CANCELS, order=order_context(entry), cancellation=cancellation)
 
     def _park(self, judged: Judged, reason: str, attempts: int) -> None:
         if self.ctx.dry_run:
@@ -137,7 +150,7 @@ class CancellationsFlow:
         if attempts >= MAX_ATTEMPTS:
             log.warning("%s: gave up on cancellation %s: %s", self.ctx.integration.name, judged.key, reason)
             return
-        self.ctx.ledger.kv_set(PARKED, judged.key, {"reason": reason, "raw": judged.raw, "attempts": attempts})
+        self.ctx.ledger.kv_set(self.PARKED, judged.key, {"reason": reason, "raw": judged.raw, "attempts": attempts})
 
     def _dry(self, entry: Entry | None, cancellation: dict) -> None:
         status = entry.status if entry is not None else None
@@ -150,6 +163,44 @@ class CancellationsFlow:
             self.counts.canceled += 1
         else:
             self.counts.skipped += 1
+
+
+class WmsCancellationsFlow(CancellationsFlow):
+    """One run of the `wms_cancellations` flow: orders canceled at the WMS are canceled in the cart."""
+
+    READS, CANCELS, STREAM, PARKED = "destination", "source", "wms_cancellations", "wms_cancellations_parked"
+
+    async def take(self, judged: Judged, *, attempts: int = 0) -> None:
+        """Apply one WMS cancellation to its order (see the module docstring)."""
+        if judged.skipped:
+            self.counts.skipped += 1
+            return
+        if judged.problem:
+            self.counts.quarantined += 1
+            log.warning("%s: WMS cancellation %s: %s", self.ctx.integration.name, judged.key, judged.problem)
+            return self._park(judged, judged.problem, attempts)
+        cancellation = judged.record
+        entry = self.match(cancellation)
+        status = entry.status if entry is not None else None
+        if status == "delivered":
+            if self.ctx.dry_run:
+                self.counts.sent += 1
+                return show(self.ctx, self.cancel, self._context(entry, cancellation))
+            data = {"canceled_at": cancellation.get("canceled_at"), "cancel_reason": cancellation.get("reason"),
+                    "canceled_in_cart": True}
+            await self._cancel_there(entry, judged, data, attempts)
+        elif status == "sending" and not self.ctx.dry_run:
+            self._park(judged, "its order is still being delivered", attempts)
+        else:
+            self.counts.skipped += 1
+
+    def match(self, cancellation: dict) -> Entry | None:
+        """The order by the cart's order id (the WMS's own keys mean nothing in this ledger)."""
+        ledger = self.ctx.ledger
+        if ledger is None:
+            return None
+        key = ledger.kv_get("order_id", str(cancellation["order_id"]))
+        return ledger.get(key) if key else ledger.get(str(cancellation["order_id"]))
 
 
 def _at(cancellation: dict) -> str:

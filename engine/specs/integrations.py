@@ -26,6 +26,7 @@ FLOW_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "shipments": (("destination", "list_shipments"), ("source", "create_shipment")),
     "inventory": (("destination", "list_inventory"), ("source", "update_inventory")),
     "cancellations": (("source", "list_cancellations"), ("destination", "cancel_order")),
+    "wms_cancellations": (("destination", "list_cancellations"), ("source", "cancel_order")),
 }
 SIDE_KINDS = {"source": "cart", "destination": "wms"}
 REFERENCE = re.compile(r"^\$\{(env:[A-Za-z_][A-Za-z0-9_]*|file:[^}\s][^}]*)\}$")

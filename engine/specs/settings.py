@@ -13,8 +13,9 @@ from typing import Any
 from engine import extract
 from engine.errors import ConfigError
 
-FLOWS = ("orders", "shipments", "inventory", "cancellations")
-DEFAULT_EVERY = {"orders": 300.0, "shipments": 900.0, "inventory": 3600.0, "cancellations": 300.0}
+FLOWS = ("orders", "shipments", "inventory", "cancellations", "wms_cancellations")
+DEFAULT_EVERY = {"orders": 300.0, "shipments": 900.0, "inventory": 3600.0, "cancellations": 300.0,
+                 "wms_cancellations": 900.0}
 _DURATION = re.compile(r"^(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -6,7 +6,8 @@
 - ``POST /orders`` (400 when ``referenceNum`` duplicates an open order of the same
   customer), ``GET /orders`` (``rql``, ``pgsiz``/``pgnum``, ``totalResults``),
   ``GET /orders/{id}`` with an ``ETag``; ``POST /orders/{id}/canceler`` needs a
-  matching ``If-Match`` (412 when stale, 428 when missing).
+  matching ``If-Match`` (412 when stale, 428 when missing). ``cancel()`` is the warehouse
+  canceling an order itself (listed by ``GET /orders?rql=readOnly.status==2;...``).
 - ``GET /inventory/stocksummaries``. Media type ``application/hal+json``.
 
 Simplifications: order items and packages are plain arrays (``orderItems``,
@@ -134,7 +135,7 @@ class ExtensivApp(App):
                          "processDate": None, "isClosed": False, "status": 0, "fullyAllocated": True,
                          "customerIdentifier": {"id": customer, "name": ""},
                          "facilityIdentifier": body.get("facilityIdentifier") or {"id": 1}},
-            "referenceNum": body["referenceNum"], "notes": body.get("notes"),
+            "referenceNum": body["referenceNum"], "poNum": body.get("poNum"), "notes": body.get("notes"),
             "shippingNotes": body.get("shippingNotes"), "billingCode": body.get("billingCode", "Prepaid"),
             "routingInfo": {"isCod": False, "isInsurance": False, "carrier": None, "mode": None,
                             "scacCode": None, "account": None, **(body.get("routingInfo") or {}),
@@ -148,6 +149,16 @@ class ExtensivApp(App):
         self.state.orders[oid] = order
         self.state.created.append(order)
         return order
+
+    def cancel(self, order_id: int, reason: str = "Out of stock") -> dict[str, Any]:
+        """The warehouse cancels an open order itself (status 2, closed, ``lastModifiedDate`` moves on)."""
+        with self.state.lock:
+            order = self.state.orders[order_id]
+            now = self.state.tick()
+            order["readOnly"].update(isClosed=True, status=2, lastModifiedDate=now,
+                                     version=order["readOnly"]["version"] + 1)
+            order["notes"] = f"{order.get('notes') or ''} Canceled: {reason}".strip()
+            return order
 
     def ship(self, order_id: int, packages: int = 1, carrier: str = "UPS") -> dict[str, Any]:
         """The warehouse ships an order: closed, status 1 (Complete), tracking per package."""

@@ -3,7 +3,8 @@
 Behaves like the real thing where the connector depends on it: basic auth with
 consumer key/secret (401 otherwise), ``page``/``per_page`` (max 100) with
 ``X-WP-Total``/``X-WP-TotalPages``/``Link`` headers, ``status``,
-``modified_after`` + ``dates_are_gmt``, ``orderby``/``order``; products looked up
+``modified_after`` + ``dates_are_gmt``, ``orderby``/``order``; ``PUT /orders/{id}``
+(a new ``status``, e.g. ``cancelled``); products looked up
 by ``?sku=`` and updated with ``PUT``; and the Shipment Tracking extension at
 ``/wp-json/wc-shipment-tracking/v3/orders/{id}/shipment-trackings``.
 """
@@ -21,6 +22,8 @@ from .data import PRODUCTS, OrderFactory, SampleOrder, money
 
 PREFIX = "/wp-json/wc/v3"
 TRACKING = "/wp-json/wc-shipment-tracking/v3"
+#: WooCommerce's order statuses (``PUT /orders/{id}`` refuses any other)
+STATUSES = ("pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "trash")
 PRODUCT_IDS = {sku: i for i, (sku, _, _) in enumerate(PRODUCTS, start=501)}
 ORDERBY = {"date": "date_created_gmt", "id": "id", "include": "id",
            "title": "id", "slug": "id", "modified": "date_modified_gmt"}
@@ -88,6 +91,7 @@ class WooCommerceApp(App):
         self.add_orders(orders)
         self.route("GET", PREFIX + "/orders", self.list_orders)
         self.route("GET", PREFIX + r"/orders/(?P<oid>\d+)", self.get_order)
+        self.route("PUT", PREFIX + r"/orders/(?P<oid>\d+)", self.update_order)
         self.route("GET", PREFIX + "/products", self.list_products)
         self.route("PUT", PREFIX + r"/products/(?P<pid>\d+)", self.update_product)
         self.route("POST", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.add_tracking)
@@ -134,6 +138,20 @@ class WooCommerceApp(App):
         if order is None:
             return _no_order()
         return Answer(200, order)
+
+    def update_order(self, request: Request, oid: str) -> Answer:
+        """``PUT /orders/{id}``: a new ``status`` (e.g. ``cancelled``) and/or ``customer_note``."""
+        body = request.json() or {}
+        if "status" in body and body["status"] not in STATUSES:
+            return Answer(400, {"code": "rest_invalid_param", "message": "Invalid parameter(s): status",
+                                "data": {"status": 400, "params": {"status": "status is not one of " + ", ".join(STATUSES)}}})
+        with self.state.lock:
+            order = self._find(int(oid))
+            if order is None:
+                return _no_order()
+            order.update({k: v for k, v in body.items() if k in ("status", "customer_note")})
+            order["date_modified"] = order["date_modified_gmt"] = _gmt(self._factory.tick())
+            return Answer(200, dict(order))
 
     def list_products(self, request: Request) -> Answer:
         sku = request.query.get("sku")
