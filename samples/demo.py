@@ -54,7 +54,7 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         _show_wms(servers["extensiv"], stdout)
         _show_held(state, outcomes, stdout)
         shipped, canceled = _warehouse_and_shoppers_act(servers, stdout)
-        later = _run(project, state, ["shipments", "inventory", "cancellations"], stdout)
+        later = _run(project, state, ["shipments", "inventory", "cancellations", "wms_cancellations"], stdout)
         _show_back(servers, state, shipped, canceled, stdout)
         _closing(outcomes, args.state_dir, stdout)
     return 1 if any(outcome.error for outcome in outcomes + later) else 0
@@ -69,22 +69,30 @@ def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO)
 
 
 def _warehouse_and_shoppers_act(servers: dict[str, Any], stdout: TextIO) -> tuple[list[int], list[str]]:
-    """Between runs: the WMS ships some orders (two packages each) and shoppers cancel two."""
+    """Between runs: the WMS ships some orders (two packages each) and cancels one it cannot fill;
+    shoppers cancel two."""
     wms = servers["extensiv"]
-    first: dict[int, list[int]] = {}
-    for order in wms.state.created:           # the two oldest orders of each merchant
-        first.setdefault(order["readOnly"]["customerIdentifier"]["id"], []).append(order["readOnly"]["orderId"])
-    shipped = [oid for ids in first.values() for oid in ids[:2]]
+    first: dict[int, list[dict]] = {}
+    for order in wms.state.created:           # each merchant's orders by number (not by arrival)
+        first.setdefault(order["readOnly"]["customerIdentifier"]["id"], []).append(order)
+    first = {merchant: sorted(orders, key=lambda o: o["referenceNum"]) for merchant, orders in first.items()}
+    shipped = [order["readOnly"]["orderId"] for orders in first.values() for order in orders[:2]]
     for oid in shipped:
         wms.app.ship(oid, packages=2)
+    woo_ids = {str(order["id"]) for order in servers["woocommerce"].state.orders}
+    unfilled = min(((int(order["poNum"]), order["readOnly"]["orderId"]) for order in wms.state.created
+                    if order.get("poNum") in woo_ids and order["readOnly"]["orderId"] not in shipped),
+                   default=None)                    # the oldest unshipped WooCommerce order, if any
+    out_of_stock = wms.app.cancel(unfilled[1], "Out of stock")["poNum"] if unfilled else None
     woo, shop = servers["woocommerce"].app, servers["shopify"].app
     woo_first = woo.state.orders[0]["id"]         # shipped already: too late
     shop_last = shop.state.orders[-1]["id"]        # at the WMS, not shipped: canceled there
     woo.cancel(woo_first)
     shop.cancel(shop_last)
-    stdout.write(f"\nmeanwhile: the WMS shipped {len(shipped)} order(s) in 2 packages each; shoppers cancelled "
-                 f"WooCommerce order {woo_first} and Shopify order {shop_last}\n")
-    return shipped, [str(woo_first), shop_last]
+    canceled_there = f" and canceled WooCommerce order {out_of_stock} (out of stock)" if out_of_stock else ""
+    stdout.write(f"\nmeanwhile: the WMS shipped {len(shipped)} order(s) in 2 packages each{canceled_there}; "
+                 f"shoppers cancelled WooCommerce order {woo_first} and Shopify order {shop_last}\n")
+    return shipped, [str(woo_first), shop_last] + ([str(out_of_stock)] if out_of_stock else [])
 
 
 def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], canceled: list[str], stdout: TextIO) -> None:
@@ -105,6 +113,8 @@ def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], cancele
                 entry = ledger.get(key)
                 if entry is not None:
                     why = f" ({entry.reason})" if entry.reason else ""
+                    if entry.data.get("canceled_in_cart"):
+                        why = f" by the WMS, then in the cart ({entry.data.get('cancel_reason')})"
                     stdout.write(f"cancellation of {key}: {entry.status}{why}\n")
 
 
