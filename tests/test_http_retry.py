@@ -161,6 +161,29 @@ REPLAY_CASES = [  # what the server does on the first try, is it retried for a w
 ]
 
 
+def test_unsafe_write_is_retried_after_a_throttled_200():
+    """A 200 that `retry.when` calls throttled (the server did not run the mutation) is retried
+    even for a write that must not happen twice; a 200 that is not throttled is kept."""
+    from engine.http import HttpClient, Request
+
+    calls = []
+
+    def app(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(200, json={"errors": [{"extensions": {"code": "THROTTLED"}}]})
+        return httpx.Response(200, json={"data": {"orderCancel": {"job": {"id": "J1"}}}})
+
+    async def main():
+        policy = build_retry({"attempts": 3, "when": "errors[?extensions.code=='THROTTLED'] | length(@) > `0`"},
+                             compile_path)
+        async with HttpClient("http://shop.test", retry=policy, transport=httpx.MockTransport(app)) as client:
+            return await client.send(Request("POST", "/graphql.json", json={}), replay_safe=False)
+
+    answer = asyncio.run(main())
+    assert len(calls) == 2 and answer.body["data"]["orderCancel"]["job"]["id"] == "J1"
+
+
 @pytest.mark.parametrize("name,first,retried", REPLAY_CASES, ids=[c[0] for c in REPLAY_CASES])
 def test_unsafe_write_retries_only_failures_the_server_did_not_act_on(name, first, retried):
     """A replay-unsafe POST is retried after a refused connection, 429 or 503, never after a timeout or 500/502/504."""

@@ -90,7 +90,8 @@ class HttpClient:
         failures raise TransportError; a foreign host raises ForeignHostError.
 
         `replay_safe=False` (a write that must not happen twice) retries only failures after
-        which the server certainly did not act: a connection never made, 429, 503. A timeout
+        which the server certainly did not act: a connection never made, 429, 503, a 2xx that
+        `retry.when` calls throttled (GraphQL's THROTTLED: the query was not run). A timeout
         or 500/502/504 may have come after the server acted, so it is raised at once for the
         caller to reconcile (find the record) before anything is sent again.
         """
@@ -213,7 +214,8 @@ class HttpClient:
                 verdict = False if answer.status in accept else policy.on_answer(answer)
                 if verdict is False:
                     return self._checked(request, answer, accept, attempt)
-                if attempt == policy.attempts or not (replay_safe or answer.status in UNACTED_STATUSES):
+                # a 2xx is retried only when `retry.when` says throttled: the server did not run it
+                if attempt == policy.attempts or not (replay_safe or answer.ok or answer.status in UNACTED_STATUSES):
                     raise self._status_error(request, answer, attempt)
             await self._wait(request, verdict, attempt)
         raise AssertionError("unreachable: attempts must be >= 1")
