@@ -75,7 +75,8 @@ def test_orders_this_integration_did_not_deliver_are_left_alone(tmp_path: Path, 
 
 def test_a_refused_cart_cancel_is_asked_again_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cart refuses the PUT once: the run counts it failed, keeps the order `delivered` with the
-    error, and the next run (whose read no longer sees it) sends it from the parked list."""
+    error, and the next run sends it from the parked list (the read's overlap brings the
+    cancellation back too; it is not asked twice)."""
     with rig(tmp_path, monkeypatch, orders=2) as r:
         r.write(flows=FLOWS)
         r.cli("run", "--flow", "orders")
@@ -102,3 +103,27 @@ def test_a_dry_run_shows_the_cart_request_and_changes_nothing(tmp_path: Path, mo
         assert cart_cancels(r) == [] and cart_status(r, 1001) == "processing"
         with r.ledger() as ledger:
             assert ledger.get("1001").status == "delivered"
+
+
+def test_a_cart_that_keeps_refusing_is_asked_once_a_run_until_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cart refuses every time: each run asks once (the read's overlap brings the
+    cancellation back, but it is not asked twice, and its attempts add up), and at the cap the
+    order is `canceled` anyway (the WMS will not ship it) with the cart's answer as its last error."""
+    from engine.flows import cancellations
+
+    monkeypatch.setattr(cancellations, "MAX_ATTEMPTS", 3)
+    with rig(tmp_path, monkeypatch, orders=1) as r:
+        r.write(flows=FLOWS)
+        r.cli("run", "--flow", "orders")
+        r.wms_app.cancel(r.wms_id("1001"))
+        r.cart.faults.add(path_prefix=ORDERS_PATH + "1001", method="PUT", status=400, times=100)
+        for run in range(1, 4):
+            result = r.cli("run", "--flow", "wms_cancellations")
+            assert result.code == 1 and "failed 1" in result.out and len(cart_cancels(r)) == run
+        with r.ledger() as ledger:
+            entry = ledger.get("1001")
+            assert entry.status == "canceled" and entry.last_error.startswith("the cart never took the cancel")
+            assert entry.data["canceled_in_cart"] is False
+        assert "cart cancel parked" not in r.cli("status").out
+        assert r.cli("run", "--flow", "wms_cancellations").code == 0 and len(cart_cancels(r)) == 3
+        assert cart_status(r, 1001) == "processing"

@@ -23,7 +23,9 @@ canceled (out of stock, a call to the merchant) are canceled in the cart through
 orders flow indexed at delivery); only a `delivered` order is canceled in the cart, then
 `canceled`. Anything else is left alone: an order the integration did not deliver is not its to
 cancel, one still `sending` is parked until reconciled, and one already `canceled` (by the cart,
-which is how the WMS came to cancel it) needs nothing, so the two directions never loop.
+which is how the WMS came to cancel it) needs nothing, so the two directions never loop. A cart
+that refuses is asked again by later runs (a refusal can pass); the order becomes `canceled`
+anyway once the cart refused MAX_ATTEMPTS times, with its last answer as the last error.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import logging
 from dataclasses import dataclass
 
 from engine.flows.base import FlowContext
-from engine.flows.writes import Judged, Reader, Tally, order_context, send, show
+from engine.flows.writes import Judged, Outcome, Reader, Tally, order_context, send, show
 from engine.ledger import Entry
 
 log = logging.getLogger("syncengine.cancellations")
@@ -70,14 +72,20 @@ class CancellationsFlow:
         self.counts = CancellationCounts()
 
     async def run(self) -> CancellationCounts:
-        """Retry parked cancellations, then read and apply new ones."""
+        """Retry parked cancellations, then read and apply new ones. A parked one that the read
+        (its overlap) brings back again is not tried twice in a run, and keeps its attempts."""
+        retried: set[str] = set()
         if not self.ctx.dry_run:
             for key, item in list(self.ctx.ledger.kv_items(self.PARKED)):
                 self.ctx.ledger.kv_delete(self.PARKED, key)
+                retried.add(key)
                 await self.take(self.reader.judge(item["raw"]), attempts=item.get("attempts", 0))
         async for page in self.reader.pages():
             for judged in page:
                 self.counts.pulled += 1
+                if judged.key in retried:
+                    self.counts.skipped += 1
+                    continue
                 await self.take(judged)
         self.reader.commit()
         return self.counts
@@ -138,6 +146,10 @@ class CancellationsFlow:
             return
         self.counts.failed += 1
         error = f"cancel_order failed (attempt {attempts + 1}): {outcome.error}"
+        self._failed(entry, judged, outcome, error, attempts)
+
+    def _failed(self, entry: Entry, judged: Judged, outcome: Outcome, error: str, attempts: int) -> None:
+        """The other side did not take the cancel: keep `delivered`, park it for the next runs."""
         self.ctx.ledger.transition(entry.key, "delivered", "delivered", last_error=error)
         self._park(judged, error, attempts + 1)
 
@@ -193,6 +205,18 @@ class WmsCancellationsFlow(CancellationsFlow):
             self._park(judged, "its order is still being delivered", attempts)
         else:
             self.counts.skipped += 1
+
+    def _failed(self, entry: Entry, judged: Judged, outcome: Outcome, error: str, attempts: int) -> None:
+        """Parked and asked again by the next runs (a refusal can pass: a cart may refuse while a
+        payment authorization is pending); after MAX_ATTEMPTS the order is `canceled` all the
+        same, since the WMS will not ship it, with the cart's last answer as its last error."""
+        if attempts + 1 < MAX_ATTEMPTS:
+            return super()._failed(entry, judged, outcome, error, attempts)
+        log.warning("%s: gave up asking the cart to cancel %s: %s", self.ctx.integration.name, entry.key, error)
+        cancellation = judged.record
+        self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=f"the cart never took the cancel: {error}",
+                                   data={"canceled_at": cancellation.get("canceled_at"),
+                                         "cancel_reason": cancellation.get("reason"), "canceled_in_cart": False})
 
     def match(self, cancellation: dict) -> Entry | None:
         """The order by the cart's order id (the WMS's own keys mean nothing in this ledger)."""
