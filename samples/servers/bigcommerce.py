@@ -5,6 +5,8 @@ Like the real API: ``X-Auth-Token`` header (401 otherwise); ``page``/``limit``
 ``sort=id:asc``; ``include=consignments.line_items`` embeds ship-to and lines;
 dates are RFC-2822 and money is a decimal string; and an empty result is
 **204 No Content** with no body — including a page past the end.
+``PUT /orders/{id}`` sets a new ``status_id`` (``status`` is read-only and follows it;
+an unknown status_id is a 400), answers the order, and is a 404 for an unknown order.
 """
 from __future__ import annotations
 
@@ -17,7 +19,11 @@ from typing import Any
 from .base import Answer, App, Request, apply_page_faults, int_param, page_of, parse_time
 from .data import OrderFactory, SampleOrder, money
 
-STATUS = {11: "Awaiting Fulfillment", 5: "Cancelled", 2: "Shipped"}
+#: BigCommerce's order statuses (``GET /v2/order_statuses``)
+STATUS = {0: "Incomplete", 1: "Pending", 2: "Shipped", 3: "Partially Shipped", 4: "Refunded",
+          5: "Cancelled", 6: "Declined", 7: "Awaiting Payment", 8: "Awaiting Pickup",
+          9: "Awaiting Shipment", 10: "Completed", 11: "Awaiting Fulfillment",
+          12: "Manual Verification Required", 13: "Disputed", 14: "Partially Refunded"}
 
 
 def _date(when: datetime) -> str:
@@ -75,6 +81,7 @@ class BigCommerceApp(App):
         self.state = BigCommerceState()
         self.add_orders(orders)
         self.route("GET", f"/stores/{store_hash}/v2/orders", self.list_orders)
+        self.route("PUT", rf"/stores/{store_hash}/v2/orders/(?P<oid>\d+)", self.update_order)
 
     def add_orders(self, n: int) -> list[dict[str, Any]]:
         new = [render_order(o) for o in self._factory.make(n)]
@@ -83,9 +90,9 @@ class BigCommerceApp(App):
         return new
 
     def cancel(self, order_id: int) -> None:
+        """The order is cancelled in the store: status 5, ``date_modified`` moves on."""
         with self.state.lock:
-            order = next(o for o in self.state.orders if o["id"] == order_id)
-            order.update(status_id=5, status=STATUS[5], date_modified=_date(self._factory.tick()))
+            self._set_status(self._find(order_id), 5)
 
     def authorize(self, request: Request) -> Answer | None:
         if request.headers.get("x-auth-token") == self._token:
@@ -108,6 +115,25 @@ class BigCommerceApp(App):
         if "consignments" not in q.get("include", ""):
             records = [{k: v for k, v in o.items() if k != "consignments"} for o in records]
         return Answer(200, records)
+
+    def update_order(self, request: Request, oid: str) -> Answer:
+        """``PUT /orders/{id}``: a new ``status_id``; other fields are not modelled."""
+        body = request.json() or {}
+        if "status_id" in body and body["status_id"] not in STATUS:
+            return Answer(400, [{"status": 400, "message": "The field 'status_id' is invalid."}])
+        with self.state.lock:
+            order = self._find(int(oid))
+            if order is None:
+                return Answer(404, [{"status": 404, "message": "The requested resource was not found."}])
+            if "status_id" in body:
+                self._set_status(order, body["status_id"])
+            return Answer(200, {k: v for k, v in order.items() if k != "consignments"})
+
+    def _set_status(self, order: dict[str, Any], status_id: int) -> None:
+        order.update(status_id=status_id, status=STATUS[status_id], date_modified=_date(self._factory.tick()))
+
+    def _find(self, order_id: int) -> dict[str, Any] | None:
+        return next((o for o in self.state.orders if o["id"] == order_id), None)
 
 
 def _admits(order: dict[str, Any], q: dict[str, str]) -> bool:

@@ -3,9 +3,11 @@
 Root fields: ``orders(first, after, query, sortKey, reverse)`` with real opaque
 cursors and ``pageInfo``; ``order(id)``; ``productVariants(first, query: "sku:…")``;
 mutations ``fulfillmentCreate(fulfillment)`` and ``inventorySetQuantities(input)``
-answering ``userErrors`` like the real API. Auth is the ``X-Shopify-Access-Token``
-header (401 otherwise). Throttling is a 200 with ``errors[].extensions.code ==
-"THROTTLED"``: see :meth:`ShopifyApp.throttle`.
+answering ``userErrors``, and ``orderCancel(orderId, reason, refund, restock,
+notifyCustomer, staffNote)`` answering ``job`` and ``orderCancelUserErrors`` (an
+unknown or an already cancelled order), like the real API; the cancel job is done at
+once. Auth is the ``X-Shopify-Access-Token`` header (401 otherwise). Throttling is a
+200 with ``errors[].extensions.code == "THROTTLED"``: see :meth:`ShopifyApp.throttle`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import base64
 import json
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +25,7 @@ from .data import PRODUCTS, OrderFactory, SampleOrder, iso_z, money
 
 PATH = r"/admin/api/(?P<version>\d{4}-\d{2})/graphql\.json"
 LOCATION = "gid://shopify/Location/76543210"
+CANCEL_REASONS = ("CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "OTHER", "STAFF")
 SORT_KEYS = {"ID": "legacyResourceId", "UPDATED_AT": "updatedAt", "CREATED_AT": "createdAt",
              "PROCESSED_AT": "createdAt"}
 THROTTLED = {"errors": [{"message": "Throttled", "extensions": {
@@ -69,12 +73,14 @@ def render_order(o: SampleOrder) -> dict[str, Any]:
 
 @dataclass
 class ShopifyState:
-    """The shop: orders (nodes), variants by SKU, levels per inventory item, fulfillments."""
+    """The shop: orders (nodes), variants by SKU, levels per inventory item, fulfillments,
+    and the arguments of every ``orderCancel`` it carried out."""
 
     orders: list[dict[str, Any]] = field(default_factory=list)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     levels: dict[str, int] = field(default_factory=dict)
     fulfillments: list[dict[str, Any]] = field(default_factory=list)
+    cancellations: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -100,11 +106,8 @@ class ShopifyApp(App):
 
     def cancel(self, order_gid: str, reason: str = "CUSTOMER") -> None:
         """The merchant cancels an order: ``cancelledAt``, ``updatedAt`` move on."""
-        when = iso_z(self._factory.tick())
         with self.state.lock:
-            order = self._order(order_gid)
-            order.update(cancelledAt=when, updatedAt=when, cancelReason=reason, closed=True)
-            order["fulfillmentOrders"]["nodes"][0]["status"] = "CANCELLED"
+            self._close_cancelled(self._order(order_gid), reason)
 
     def throttle(self, times: int = 1) -> None:
         """The next ``times`` requests answer 200 with a THROTTLED error, like the real API."""
@@ -132,7 +135,8 @@ class ShopifyApp(App):
         resolver = {("query", "orders"): self._orders, ("query", "order"): self._one_order,
                     ("query", "productVariants"): self._variants,
                     ("mutation", "fulfillmentCreate"): self._fulfill,
-                    ("mutation", "inventorySetQuantities"): self._set_quantities}.get((kind, f.name))
+                    ("mutation", "inventorySetQuantities"): self._set_quantities,
+                    ("mutation", "orderCancel"): self._cancel_order}.get((kind, f.name))
         if resolver is None:
             raise gql.GraphQLError(f"Field '{f.name}' doesn't exist on type '{kind.title()}Root'", "undefinedField")
         return gql.project(resolver(f.args, request), f.selection)
@@ -206,6 +210,36 @@ class ShopifyApp(App):
         return {"inventoryAdjustmentGroup": {"id": "gid://shopify/InventoryAdjustmentGroup/1",
                                              "reason": spec["reason"]}, "userErrors": []}
 
+    def _cancel_order(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        """``orderCancel``, its job done at once: the order is cancelled, and marked refunded
+        with ``refund: true``; ``restock`` is only recorded (no committed stock is modelled)."""
+        if args.get("reason") not in CANCEL_REASONS:
+            raise gql.GraphQLError(f"Variable $reason of type OrderCancelReason! was provided invalid value "
+                                   f"{args.get('reason')!r}", "INVALID_VARIABLE")
+        for name in ("refund", "restock"):
+            if not isinstance(args.get(name), bool):
+                raise gql.GraphQLError(f"Variable ${name} of type Boolean! was provided invalid value",
+                                       "INVALID_VARIABLE")
+        with self.state.lock:
+            order = self._order(args.get("orderId"))
+            if order is None:
+                return _cancel_error("NOT_FOUND", "Order does not exist.")
+            if order["cancelledAt"]:
+                return _cancel_error("INVALID", "Cannot cancel an order that has already been cancelled.")
+            self._close_cancelled(order, args["reason"])
+            if args["refund"]:
+                order["displayFinancialStatus"] = "REFUNDED"
+            self.state.cancellations.append({k: args.get(k) for k in (
+                "orderId", "reason", "refund", "restock", "notifyCustomer", "staffNote")})
+            job = f"gid://shopify/Job/{uuid.uuid5(uuid.NAMESPACE_URL, order['id'])}"
+        return {"job": {"id": job, "done": True}, "orderCancelUserErrors": [], "userErrors": []}
+
+    def _close_cancelled(self, order: dict[str, Any], reason: str) -> None:
+        """Cancel ``order`` (lock held): ``cancelledAt``, ``updatedAt`` move on, the fulfillment order too."""
+        when = iso_z(self._factory.tick())
+        order.update(cancelledAt=when, updatedAt=when, cancelReason=reason, closed=True)
+        order["fulfillmentOrders"]["nodes"][0]["status"] = "CANCELLED"
+
     def _order(self, gid: Any) -> dict[str, Any] | None:
         return next((o for o in self.state.orders if o["id"] == gid), None)
 
@@ -220,6 +254,11 @@ class ShopifyApp(App):
 def _user_error(path: list[str], message: str) -> dict[str, Any]:
     return {"fulfillment": None, "inventoryAdjustmentGroup": None,
             "userErrors": [{"field": path, "message": message, "code": "INVALID"}]}
+
+
+def _cancel_error(code: str, message: str) -> dict[str, Any]:
+    error = {"field": ["orderId"], "message": message}
+    return {"job": None, "orderCancelUserErrors": [{**error, "code": code}], "userErrors": [error]}
 
 
 def _cursor(rank: list[Any]) -> str:
