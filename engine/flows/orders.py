@@ -114,6 +114,8 @@ class OrdersFlow:
     async def _consume(self, queue: asyncio.Queue) -> None:
         while (page := await queue.get()) is not None:
             await self.deliver(self.intake(page))
+            await asyncio.sleep(0)   # let the fetcher send the next requests before the next page
+                                     # (with nothing to deliver, nothing above gives the loop a turn)
 
     async def _share(self, requests: list[Request], window: int, fraction: float) -> dict[str, Any]:
         """A forked worker's part of a split read (`workers.Team`): the same pipeline over its
