@@ -108,7 +108,7 @@ async def open_context(project: Project, integration: Integration, options: Opti
     try:
         async with source.client(source_config, secrets=redact.secrets, transport=options.transport) as source_client, \
                 destination.client(destination_config, secrets=redact.secrets, transport=options.transport) as destination_client, \
-                _fewer_collections():
+                _startup_frozen():
             yield FlowContext(integration, source, destination, source_config, destination_config,
                               source_client, destination_client, ledger, redact=redact, emit=options.emit,
                               dry_run=options.dry_run, workers=options.workers, transport=options.transport)
@@ -117,11 +117,11 @@ async def open_context(project: Project, integration: Integration, options: Opti
             ledger.close()
 
 
-_running = 0                                  # open contexts, for `_fewer_collections`
+_running = 0                                  # open contexts, for `_startup_frozen`
 
 
 @contextlib.asynccontextmanager
-async def _fewer_collections() -> AsyncIterator[None]:
+async def _startup_frozen() -> AsyncIterator[None]:
     """While any integration runs, leave the objects alive before the run (modules, compiled
     specs) out of the cyclic collector's walks (`gc.freeze`), so that its collections cost what
     the run's own objects cost: +5-10% orders/s in `bench/orders.py`.
