@@ -91,19 +91,22 @@ class CancellationsFlow:
         return self.counts
 
     async def take(self, judged: Judged, *, attempts: int = 0) -> None:
-        """Apply one cancellation to its order."""
+        """Apply one cancellation to its order (a record that did not map is parked)."""
         if judged.skipped:
             self.counts.skipped += 1
             return
         if judged.problem:
             self.counts.quarantined += 1
-            log.warning("%s: cancellation %s: %s", self.ctx.integration.name, judged.key, judged.problem)
+            log.warning("%s: %s %s: %s", self.ctx.integration.name, self.STREAM, judged.key, judged.problem)
             return self._park(judged, judged.problem, attempts)
+        await self.apply(judged, self.match(judged.record), attempts)
+
+    async def apply(self, judged: Judged, entry: Entry | None, attempts: int) -> None:
+        """What a cart cancellation does to its order (the table in the module docstring)."""
         cancellation = judged.record
-        entry = self.match(cancellation)
         if self.ctx.dry_run:
             return self._dry(entry, cancellation)
-        data = {"canceled_at": cancellation.get("canceled_at"), "cancel_reason": cancellation.get("reason")}
+        data = _data(cancellation)
         if entry is None:
             claimed = self.ctx.ledger.claim(cancellation["key"], status="canceled",
                                             data={**data, "order_id": cancellation["order_id"]})
@@ -182,25 +185,14 @@ class WmsCancellationsFlow(CancellationsFlow):
 
     READS, CANCELS, STREAM, PARKED = "destination", "source", "wms_cancellations", "wms_cancellations_parked"
 
-    async def take(self, judged: Judged, *, attempts: int = 0) -> None:
-        """Apply one WMS cancellation to its order (see the module docstring)."""
-        if judged.skipped:
-            self.counts.skipped += 1
-            return
-        if judged.problem:
-            self.counts.quarantined += 1
-            log.warning("%s: WMS cancellation %s: %s", self.ctx.integration.name, judged.key, judged.problem)
-            return self._park(judged, judged.problem, attempts)
-        cancellation = judged.record
-        entry = self.match(cancellation)
+    async def apply(self, judged: Judged, entry: Entry | None, attempts: int) -> None:
+        """What a WMS cancellation does to its order (see the module docstring)."""
         status = entry.status if entry is not None else None
         if status == "delivered":
             if self.ctx.dry_run:
                 self.counts.sent += 1
-                return show(self.ctx, self.cancel, self._context(entry, cancellation))
-            data = {"canceled_at": cancellation.get("canceled_at"), "cancel_reason": cancellation.get("reason"),
-                    "canceled_in_cart": True}
-            await self._cancel_there(entry, judged, data, attempts)
+                return show(self.ctx, self.cancel, self._context(entry, judged.record))
+            await self._cancel_there(entry, judged, {**_data(judged.record), "canceled_in_cart": True}, attempts)
         elif status == "sending" and not self.ctx.dry_run:
             self._park(judged, "its order is still being delivered", attempts)
         else:
@@ -213,10 +205,8 @@ class WmsCancellationsFlow(CancellationsFlow):
         if attempts + 1 < MAX_ATTEMPTS:
             return super()._failed(entry, judged, outcome, error, attempts)
         log.warning("%s: gave up asking the cart to cancel %s: %s", self.ctx.integration.name, entry.key, error)
-        cancellation = judged.record
         self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=f"the cart never took the cancel: {error}",
-                                   data={"canceled_at": cancellation.get("canceled_at"),
-                                         "cancel_reason": cancellation.get("reason"), "canceled_in_cart": False})
+                                   data={**_data(judged.record), "canceled_in_cart": False})
 
     def match(self, cancellation: dict) -> Entry | None:
         """The order by the cart's order id (the WMS's own keys mean nothing in this ledger)."""
@@ -225,6 +215,11 @@ class WmsCancellationsFlow(CancellationsFlow):
             return None
         key = ledger.kv_get("order_id", str(cancellation["order_id"]))
         return ledger.get(key) if key else ledger.get(str(cancellation["order_id"]))
+
+
+def _data(cancellation: dict) -> dict:
+    """What an entry keeps of the cancellation that canceled it."""
+    return {"canceled_at": cancellation.get("canceled_at"), "cancel_reason": cancellation.get("reason")}
 
 
 def _at(cancellation: dict) -> str:
