@@ -229,3 +229,24 @@ def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(rig) -> N
     assert_delivered_once(rig)
     with DiskLedger(rig.state, NAME) as ledger:
         assert ledger.counts() == {"delivered": ORDERS}
+
+
+@pytest.mark.parametrize("forks_allowed", [0, 1])
+def test_a_refused_fork_leaves_its_pages_to_this_process(rig, monkeypatch, forks_allowed) -> None:
+    """With three processes asked and the system refusing a fork (a process limit) after
+    `forks_allowed` of them, this process reads the pages no worker took: every page is asked
+    once and every order reaches the WMS once."""
+    real, calls = os.fork, []
+
+    def limited() -> int:
+        calls.append(1)
+        if len(calls) > forks_allowed:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real()
+
+    monkeypatch.setattr(workers.os, "fork", limited)
+    result = rig.cli("run", "--workers", "3")
+    assert result.code == 0, result.text
+    assert rig.list_calls() == 23
+    assert_delivered_once(rig)
+    assert f"pulled {ORDERS}, new {ORDERS}, delivered {ORDERS}" in result.out

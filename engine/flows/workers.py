@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,8 @@ from typing import Any
 
 from engine.errors import WorkerError
 from engine.http import Request
+
+log = logging.getLogger("syncengine.workers")
 
 #: `work(requests, window, fraction) -> report`: a worker's pipeline over its share of pages
 Work = Callable[[list[Request], int, float], Awaitable[dict[str, Any]]]
@@ -49,7 +52,8 @@ class Team:
 
     def split(self, planned: list[Request], window: int) -> tuple[list[Request], int] | None:
         """Fork a worker per share of `planned` but the first; this process's (requests, window).
-        None (no split) with fewer than two pages or no `os.fork`."""
+        None (no split) with fewer than two pages or no `os.fork`. When the system refuses a
+        fork (a process limit), this process keeps the shares no worker took."""
         n = min(self.size, len(planned))
         if n < 2 or not hasattr(os, "fork") or self.children:
             return None
@@ -57,15 +61,29 @@ class Team:
         sys.stdout.flush()
         sys.stderr.flush()                                 # a child must not re-flush our buffers
         for index in range(1, n):
-            read_end, write_end = os.pipe()
-            pid = os.fork()
+            try:
+                read_end, write_end = os.pipe()
+            except OSError as exc:
+                log.warning("no worker process for a split read (%s): this process reads its pages", exc)
+                break
+            try:
+                pid = os.fork()
+            except OSError as exc:                         # e.g. a process limit: read them here
+                os.close(read_end)
+                os.close(write_end)
+                log.warning("no worker process for a split read (%s): this process reads its pages", exc)
+                break
             if pid == 0:
                 os.close(read_end)
                 _worker(self.work, planned[index::n], share, 1 / n, write_end)
             os.close(write_end)
             self.children.append((pid, read_end))
-        self.on_split(1 / n)
-        return planned[0::n], share
+        if not self.children:
+            return None
+        forked = len(self.children)                        # strides 1..forked went to workers
+        mine = [request for number, request in enumerate(planned) if not 1 <= number % n <= forked]
+        self.on_split((n - forked) / n)
+        return mine, max(1, window * (n - forked) // n)
 
     async def join(self, *, strict: bool = True) -> list[dict[str, Any]]:
         """Wait for every worker; their reports, or WorkerError naming each that failed (with
