@@ -80,7 +80,8 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(c.failed or c.quarantined for c in self.counts.values())
+        return self.error is not None or any(c.failed or c.quarantined or getattr(c, "unresolved", 0)
+                                             for c in self.counts.values())
 
 
 @dataclass

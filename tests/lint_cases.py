@@ -56,7 +56,7 @@ operations:
       method: POST
       path: "/orders/{{ order.order_id }}/shipments"
       json: {tracking: "{{ package.tracking_number }}", count: "{{ shipment.packages | length }}"}
-    id: to_string(id)
+    verify: {request: {path: "/trackings", params: {order: "{{ order.key }}"}}, records: "@", match: "record.tracking == package.tracking_number", id: to_string(id)}
     already_exists: {status: [409], when: "code == 'dup'"}
 examples:
   - name: one paid order
@@ -91,6 +91,7 @@ operations:
   find_order:
     request: {path: /orders, params: {ref: "{{ order.key }}"}}
     records: items
+    match: "record.ref == order.key"
     id: orderId
 """
 
@@ -204,8 +205,8 @@ INVALID_SPECS = [
     SpecCase("jmespath-already-exists", "invalid JMESPath", 38,
              "operations.create_shipment.already_exists.when",
              cart("when: \"code == 'dup'\"", "when: \"code == {{ x }}\"")),
-    SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.id",
-             cart("    id: to_string(id)", "    id: to_string(id))")),
+    SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.verify.id",
+             cart("id: to_string(id)}", "id: to_string(id))}")),
     # golden examples
     SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
              cart('order_number: "1007"', 'order_number: "1008"')),

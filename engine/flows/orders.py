@@ -249,32 +249,42 @@ class OrdersFlow:
             self.ctx.emit(self.ctx.redact(f"[dry-run] {self.ctx.integration.name}: cannot render create_order: {exc}"))
 
     async def send(self, order: dict) -> tuple[str, dict]:
-        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order."""
+        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order.
+
+        A duplicate refusal (`already_exists`) counts as delivered only when `find_order` finds
+        a record its `match` says is this very order: the same reference from another cart, or
+        an older order, is an error with the reason, never silently "delivered"."""
         outcome = await writes.send(self.ctx, "destination", self.create, self.ctx.context("destination", order=order))
         if not outcome.ok:
             return ("error" if outcome.status == "error" else "sending"), {"last_error": outcome.error}
         if not outcome.existed:
             return "delivered", {"destination_id": outcome.id}
-        found = outcome.id
+        try:
+            found = await self.lookup(order)
+        except SyncEngineError as exc:
+            return "sending", {"last_error": self.ctx.redact(f"the WMS says it already holds this order; "
+                                                             f"checking that failed: {exc}")}
         if found is None:
-            try:
-                found = await self.lookup(order)
-            except SyncEngineError:
-                found = None
+            return "error", {"last_error": "the WMS refused it as a duplicate, but find_order finds no record that "
+                                           "matches this order (another order, maybe another cart's, holds its "
+                                           f"reference {order.get('order_number')!r})"}
         return "delivered", {"destination_id": found, "data": {"already_existed": True}}
 
     # -- recovery -------------------------------------------------------------------------
 
     async def lookup(self, order: dict) -> str | None:
-        """The destination id of an order already at the WMS, or None when it is not there."""
+        """The destination id of this order at the WMS, or None when no record `find_order`
+        returns is this order (its `match` sees {record, order, config})."""
         if self.find is None:
             raise HTTPError("the destination has no find_order operation to reconcile with")
-        request = self.find.request.render(self.ctx.context("destination", order=order))
-        answer = await self.ctx.destination_client.send(request, accept=(404,))
+        context = self.ctx.context("destination", order=order)
+        answer = await self.ctx.destination_client.send(self.find.request.render(context), accept=(404,))
         found = self.find.extract_records(answer.body) if answer.status != 404 else []
-        if not found:
+        match = self.find.match
+        mine = next((record for record in found if match is None or match({**context, "record": record})), None)
+        if mine is None:
             return None
-        return writes.text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
+        return writes.text(self.find.id(mine) if self.find.id else mine) or "unknown"
 
     async def recover(self) -> None:
         """Release what a stopped run claimed but never sent, reconcile `sending` keys, release

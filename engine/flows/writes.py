@@ -23,7 +23,7 @@ from engine import http, records
 from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
 from engine.flows.base import FlowContext
 from engine.ledger import Entry
-from engine.specs.model import Operation
+from engine.specs.model import Operation, Step
 from engine.specs.settings import iso, parse_time, time_before
 
 DEFINITE_4XX_EXCEPT = (408, 425, 429)
@@ -50,6 +50,7 @@ class Outcome:
     id: str | None = None
     error: str | None = None
     existed: bool = False        # the answer said "already there" (`already_exists`)
+    captures: Mapping[str, Any] | None = None    # a step's `capture` of its answer
 
     @property
     def ok(self) -> bool:
@@ -126,67 +127,85 @@ class Reader:
             self._mark = str(mark)
 
 
+def client_of(ctx: FlowContext, side: str) -> http.HttpClient:
+    return ctx.source_client if side == "source" else ctx.destination_client
+
+
 async def send(ctx: FlowContext, side: str, operation: Operation, context: Mapping[str, Any]) -> Outcome:
-    """Run one write operation (its precondition first, when it has one). Never raises for it."""
-    client = ctx.source_client if side == "source" else ctx.destination_client
+    """Send a one-step write without a journal (the orders flow keeps its own). Never raises."""
+    return await send_step(ctx, side, operation.name, operation.steps[0], context)
+
+
+async def send_step(ctx: FlowContext, side: str, operation: str, step: Step,
+                    context: Mapping[str, Any]) -> Outcome:
+    """Send one step (its precondition first; `skip_when` may say it is done already)."""
+    client = client_of(ctx, side)
     try:
-        pre = await precondition(ctx, client, operation, context)
-        request = operation.request.render({**context, "pre": pre})
-        statuses = operation.already_exists.statuses if operation.already_exists else ()
-        answer = await client.send(request, accept=statuses, replay_safe=operation.replay_safe)
+        pre = await precondition(ctx, client, operation, step, context)
+        if step.skip_when is not None and step.skip_when({**context, "pre": pre}):
+            return Outcome("ok", existed=True)
+        request = step.request.render({**context, "pre": pre})
+        statuses = step.already_exists.statuses if step.already_exists else ()
+        answer = await client.send(request, accept=statuses, replay_safe=step.replay_safe)
     except TemplateError as exc:
-        return Outcome("error", error=f"{operation.name} request: {exc.message}")
+        return Outcome("error", error=f"{operation} request: {exc.message}")
     except StatusError as exc:
         definite = 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT
         return Outcome("error" if definite else "unknown", error=ctx.redact(str(exc)))
-    except _PreconditionFailed as exc:
+    except PreconditionFailed as exc:
         return Outcome("error", error=ctx.redact(str(exc)))
     except HTTPError as exc:
         return Outcome("unknown", error=ctx.redact(str(exc)))
-    return verdict(ctx, operation, answer)
+    return verdict(ctx, operation, step, answer)
 
 
-def verdict(ctx: FlowContext, operation: Operation, answer: http.Answer) -> Outcome:
-    """What a write's answer means: ok (with the remote id) or a definite error."""
-    exists = operation.already_exists
+def verdict(ctx: FlowContext, operation: str, step: Step, answer: http.Answer) -> Outcome:
+    """What a step's answer means: ok (with the remote id and captures) or a definite error."""
+    exists = step.already_exists
     if exists is not None and exists.matches(answer.status, answer.body):
         return Outcome("ok", id=text(_safe(exists.id, answer.body)), existed=True)
-    if operation.error_when is not None and operation.error_when(answer.body):
-        return Outcome("error", error=ctx.redact(f"{operation.name} answer says it failed: {answer.text[:300]}"))
+    if step.error_when is not None and step.error_when(answer.body):
+        return Outcome("error", error=ctx.redact(f"{operation} answer says it failed: {answer.text[:300]}"))
     if not answer.ok:
-        return Outcome("error", error=f"{operation.name} answered {answer.status}: {ctx.redact(answer.text[:300])}")
-    return Outcome("ok", id=text(_safe(operation.id, answer.body)))
+        return Outcome("error", error=f"{operation} answered {answer.status}: {ctx.redact(answer.text[:300])}")
+    captures = {name: _safe_take(capture, answer) for name, capture in step.answer_captures.items()}
+    return Outcome("ok", id=text(_safe(step.id, answer.body)), captures=captures)
 
 
-class _PreconditionFailed(HTTPError):
+class PreconditionFailed(HTTPError):
     """The read before a write failed: the write was never sent."""
 
 
-async def precondition(ctx: FlowContext, client: http.HttpClient, operation: Operation,
+async def precondition(ctx: FlowContext, client: http.HttpClient, operation: str, step: Step,
                        context: Mapping[str, Any]) -> dict[str, Any]:
-    """Send the operation's precondition read and return its captures (`pre`)."""
-    if operation.precondition is None:
+    """Send the step's precondition read and return its captures (`pre`)."""
+    if step.precondition is None:
         return {}
-    request = operation.precondition.render(context)
+    request = step.precondition.render(context)
     try:
         answer = await client.send(request)
     except StatusError as exc:
         if 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT:
-            raise _PreconditionFailed(f"{operation.name} precondition: {exc}") from None
+            raise PreconditionFailed(f"{operation} precondition: {exc}") from None
         raise
     try:
-        return {name: capture.take(answer) for name, capture in operation.captures.items()}
+        return {name: capture.take(answer) for name, capture in step.captures.items()}
     except ExtractError as exc:
-        raise _PreconditionFailed(f"{operation.name} precondition capture: {exc.message}") from None
+        raise PreconditionFailed(f"{operation} precondition capture: {exc.message}") from None
 
 
 def show(ctx: FlowContext, operation: Operation, context: Mapping[str, Any]) -> None:
-    """Print, redacted, the write a dry run would send (captures shown as placeholders)."""
-    pre = {name: f"<pre.{name}>" for name in operation.captures}
+    """Print, redacted, the writes a dry run would send (captures shown as placeholders)."""
+    steps = {step.name: {"id": f"<steps.{step.name}.id>", **{name: f"<steps.{step.name}.{name}>"
+                                                               for name in step.answer_captures}}
+             for step in operation.steps}
+    context = {**context, "steps": steps, "idempotency_key": "<idempotency_key>"}
     try:
-        if operation.precondition is not None:
-            ctx.show(operation, operation.precondition.render(context))
-        ctx.show(operation, operation.request.render({**context, "pre": pre}))
+        for step in operation.steps:
+            pre = {name: f"<pre.{name}>" for name in step.captures}
+            if step.precondition is not None:
+                ctx.show(operation, step.precondition.render(context))
+            ctx.show(operation, step.request.render({**context, "pre": pre}))
     except TemplateError as exc:
         ctx.emit(ctx.redact(f"[dry-run] {ctx.integration.name}: cannot render {operation.name}: {exc}"))
 
@@ -209,6 +228,13 @@ def record_key(op: Operation, raw: Any) -> str:
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return f"unkeyed:{digest}"
     return str(key)
+
+
+def _safe_take(capture: Any, answer: http.Answer) -> Any:
+    try:
+        return capture.take(answer)
+    except ExtractError:
+        return None
 
 
 def _safe(path: Any, body: Any) -> Any:

@@ -57,11 +57,14 @@ class RequestTemplate:
 
 
 def _replay_safe(name: str, data: Mapping[str, Any]) -> bool:
-    """Reads always are; a write is when it says `idempotent: true` or its method is not POST/PATCH."""
+    """Reads always are; a write is when it says `idempotent: true`, has an `idempotency_key`,
+    or its method is not POST/PATCH."""
     if name.startswith(("list_", "find_", "lookup_")):
         return True
     if "idempotent" in data:
         return bool(data["idempotent"])
+    if data.get("idempotency_key"):
+        return True
     method = (data.get("request") or {}).get("method", "POST" if (data.get("request") or {}).get("graphql") else "GET")
     return str(method).upper() not in ("POST", "PATCH")
 
@@ -107,9 +110,97 @@ class Capture:
         return self.path(answer.body) if self.path else None
 
 
+def _captures(data: Mapping[str, Any] | None) -> dict[str, Capture]:
+    return {key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (data or {}).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """A reconcile read: did an earlier send whose answer was lost take effect?
+
+    `request` is rendered with the write's own context; `records` picks the candidates out of
+    the answer; `match` sees `{record: <candidate>, <the write's context>...}` and says whether
+    the candidate is this write's effect; `id` (on the matching record) is the remote id.
+    """
+
+    request: RequestTemplate
+    records: Path | None
+    match: Callable[[Any], bool]
+    id: Path | None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Verify:
+        return cls(RequestTemplate.from_data(data.get("request") or {}), _path(data.get("records")),
+                   extract.compile_predicate(data.get("match") or "`true`"), _path(data.get("id")))
+
+    def candidates(self, body: Any) -> list:
+        found = self.records(body) if self.records is not None else body
+        return found if isinstance(found, list) else [] if found is None else [found]
+
+    def find(self, body: Any, context: Mapping[str, Any]) -> Any:
+        """The first candidate that `match` accepts for `context`, or None."""
+        for record in self.candidates(body):
+            if self.match({**context, "record": record}):
+                return record
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One request of a write, with everything that decides its outcome.
+
+    A write operation is one step (its top-level `request`) or an ordered list (`steps`).
+    A step's answer may be captured (`capture`) for later steps (`steps.<name>.<capture>`).
+    """
+
+    name: str
+    request: RequestTemplate
+    id: Path | None = None
+    already_exists: AlreadyExists | None = None
+    error_when: Callable[[Any], bool] | None = None
+    precondition: RequestTemplate | None = None
+    captures: Mapping[str, Capture] = field(default_factory=dict)      # the precondition's (`pre`)
+    answer_captures: Mapping[str, Capture] = field(default_factory=dict)
+    replay_safe: bool = True
+    idempotency_key: template.Template | None = None
+    verify: Verify | None = None
+    skip_when: Callable[[Any], bool] | None = None
+
+    @classmethod
+    def from_data(cls, operation: str, name: str, data: Mapping[str, Any]) -> Step:
+        exists = data.get("already_exists")
+        pre = data.get("precondition") or {}
+        key = data.get("idempotency_key")
+        return cls(
+            name=name,
+            request=RequestTemplate.from_data(data.get("request") or {}),
+            id=_path(data.get("id")),
+            already_exists=None if exists is None else AlreadyExists(
+                frozenset(exists.get("status") or ()), _predicate(exists.get("when")), _path(exists.get("id"))),
+            error_when=_predicate(data.get("error_when")),
+            precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
+            captures=_captures(pre.get("capture")),
+            answer_captures=_captures(data.get("capture")),
+            replay_safe=_replay_safe(operation, data),
+            idempotency_key=template.compile_template(key) if key else None,
+            verify=Verify.from_data(data["verify"]) if data.get("verify") else None,
+            skip_when=_predicate(data.get("skip_when")),
+        )
+
+    @property
+    def resolution(self) -> str | None:
+        """How an unknown outcome of this step is resolved: `idempotent`, `verify`,
+        `skip_when`, or None (it cannot be)."""
+        if self.verify is not None:
+            return "verify"
+        if self.skip_when is not None and self.precondition is not None:
+            return "skip_when"
+        return "idempotent" if self.replay_safe else None
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One named operation of a connector, compiled."""
+    """One named operation of a connector, compiled; a write's request(s) are its `steps`."""
 
     name: str
     request: RequestTemplate
@@ -122,16 +213,12 @@ class Operation:
     map: Callable[[Any], dict] | None = None
     record_type: str | None = None
     id: Path | None = None
-    already_exists: AlreadyExists | None = None
     error_when: Callable[[Any], bool] | None = None
-    precondition: RequestTemplate | None = None
-    captures: Mapping[str, Capture] = field(default_factory=dict)
-    replay_safe: bool = True        # may a failed send be retried blindly? (see `idempotent`)
+    steps: tuple[Step, ...] = ()    # a write's requests, in order (one unless `steps:` lists more)
+    match: Callable[[Any], bool] | None = None     # find_order: is a candidate this order?
 
     @classmethod
     def from_data(cls, name: str, data: Mapping[str, Any]) -> Operation:
-        exists = data.get("already_exists")
-        pre = data.get("precondition") or {}
         return cls(
             name=name,
             request=RequestTemplate.from_data(data.get("request") or {}),
@@ -144,12 +231,9 @@ class Operation:
             map=extract.compile_mapping(data["map"]) if "map" in data else None,
             record_type=RECORD_TYPES.get(name),
             id=_path(data.get("id")),
-            already_exists=None if exists is None else AlreadyExists(
-                frozenset(exists.get("status") or ()), _predicate(exists.get("when")), _path(exists.get("id"))),
             error_when=_predicate(data.get("error_when")),
-            precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
-            captures={key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (pre.get("capture") or {}).items()},
-            replay_safe=_replay_safe(name, data),
+            steps=_steps(name, data),
+            match=_predicate(data.get("match")),
         )
 
     def paginator(self) -> http.Paginator:
@@ -161,6 +245,19 @@ class Operation:
             return body if isinstance(body, list) else []
         found = self.records(body)
         return found if isinstance(found, list) else []
+
+
+WRITES = frozenset({"create_order", "create_shipment", "update_inventory", "cancel_order"})
+
+
+def _steps(name: str, data: Mapping[str, Any]) -> tuple[Step, ...]:
+    """A write's steps: those of `steps:`, or the operation itself as its one step."""
+    if name not in WRITES:
+        return ()
+    listed = data.get("steps")
+    if listed:
+        return tuple(Step.from_data(name, step.get("name", f"step{n + 1}"), step) for n, step in enumerate(listed))
+    return (Step.from_data(name, name, data),)
 
 
 @dataclass(frozen=True, slots=True)

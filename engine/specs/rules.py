@@ -61,16 +61,35 @@ def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
 
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
-    """An operation's request and its precondition's request are templates over its context."""
+    """An operation's requests (its own, its precondition's, its verify read's, each step's)
+    and its idempotency key are templates over its context."""
     if not isinstance(operation, Mapping):
         return
-    precondition = operation.get("precondition")
+    steps = operation.get("steps")
+    if isinstance(steps, list):
+        for index, step in enumerate(steps):
+            yield from descend(step_rule(step, allowed | WRITE_EXTRAS), ("steps", index))
+    yield from step_rule(operation, allowed | (WRITE_EXTRAS if "idempotency_key" in operation else frozenset()))
+
+
+#: What every write's templates see besides its operation's context (see `flows/protocol.py`).
+WRITE_EXTRAS = frozenset({"steps", "idempotency_key"})
+
+
+def step_rule(step: Any, allowed: frozenset[str]) -> Iterator[Problem]:
+    """The templates of one request with its precondition, verify read and idempotency key."""
+    if not isinstance(step, Mapping):
+        return
+    precondition = step.get("precondition")
     if isinstance(precondition, Mapping):
+        yield from descend(request_rule(precondition.get("request"), allowed), ("precondition", "request"))
         allowed = allowed | {"pre"}  # any write with a precondition sees its captures
-    yield from descend(request_rule(operation.get("request"), allowed), ("request",))
-    if isinstance(precondition, Mapping):
-        request = precondition.get("request")
-        yield from descend(request_rule(request, allowed), ("precondition", "request"))
+    yield from descend(request_rule(step.get("request"), allowed), ("request",))
+    verify = step.get("verify")
+    if isinstance(verify, Mapping):
+        yield from descend(request_rule(verify.get("request"), allowed), ("verify", "request"))
+    key = step.get("idempotency_key")
+    yield from descend(template_rule(key, allowed - {"now", "idempotency_key"}), ("idempotency_key",))
 
 
 def request_rule(request: Any, allowed: frozenset[str]) -> Iterator[Problem]:

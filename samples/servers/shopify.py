@@ -68,6 +68,7 @@ def render_order(o: SampleOrder) -> dict[str, Any]:
         "totalDiscountsSet": _money(0), "totalPriceSet": _money(o.total),
         "fulfillmentOrders": {"nodes": [{"id": f"gid://shopify/FulfillmentOrder/{legacy + 900000000}",
                                          "status": "OPEN"}]},
+        "fulfillments": [],        # Order.fulfillments: [Fulfillment!]! (a list, not a connection)
     }
 
 
@@ -189,6 +190,7 @@ class ShopifyApp(App):
             for order, fo in targets:
                 fo["status"] = "CLOSED"
                 order["displayFulfillmentStatus"] = "FULFILLED"
+                order["fulfillments"].append({"__typename": "Fulfillment", **fulfillment})
             self.state.fulfillments.append({**fulfillment, "orders": [o["id"] for o, _ in targets]})
         return {"fulfillment": fulfillment, "userErrors": []}
 
