@@ -81,6 +81,7 @@ config:
   properties:
     account: {type: string}
     password: {type: string, secret: true}
+    time_zone: {type: string, format: iana-time-zone, default: UTC}
 http:
   base_url: https://wms.test
   auth: {type: basic, username: "{{ config.account }}", password: "{{ config.password }}"}
@@ -125,6 +126,10 @@ def cart(old: str, new: str) -> str:
 
 def integration(old: str, new: str) -> str:
     return edit(INTEGRATION, old, new)
+
+
+def wms(old: str, new: str) -> str:
+    return edit(WMS, old, new)
 
 
 OP = "operations.list_orders"
@@ -230,4 +235,20 @@ INVALID_SPECS = [
              integration("start_date:", "startdate:")),
     SpecCase("order-filter", "invalid JMESPath", 14, "order_filters[0].when",
              integration("'test')\"}", "'test'\"}")),
+    # time zones: literal names in JMESPath, Jinja and `time_zone`, config values, defaults
+    SpecCase("zone-in-jmespath", "did you mean 'Europe/Paris'?", 29, f"{OP}.map.created_at",
+             cart("created_at: created", "created_at: \"to_iso8601(created, 'Europe/Pariss')\"")),
+    SpecCase("zone-in-template", "did you mean 'Europe/Paris'?", 17, f"{OP}.request.params.updated_after",
+             cart('"{{ since }}"', "\"{{ since | to_local('Europe/Pariss') }}\"")),
+    SpecCase("operation-time-zone", "did you mean 'America/New_York'?", 25, f"{OP}.time_zone",
+             cart("    watermark: updated\n", "    watermark: updated\n    time_zone: America/NewYork\n")),
+    SpecCase("operation-time-zone-context", "unknown template variable 'since'", 25, f"{OP}.time_zone",
+             cart("    watermark: updated\n", "    watermark: updated\n    time_zone: \"{{ since }}\"\n")),
+    SpecCase("zone-config-default", "did you mean 'Asia/Tokyo'?", 9, "config.properties.time_zone.default",
+             wms("default: UTC}", "default: Asia/Tokio}")),
+    SpecCase("zone-config-value", "did you mean 'Asia/Tokyo'?", 8, "destination.config.time_zone",
+             integration("{account: acme, ", "{account: acme, time_zone: asia/tokio, ")),
+    # function arity
+    SpecCase("function-arity", "subtract() takes 2 arguments, got 1", 28, f"{OP}.map.order_number",
+             cart("order_number: to_string(number)", "order_number: to_string(subtract(number))")),
 ]

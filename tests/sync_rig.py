@@ -165,8 +165,10 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6) -> Iterator[Rig]:
-    """A cart of `kind` holding `orders` orders and the WMS, both on 127.0.0.1, for the block."""
+def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6,
+        **wms_options: Any) -> Iterator[Rig]:
+    """A cart of `kind` holding `orders` orders and the WMS (with `wms_options`, e.g. its
+    `time_zone`), both on 127.0.0.1, for the block."""
     secrets = SECRETS[kind]
     for name, value in {**secrets, **WMS_SECRETS}.items():
         monkeypatch.setenv(name, value)
@@ -179,7 +181,7 @@ def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", 
     reset_buckets()
     try:
         with start(kind, **options) as cart, start("extensiv", client_id=WMS_SECRETS["SYNC_WMS_ID"],
-                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"]) as wms:
+                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"], **wms_options) as wms:
             yield Rig(root, kind, cart, wms)
     finally:
         set_testing(False)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import extract, http, template
+from engine import extract, http, template, zones
+from engine.errors import ConfigError, TemplateError
 from engine.records import RECORD_TYPES
 
 Path = Callable[[Any], Any]
@@ -73,12 +74,21 @@ def _structure(value: Any) -> template.Structure | None:
     return None if value is None else template.compile_structure(value)
 
 
-def _path(expr: str | None) -> Path | None:
-    return None if expr is None else extract.compile_path(expr)
+def _path(expr: str | None, zone: str = zones.UTC) -> Path | None:
+    return None if expr is None else extract.compile_path(expr, zone)
 
 
-def _predicate(expr: str | None) -> Callable[[Any], bool] | None:
-    return None if expr is None else extract.compile_predicate(expr)
+def _predicate(expr: str | None, zone: str = zones.UTC) -> Callable[[Any], bool] | None:
+    return None if expr is None else extract.compile_predicate(expr, zone)
+
+
+def _watermark(expr: str | None, zone: str) -> Path | None:
+    """The `watermark:` path; in a zone other than UTC, a zone-less local time it gives is stored
+    as the UTC instant it means there (`zones.normalise`), so watermarks compare as instants."""
+    path = _path(expr, zone)
+    if path is None or zone == zones.UTC:
+        return path
+    return lambda record: zones.normalise(path(record), zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,24 +226,27 @@ class Operation:
     error_when: Callable[[Any], bool] | None = None
     steps: tuple[Step, ...] = ()    # a write's requests, in order (one unless `steps:` lists more)
     match: Callable[[Any], bool] | None = None     # find_order: is a candidate this order?
+    zone: str = zones.UTC           # the rendered `time_zone`: what `time_zone()` answers
 
     @classmethod
-    def from_data(cls, name: str, data: Mapping[str, Any]) -> Operation:
+    def from_data(cls, name: str, data: Mapping[str, Any], zone: str = zones.UTC) -> Operation:
+        """Compile one operation; its JMESPath sees `zone` as `time_zone()` (see `Connector.configured`)."""
         return cls(
             name=name,
             request=RequestTemplate.from_data(data.get("request") or {}),
             paginate=data.get("paginate"),
-            records=_path(data.get("records")),
-            key=_path(data.get("key")),
-            watermark=_path(data.get("watermark")),
-            filter=_predicate(data.get("filter")),
+            records=_path(data.get("records"), zone),
+            key=_path(data.get("key"), zone),
+            watermark=_watermark(data.get("watermark"), zone),
+            filter=_predicate(data.get("filter"), zone),
             filter_source=data.get("filter"),
-            map=extract.compile_mapping(data["map"]) if "map" in data else None,
+            map=extract.compile_mapping(data["map"], zone) if "map" in data else None,
             record_type=RECORD_TYPES.get(name),
             id=_path(data.get("id")),
             error_when=_predicate(data.get("error_when")),
             steps=_steps(name, data),
-            match=_predicate(data.get("match")),
+            match=_predicate(data.get("match"), zone),
+            zone=zone,
         )
 
     def paginator(self) -> http.Paginator:
@@ -268,11 +281,23 @@ class Connector:
     kind: str
     data: Mapping[str, Any]
     operations: Mapping[str, Operation]
+    zoned: dict[tuple[str, str], Operation] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Connector:
         operations = {name: Operation.from_data(name, op) for name, op in (data.get("operations") or {}).items()}
         return cls(name=data["name"], kind=data["kind"], data=data, operations=operations)
+
+    def configured(self, config: Mapping[str, Any]) -> Connector:
+        """This connector for one integration's resolved `config`: each operation that declares
+        `time_zone` is compiled (once per zone, then cached) with that zone rendered from config."""
+        bound = dict(self.operations)
+        for name, data in (self.data.get("operations") or {}).items():
+            if isinstance(data, Mapping) and data.get("time_zone") is not None:
+                bound[name] = _in_zone(self, name, _render_zone(self.name, name, data["time_zone"], config))
+        if bound == dict(self.operations):
+            return self
+        return Connector(self.name, self.kind, self.data, bound, self.zoned)
 
     def secret_fields(self) -> set[str]:
         properties = (self.data.get("config") or {}).get("properties") or {}
@@ -302,3 +327,24 @@ class Connector:
             transport=transport,
             secrets=secrets,
         )
+
+
+def _in_zone(connector: Connector, name: str, zone: str) -> Operation:
+    """`name` compiled for `zone`, cached on the connector (shared by its configured copies)."""
+    if zone == zones.UTC:
+        return connector.operations[name]
+    if (name, zone) not in connector.zoned:
+        connector.zoned[name, zone] = Operation.from_data(name, connector.data["operations"][name], zone)
+    return connector.zoned[name, zone]
+
+
+def _render_zone(connector: str, operation: str, source: Any, config: Mapping[str, Any]) -> str:
+    """An operation's `time_zone` rendered from config; ConfigError (closest name) when unknown."""
+    try:
+        name = template.compile_template(str(source)).render({"config": config})
+    except TemplateError as exc:
+        raise ConfigError(f"connector {connector}: {operation}.time_zone: {exc.message}") from None
+    message = zones.problem(name)
+    if message is not None:
+        raise ConfigError(f"connector {connector}: {operation}.time_zone: {message}")
+    return name

@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from engine import zones
 from engine.specs.expressions import descend, structure_rule, template_rule
 from engine.specs.findings import Problem
+
+#: The `format` that marks a config property as an IANA time zone name (checked in integrations).
+ZONE_FORMAT = "iana-time-zone"
 
 BASE = frozenset({"config", "now"})
 READ = BASE | {"since"}
@@ -47,6 +51,27 @@ def connector_template_problems(data: Any) -> Iterator[Problem]:
         for name, operation in operations.items():
             allowed = CONTEXTS.get(name, BASE)
             yield from descend(operation_rule(operation, allowed), ("operations", name))
+            if isinstance(operation, Mapping) and "time_zone" in operation:
+                yield from descend(time_zone_rule(operation["time_zone"]), ("operations", name, "time_zone"))
+    config = data.get("config")
+    if isinstance(config, Mapping) and isinstance(config.get("properties"), Mapping):
+        for name, prop in config["properties"].items():
+            if isinstance(prop, Mapping) and prop.get("format") == ZONE_FORMAT and "default" in prop:
+                yield from descend(_zone_problems(prop["default"]), ("config", "properties", name, "default"))
+
+
+def time_zone_rule(value: Any) -> Iterator[Problem]:
+    """An operation's `time_zone` is an IANA name, or a template over `config` (rendered per run)."""
+    if isinstance(value, str) and "{" in value:
+        yield from template_rule(value, frozenset({"config"}))
+    else:
+        yield from _zone_problems(value)
+
+
+def _zone_problems(value: Any) -> Iterator[Problem]:
+    problem = zones.problem(value)
+    if problem is not None:
+        yield Problem((), problem, "an IANA time zone name such as 'America/New_York'")
 
 
 def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
