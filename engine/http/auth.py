@@ -81,7 +81,7 @@ class Placement:
     """Where an OAuth2 access token goes on each request, and how it is written there::
 
         Authorization: Bearer <token>       no `place` (the default)
-        X-Shopify-Access-Token: <token>     place: {header: X-Shopify-Access-Token}
+        X-Access-Token: <token>             place: {header: X-Access-Token}
         ?access_token=<token>               place: {query: access_token}
 
     `value(token)` writes the token (default: the token itself); the spec's `value` template

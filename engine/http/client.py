@@ -10,8 +10,8 @@ Credentials never leave the base URL's host: any request, paging link or redirec
 host (or from https down to http) raises ForeignHostError before anything is sent. Only the
 OAuth2 token request goes to the token URL (https, on the base URL's host or a host the auth
 lists; checked when the client is made), sent by the client for the auth (`bind`) with the
-same retries as any request. Every message this
-layer produces has its secrets masked and its URLs sanitized.
+same retries as any request. Every message this layer produces has its secrets masked and its
+URLs sanitized.
 """
 
 from __future__ import annotations
@@ -70,12 +70,12 @@ class HttpClient:
         self._slots = asyncio.Semaphore(concurrency)
         self._withheld, self._withholder = 0, None      # slots `share_limits` keeps from use
         self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
+        if (bind := getattr(auth, "bind", None)) is not None:   # token requests: `_send_token`
+            bind(self._send_token, self.base_url.host)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, limits=limits, verify=_tls(),
             transport=transport, http2=False, follow_redirects=False)
-        if (bind := getattr(auth, "bind", None)) is not None:
-            bind(self._send_token, self.base_url.host)
 
     async def __aenter__(self) -> HttpClient:
         return self
