@@ -130,6 +130,33 @@ def integration(old: str, new: str) -> str:
 
 def wms(old: str, new: str) -> str:
     return edit(WMS, old, new)
+#: OAuth2 client credentials with the token in a custom header, requested with a JSON body.
+OAUTH_CART = cart('  auth: {type: bearer, token: "{{ config.api_key }}"}', """\
+  auth:
+    type: oauth2_client_credentials
+    token_url: "{{ config.site_url }}/oauth/token"
+    client_id: "{{ config.api_key }}"
+    client_secret: "{{ config.api_key }}"
+    token_body: json
+    place: {header: X-Access-Token, value: "{{ token }}"}""")
+#: The clean WMS with OAuth2 on a literal token URL on a listed host, the token in the query.
+OAUTH_WMS = edit(WMS, '  auth: {type: basic, username: "{{ config.account }}", password: "{{ config.password }}"}', """\
+  auth:
+    type: oauth2_refresh_token
+    token_url: https://login.wms.test/token
+    token_hosts: [login.wms.test]
+    client_id: "{{ config.account }}"
+    client_secret: "{{ config.password }}"
+    refresh_token: "{{ config.password }}"
+    place: {query: access_token}""")
+
+
+def oauth_cart(old: str, new: str) -> str:
+    return edit(OAUTH_CART, old, new)
+
+
+def oauth_wms(old: str, new: str) -> str:
+    return edit(OAUTH_WMS, old, new)
 
 
 OP = "operations.list_orders"
@@ -251,4 +278,21 @@ INVALID_SPECS = [
     # function arity
     SpecCase("function-arity", "subtract() takes 2 arguments, got 1", 28, f"{OP}.map.order_number",
              cart("order_number: to_string(number)", "order_number: to_string(subtract(number))")),
+    # OAuth2 token placement, body and token URL (http.auth)
+    SpecCase("place-value-variable", "did you mean 'token'?", 17, "http.auth.place.value",
+             oauth_cart('value: "{{ token }}"', 'value: "{{ tokn }}"')),
+    SpecCase("token-outside-place", "unknown template variable 'token'", 14, "http.auth.client_id",
+             oauth_cart('client_id: "{{ config.api_key }}"', 'client_id: "{{ token }}"')),
+    SpecCase("place-header-and-query", "'header' and 'query' cannot be given together", 17,
+             "http.auth.place", oauth_cart("{header: X-Access-Token,", "{header: X-Access-Token, query: t,")),
+    SpecCase("place-neither", "missing a required key: 'header' or 'query'", 17, "http.auth.place",
+             oauth_cart("{header: X-Access-Token, value:", "{value:")),
+    SpecCase("token-body", "one of: 'form', 'json'", 16, "http.auth.token_body",
+             oauth_cart("token_body: json", "token_body: xml")),
+    SpecCase("token-url-http", "is not https", 14, "http.auth.token_url",
+             oauth_wms("https://login.wms.test/token", "http://login.wms.test/token")),
+    SpecCase("token-url-foreign-host", "neither the base_url host nor in token_hosts", 14,
+             "http.auth.token_url", oauth_wms("[login.wms.test]", "[other.wms.test]")),
+    SpecCase("token-hosts-url", "does not match", 15, "http.auth.token_hosts[1]",
+             oauth_wms("[login.wms.test]", "[login.wms.test, 'https://login.wms.test']")),
 ]

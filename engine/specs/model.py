@@ -318,7 +318,7 @@ class Connector:
         auth = spec.get("auth")
         return http.HttpClient(
             template.compile_template(spec.get("base_url", "")).render(context),
-            auth=http.build_auth(template.compile_structure(auth).render(context)) if auth else None,
+            auth=_auth(auth, context) if auth else None,
             headers=template.compile_structure(spec.get("headers") or {}).render(context),
             timeout=float(spec.get("timeout", 30)),
             retry=http.build_retry(spec.get("retry"), extract.compile_path),
@@ -348,3 +348,17 @@ def _render_zone(connector: str, operation: str, source: Any, config: Mapping[st
     if message is not None:
         raise ConfigError(f"connector {connector}: {operation}.time_zone: {message}")
     return name
+
+
+def _auth(spec: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    """The auth object of `http.auth`: its templates rendered with `context`, except an OAuth2
+    `place.value`, which becomes a function of the token fetched later (`{{ token }}`)."""
+    spec = dict(spec)
+    place = spec.pop("place", None)
+    rendered = template.compile_structure(spec).render(context)
+    if isinstance(place, Mapping):
+        rendered["place"] = dict(place)
+        if "value" in place:
+            value = template.compile_template(str(place["value"]))
+            rendered["place"]["value"] = lambda token: value.render({**context, "token": token})
+    return http.build_auth(rendered, extract.compile_path)

@@ -8,8 +8,10 @@ of the rules it applies, placed under the path it walked to.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine import zones
 from engine.specs.expressions import descend, structure_rule, template_rule
@@ -35,8 +37,11 @@ CONTEXTS: dict[str, frozenset[str]] = {
     "cancel_order": BASE | {"order", "cancellation", "pre"},
 }
 
-#: Keys of `http.auth` that are not templates.
-_AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path"})
+#: Keys of `http.auth` that are not templates (`place` is walked by `auth_rule`).
+_AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path",
+                                 "token_body", "token_hosts", "place"})
+#: What `http.auth.place.value` may read: the access token, and the config.
+TOKEN = frozenset({"config", "token"})
 
 
 def connector_template_problems(data: Any) -> Iterator[Problem]:
@@ -80,9 +85,47 @@ def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
     yield from descend(structure_rule(http.get("headers"), BASE), ("headers",))
     auth = http.get("auth")
     if isinstance(auth, Mapping):
-        for key, value in auth.items():
-            if key not in _AUTH_NOT_TEMPLATES:
-                yield from descend(structure_rule(value, BASE), ("auth", key))
+        yield from descend(auth_rule(auth, http.get("base_url")), ("auth",))
+
+
+def auth_rule(auth: Mapping[str, Any], base_url: Any) -> Iterator[Problem]:
+    """Auth fields are templates over `config` and `now`; `place.value` over `config` and
+    `token`; a literal `token_url` is https (http only on loopback) on a declared host."""
+    for key, value in auth.items():
+        if key not in _AUTH_NOT_TEMPLATES:
+            yield from descend(structure_rule(value, BASE), (key,))
+    place = auth.get("place")
+    if isinstance(place, Mapping):
+        yield from descend(template_rule(place.get("value"), TOKEN), ("place", "value"))
+    token_url = auth.get("token_url")
+    if isinstance(token_url, str) and "{" not in token_url:
+        hosts = auth.get("token_hosts")
+        yield from descend(token_url_rule(token_url, base_url, hosts if isinstance(hosts, list) else []),
+                           ("token_url",))
+
+
+def token_url_rule(token_url: str, base_url: Any, token_hosts: list) -> Iterator[Problem]:
+    """The literal token URL may receive client credentials (what the client checks at run time)."""
+    parts = urlsplit(token_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
+        yield Problem((), f"token_url {token_url!r} is not https",
+                      "an https URL (plain http only to 127.0.0.1, ::1 or localhost)")
+        return
+    base = base_url if isinstance(base_url, str) and "{" not in base_url else None
+    allowed = {str(h).lower() for h in token_hosts}
+    if base is not None:
+        allowed.add((urlsplit(base).hostname or "").lower())
+    if base is not None and host not in allowed:
+        yield Problem((), f"token_url host {host!r} is neither the base_url host nor in token_hosts",
+                      "a token_url on the base_url host, or its host listed in auth.token_hosts")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
