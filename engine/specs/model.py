@@ -13,6 +13,7 @@ from typing import Any
 
 from engine import extract, http, template
 from engine.records import RECORD_TYPES
+from engine.specs.enrich import Enricher, Step
 
 Path = Callable[[Any], Any]
 
@@ -127,6 +128,7 @@ class Operation:
     precondition: RequestTemplate | None = None
     captures: Mapping[str, Capture] = field(default_factory=dict)
     replay_safe: bool = True        # may a failed send be retried blindly? (see `idempotent`)
+    enricher: Enricher = Enricher()  # reads: `enrich` sub-requests and `truncated_when`
 
     @classmethod
     def from_data(cls, name: str, data: Mapping[str, Any]) -> Operation:
@@ -150,6 +152,7 @@ class Operation:
             precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
             captures={key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (pre.get("capture") or {}).items()},
             replay_safe=_replay_safe(name, data),
+            enricher=_enricher(data),
         )
 
     def paginator(self) -> http.Paginator:
@@ -161,6 +164,11 @@ class Operation:
             return body if isinstance(body, list) else []
         found = self.records(body)
         return found if isinstance(found, list) else []
+
+
+def _enricher(data: Mapping[str, Any]) -> Enricher:
+    steps = tuple(Step.from_data(step, RequestTemplate.from_data) for step in data.get("enrich") or ())
+    return Enricher(steps, _predicate(data.get("truncated_when")), data.get("truncated_when"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,9 @@ CONTEXTS: dict[str, frozenset[str]] = {
     "cancel_order": BASE | {"order", "cancellation", "pre"},
 }
 
+#: The variables of an `enrich` step's request: the raw record being enriched.
+ENRICH = BASE | {"record"}
+
 #: Keys of `http.auth` that are not templates.
 _AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path"})
 
@@ -61,7 +64,8 @@ def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
 
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
-    """An operation's request and its precondition's request are templates over its context."""
+    """An operation's request and its precondition's request are templates over its context;
+    each `enrich` step's request is a template over `record`, `config` and `now`."""
     if not isinstance(operation, Mapping):
         return
     precondition = operation.get("precondition")
@@ -71,6 +75,10 @@ def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]
     if isinstance(precondition, Mapping):
         request = precondition.get("request")
         yield from descend(request_rule(request, allowed), ("precondition", "request"))
+    steps = operation.get("enrich")
+    for index, step in enumerate(steps if isinstance(steps, list) else ()):
+        if isinstance(step, Mapping):
+            yield from descend(request_rule(step.get("request"), ENRICH), ("enrich", index, "request"))
 
 
 def request_rule(request: Any, allowed: frozenset[str]) -> Iterator[Problem]:
