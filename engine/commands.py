@@ -155,7 +155,7 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
     async with runner.open_context(project, integration, options) as ctx:
         with runlock.hold(options.state_dir, integration.name, "orders"):
             flow = OrdersFlow(ctx)
-            released = flow.release(ctx.ledger.iter_status(*RETRYABLE))
+            released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
             await flow.recover()
             return released, flow.counts
 

@@ -10,6 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: An `enrich` block and a `truncated_when` that lint clean, inserted after `records: data`.
+ENRICH = """\
+    records: data
+    enrich:
+      - request: {path: "/orders/{{ record.id }}/lines"}
+        records: items
+        into: lines
+        merge: append
+        set: {page: meta}
+    truncated_when: more
+"""
+
+
 @dataclass(frozen=True)
 class SpecCase:
     id: str
@@ -239,6 +252,21 @@ INVALID_SPECS = [
              cart("when: \"code == 'dup'\"", "when: \"code == {{ x }}\"")),
     SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.verify.id",
              cart("id: to_string(id)}", "id: to_string(id))}")),
+    # enrich steps and truncated_when (one block inserted after `records:`)
+    SpecCase("enrich-variable", "unknown template variable 'since'", 24, f"{OP}.enrich[0].request.path",
+             cart("    records: data\n", ENRICH.replace("{{ record.id }}", "{{ since }}"))),
+    SpecCase("enrich-record-in-list", "unknown template variable 'record'", 17,
+             f"{OP}.request.params.updated_after", cart("{{ since }}", "{{ record.since }}")),
+    SpecCase("enrich-jmespath", "invalid JMESPath", 25, f"{OP}.enrich[0].records",
+             cart("    records: data\n", ENRICH.replace("records: items", "records: items["))),
+    SpecCase("enrich-into", "does not match", 26, f"{OP}.enrich[0].into",
+             cart("    records: data\n", ENRICH.replace("into: lines", "into: lines..x"))),
+    SpecCase("enrich-merge", "did you mean 'append'?", 27, f"{OP}.enrich[0].merge",
+             cart("    records: data\n", ENRICH.replace("merge: append", "merge: appendd"))),
+    SpecCase("enrich-set", "invalid JMESPath", 28, f"{OP}.enrich[0].set.page",
+             cart("    records: data\n", ENRICH.replace("{page: meta}", "{page: 'meta['}"))),
+    SpecCase("truncated-when", "invalid JMESPath", 29, f"{OP}.truncated_when",
+             cart("    records: data\n", ENRICH.replace("truncated_when: more", "truncated_when: more["))),
     # golden examples
     SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
              cart('order_number: "1007"', 'order_number: "1008"')),

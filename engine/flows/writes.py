@@ -23,6 +23,7 @@ from engine import http, records
 from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
 from engine.flows.base import FlowContext
 from engine.ledger import Entry
+from engine.specs.enrich import Unenriched
 from engine.specs.model import Operation, Step
 from engine.specs.settings import iso, parse_time, time_before
 
@@ -77,6 +78,7 @@ class Reader:
     operation: Operation
     stream: str
     _mark: str | None = field(default=None, init=False)
+    _hold: str | None = field(default=None, init=False)     # a record not enriched: resume there
 
     def since(self) -> str:
         """The watermark minus the overlap, never before the integration's start_date."""
@@ -91,16 +93,22 @@ class Reader:
         op = self.operation
         client = self.ctx.source_client if self.side == "source" else self.ctx.destination_client
         request = op.request.render(self.ctx.context(self.side, since=self.since()))
+        connector = self.ctx.source if self.side == "source" else self.ctx.destination
         async for page in client.pages(request, op.paginator(), op.extract_records):
-            yield [self.judge(raw) for raw in page.records]
+            raws = await op.enricher.page(client, page.records, self.ctx.context(self.side), concurrency(connector))
+            yield [self.judge(raw) for raw in raws]
 
     def judge(self, raw: Any) -> Judged:
-        """Key, filter, map and validate one raw record."""
+        """Key, filter, map and validate one raw record (see `_unenriched` for one not enriched)."""
         op = self.operation
+        if isinstance(raw, Unenriched) or (isinstance(raw, Mapping) and UNENRICHED in raw):
+            return self._unenriched(raw)
         key = record_key(op, raw)
         self._track(raw)
         if op.filter is not None and not op.filter(raw):
             return Judged(key, skipped=f"spec filter '{op.filter_source}'")
+        if cut := op.enricher.truncated(raw):
+            return Judged(key, problem=cut, raw=raw)
         try:
             record = op.map(raw) if op.map else dict(raw)
         except ExtractError as exc:
@@ -111,10 +119,34 @@ class Reader:
             return Judged(key, problem=f"invalid {op.record_type}: " + "; ".join(problems[:5]), raw=raw)
         return Judged(key, record=record, raw=raw)
 
+    def _unenriched(self, raw: Any) -> Judged:
+        """A record whose `enrich` sub-request failed holds the watermark at itself, so the next
+        run reads (and enriches) it again; it is parked as a marker that a later re-check of
+        the parked records skips, since the read brings the record itself back."""
+        if isinstance(raw, Unenriched):
+            key = record_key(self.operation, raw.raw)
+            self._track(raw.raw)
+            self._hold_at(raw.raw)
+            return Judged(key, problem=self.ctx.redact(raw.reason), raw={UNENRICHED: raw.raw})
+        return Judged(record_key(self.operation, raw[UNENRICHED]),
+                      skipped="its enrichment failed; the read brings it back to enrich it again")
+
+    def _hold_at(self, raw: Any) -> None:
+        try:
+            mark = self.operation.watermark(raw) if self.operation.watermark is not None else None
+        except ExtractError:
+            mark = None
+        if mark and (self._hold is None or later(self._hold, str(mark))):
+            self._hold = str(mark)
+
     def commit(self) -> None:
-        """Move the stream's watermark to the latest record read (never in a dry run)."""
-        if self._mark and self.ctx.ledger is not None and not self.ctx.dry_run:
-            self.ctx.ledger.set_watermark(self.stream, self._mark)
+        """Move the stream's watermark to the latest record read (never in a dry run), or no
+        further than a record that could not be enriched."""
+        mark = self._mark
+        if mark and self._hold and later(mark, self._hold):
+            mark = self._hold
+        if mark and self.ctx.ledger is not None and not self.ctx.dry_run:
+            self.ctx.ledger.set_watermark(self.stream, mark)
 
     def _track(self, raw: Any) -> None:
         if self.operation.watermark is None:
@@ -216,6 +248,14 @@ def order_context(entry: Entry) -> dict[str, Any]:
     return {"key": entry.key, "order_id": data.get("order_id", entry.key), "order_number": data.get("order_number"),
             "destination_id": entry.destination_id,
             "lines": [{"sku": sku, "quantity": qty} for sku, qty in data.get("lines") or ()]}
+
+
+UNENRICHED = "$unenriched"          # a parked record kept as read, its enrichment failed
+
+
+def concurrency(connector: Any) -> int:
+    """The connector's `http.concurrency` (records enriched at once stay within it)."""
+    return int((connector.data.get("http") or {}).get("concurrency", 4))
 
 
 def record_key(op: Operation, raw: Any) -> str:

@@ -7,6 +7,7 @@ it takes an already-compiled callable (`compile_path`). Only this package import
 from __future__ import annotations
 
 from .auth import AUTH_TYPES, build_auth
+from .canned import canned_client
 from .client import HttpClient, logger
 from .models import NOTHING, Answer, Page, Request
 from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
@@ -19,6 +20,6 @@ from .waits import recorded_waits, set_testing
 __all__ = [
     "AUTH_TYPES", "NOTHING", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff", "HttpClient",
     "Page", "Paginator", "RateLimit", "Redactor", "Request", "RetryPolicy", "StopCondition",
-    "backoff", "build_auth", "build_paginator", "build_rate_limit", "build_retry", "logger",
+    "backoff", "build_auth", "canned_client", "build_paginator", "build_rate_limit", "build_retry", "logger",
     "parse_link_header", "recorded_waits", "reset_buckets", "retry_after", "set_testing",
 ]

@@ -10,6 +10,7 @@ Rendering uses a fixed `now` (`EXAMPLE_NOW`, or `input.now`) so cases are reprod
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import functools
 import json
@@ -18,11 +19,14 @@ from typing import Any
 
 from engine import zones
 from engine.errors import SyncEngineError
+from engine.http import canned_client
 from engine.extract import compile_mapping, compile_path, compile_predicate
 from engine.records import RECORD_TYPES, validate
 from engine.specs.expressions import descend
 from engine.specs.findings import Problem
+from engine.specs.enrich import Unenriched
 from engine.specs.load import Document, load_json_file
+from engine.specs.model import Operation
 from engine.specs.rules import CONTEXTS
 from engine.template import Structure, compile_structure, compile_template
 
@@ -69,7 +73,8 @@ def _case(document: Document, example: Mapping[str, Any], operations: Mapping) -
 def run_read_case(document: Document, example: Mapping, operation: Mapping) -> None:
     """records -> filter -> key -> map -> validate, compared with the expected records."""
     body = _response_body(document, example.get("response") or {})
-    produced = read_records(example["operation"], operation, body, case_zone(document, example, operation))
+    produced = read_records(example["operation"], operation, body, case_zone(document, example, operation),
+                            _enricher(document, example, operation))
     expect = example.get("expect") or {}
     wanted = load_json_file(document, expect["file"]) if "file" in expect else expect.get("records")
     if isinstance(wanted, Mapping) and "records" in wanted:
@@ -101,9 +106,11 @@ def case_zone(document: Document, example: Mapping, operation: Mapping) -> str:
     return name
 
 
-def read_records(name: str, operation: Mapping, body: Any, zone: str = zones.UTC) -> list[Any]:
-    """The records a read operation makes of one answer body (mapped and validated), its
-    JMESPath seeing `zone` as `time_zone()`."""
+def read_records(name: str, operation: Mapping, body: Any, zone: str = zones.UTC,
+                 enrich: Callable[[list], list] | None = None) -> list[Any]:
+    """The records a read operation makes of one answer body (enriched, mapped and validated),
+    its JMESPath seeing `zone` as `time_zone()`; a record `enrich`/`truncated_when` would
+    quarantine is `{"quarantined": reason}`."""
     found = compile_path(operation.get("records", "@"), zone)(body) if body is not None else []
     if found is None:
         found = []
@@ -113,7 +120,35 @@ def read_records(name: str, operation: Mapping, body: Any, zone: str = zones.UTC
     mapping = _mapping(json.dumps(operation["map"]), zone) if "map" in operation else None
     key = compile_path(operation["key"], zone) if operation.get("key") else None
     kept = [record for record in found if not keep or keep(record)]
-    return [_one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
+    kept = enrich(kept) if enrich is not None else kept
+    return [{"quarantined": record.reason} if isinstance(record, Unenriched)
+            else _one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
+
+
+def _enricher(document: Document, example: Mapping, operation: Mapping) -> Callable[[list], list] | None:
+    """Runs the operation's `enrich` steps against the case's canned `subresponses` (by path; a
+    list is answered in order, one entry per call), then its `truncated_when` check."""
+    enricher = Operation.from_data(example["operation"], operation).enricher
+    if not enricher.active:
+        return None
+    canned = {path: list(answers) if isinstance(answers, list) else answers
+              for path, answers in (example.get("subresponses") or {}).items()}
+
+    def respond(method: str, path: str, body: Any) -> tuple[int, Any]:
+        answers = canned.get(path)
+        if answers is None or answers == []:
+            raise CaseFailed(f"enrich sent {method} {path}, which `subresponses` does not answer")
+        answer = answers.pop(0) if isinstance(answers, list) else answers
+        return int(answer.get("status", 200)), _response_body(document, answer)
+
+    async def run(records: list) -> list:
+        async with canned_client(respond) as client:
+            done = [await enricher.record(client, record, {"config": example.get("config") or {}, "now": EXAMPLE_NOW})
+                    for record in records]
+        return [item if isinstance(item, Unenriched) or not (cut := enricher.truncated(item))
+                else Unenriched(item, cut) for item in done]
+
+    return lambda records: asyncio.run(run(records))
 
 
 @functools.lru_cache(maxsize=512)

@@ -14,6 +14,8 @@ from typing import Any
 from engine import extract, http, template, zones
 from engine.errors import ConfigError, TemplateError
 from engine.records import RECORD_TYPES
+from engine.specs.enrich import Enricher
+from engine.specs.enrich import Step as EnrichStep
 
 Path = Callable[[Any], Any]
 
@@ -227,6 +229,7 @@ class Operation:
     steps: tuple[Step, ...] = ()    # a write's requests, in order (one unless `steps:` lists more)
     match: Callable[[Any], bool] | None = None     # find_order: is a candidate this order?
     zone: str = zones.UTC           # the rendered `time_zone`: what `time_zone()` answers
+    enricher: Enricher = Enricher()  # reads: `enrich` sub-requests and `truncated_when`
 
     @classmethod
     def from_data(cls, name: str, data: Mapping[str, Any], zone: str = zones.UTC) -> Operation:
@@ -247,6 +250,7 @@ class Operation:
             steps=_steps(name, data),
             match=_predicate(data.get("match"), zone),
             zone=zone,
+            enricher=_enricher(data),
         )
 
     def paginator(self) -> http.Paginator:
@@ -271,6 +275,11 @@ def _steps(name: str, data: Mapping[str, Any]) -> tuple[Step, ...]:
     if listed:
         return tuple(Step.from_data(name, step.get("name", f"step{n + 1}"), step) for n, step in enumerate(listed))
     return (Step.from_data(name, name, data),)
+
+
+def _enricher(data: Mapping[str, Any]) -> Enricher:
+    steps = tuple(EnrichStep.from_data(step, RequestTemplate.from_data) for step in data.get("enrich") or ())
+    return Enricher(steps, _predicate(data.get("truncated_when")), data.get("truncated_when"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,9 @@ CONTEXTS: dict[str, frozenset[str]] = {
     "cancel_order": BASE | {"order", "cancellation", "pre"},
 }
 
+#: The variables of an `enrich` step's request: the raw record being enriched.
+ENRICH = BASE | {"record"}
+
 #: Keys of `http.auth` that are not templates (`place` is walked by `auth_rule`).
 _AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path",
                                  "token_body", "token_hosts", "place"})
@@ -130,7 +133,8 @@ def _loopback(host: str) -> bool:
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     """An operation's requests (its own, its precondition's, its verify read's, each step's)
-    and its idempotency key are templates over its context."""
+    and its idempotency key are templates over its context; each `enrich` step's request is a
+    template over `record`, `config` and `now`."""
     if not isinstance(operation, Mapping):
         return
     steps = operation.get("steps")
@@ -138,6 +142,10 @@ def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]
         for index, step in enumerate(steps):
             yield from descend(step_rule(step, allowed | WRITE_EXTRAS), ("steps", index))
     yield from step_rule(operation, allowed | (WRITE_EXTRAS if "idempotency_key" in operation else frozenset()))
+    enrich = operation.get("enrich")
+    for index, step in enumerate(enrich if isinstance(enrich, list) else ()):
+        if isinstance(step, Mapping):
+            yield from descend(request_rule(step.get("request"), ENRICH), ("enrich", index, "request"))
 
 
 #: What every write's templates see besides its operation's context (see `flows/protocol.py`).
