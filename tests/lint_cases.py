@@ -173,6 +173,19 @@ def oauth_wms(old: str, new: str) -> str:
 
 
 OP = "operations.list_orders"
+WRITE_VERIFY = '    verify: {request: {path: "/trackings", params: {order: "{{ order.key }}"}}, records: "@", match: "record.tracking == package.tracking_number", id: to_string(id)}\n'
+#: create_shipment (request, verify, already_exists), to be replaced by a multi-step one
+WRITE_OP = CART[CART.index("  create_shipment:"):CART.index("examples:")]
+STEPS = """\
+  create_shipment:
+    steps:
+      - name: note
+        request: {method: POST, path: "/orders/{{ order.order_id }}/notes", json: {note: "{{ package.tracking_number }}"}}
+        capture: {note_id: {path: id}}
+        verify: {request: {path: "/orders/{{ order.order_id }}/notes"}, match: "contains(record.note, package.tracking_number)"}
+      - name: complete
+        request: {method: PUT, path: "/orders/{{ order.order_id }}", json: {status: done, note: "{{ steps.note.note_id }}"}}
+"""
 
 INVALID_SPECS = [
     # misspelt keys at several depths, each with the closest valid key
@@ -267,6 +280,36 @@ INVALID_SPECS = [
              cart("    records: data\n", ENRICH.replace("{page: meta}", "{page: 'meta['}"))),
     SpecCase("truncated-when", "invalid JMESPath", 29, f"{OP}.truncated_when",
              cart("    records: data\n", ENRICH.replace("truncated_when: more", "truncated_when: more["))),
+    # every write can be resolved after a lost answer (engine/specs/guarantees.py)
+    SpecCase("write-unresolvable", "may not be repeated, and declares no way", 32, "operations.create_shipment",
+             cart(WRITE_VERIFY, "")),
+    SpecCase("write-unresolvable-hint", "`verify` (a read whose `match` finds its effect)", 32,
+             "operations.create_shipment", cart(WRITE_VERIFY, "")),
+    SpecCase("skip-when-needs-precondition", "skip_when needs a precondition", 37,
+             "operations.create_shipment.skip_when", cart(WRITE_VERIFY, "    skip_when: \"pre.done\"\n")),
+    SpecCase("verify-needs-match", "missing required key 'match'", 37, "operations.create_shipment.verify",
+             cart(", match: \"record.tracking == package.tracking_number\"", "")),
+    SpecCase("verify-match-jmespath", "invalid JMESPath", 37, "operations.create_shipment.verify.match",
+             cart("record.tracking == package.tracking_number", "record.tracking = package.tracking_number")),
+    SpecCase("verify-variable", "unknown template variable 'orders'", 37,
+             "operations.create_shipment.verify.request.params.order", cart("{order: \"{{ order.key }}\"}", "{order: \"{{ orders.key }}\"}")),
+    SpecCase("idempotency-key-now", "unknown template variable 'now'", 37, "operations.create_shipment.idempotency_key",
+             cart(WRITE_VERIFY, "    idempotency_key: \"{{ order.key }}-{{ now }}\"\n")),
+    SpecCase("step-names-twice", "step name 'note' is used twice", 38, "operations.create_shipment.steps[1].name",
+             cart(WRITE_OP, STEPS.replace("name: complete", "name: note"))),
+    SpecCase("step-unresolvable", "may not be repeated", 38, "operations.create_shipment.steps[1]",
+             cart(WRITE_OP, STEPS.replace("method: PUT", "method: POST"))),
+    SpecCase("step-variable", "unknown template variable 'step'", 39, "operations.create_shipment.steps[1].request.json.note",
+             cart(WRITE_OP, STEPS.replace("steps.note.note_id", "step.note.note_id"))),
+    SpecCase("steps-and-request", "has both `request` and `steps`", 40, "operations.create_shipment.request",
+             cart(WRITE_OP, STEPS + "    request: {method: PUT, path: /x}\n")),
+    SpecCase("neither-request-nor-steps", "missing a required key: 'request' or 'steps'", 32,
+             "operations.create_shipment", cart(WRITE_OP, "  create_shipment:\n    per: package\n")),
+    SpecCase("find-order-needs-match", "missing required key 'match'", 17, "operations.find_order",
+             wms('    match: "record.ref == order.key"\n', "")),
+    SpecCase("already-exists-needs-find-order", "no find_order", 17, "operations.create_order.already_exists",
+             wms("    id: orderId\n  find_order:\n    request: {path: /orders, params: {ref: \"{{ order.key }}\"}}\n    records: items\n    match: \"record.ref == order.key\"\n    id: orderId\n",
+                 "    id: orderId\n    already_exists: {status: [409]}\n")),
     # golden examples
     SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
              cart('order_number: "1007"', 'order_number: "1008"')),
@@ -324,3 +367,28 @@ INVALID_SPECS = [
     SpecCase("token-hosts-url", "does not match", 15, "http.auth.token_hosts[1]",
              oauth_wms("[login.wms.test]", "[login.wms.test, 'https://login.wms.test']")),
 ]
+
+
+#: A multi-step create_shipment with an idempotency key on its first step, and golden cases for
+#: a step's request, the key, and what `verify` finds.
+MULTISTEP_CART = cart(WRITE_OP, STEPS.replace(
+    "        capture: {note_id: {path: id}}\n",
+    "        capture: {note_id: {path: id}}\n        idempotency_key: \"{{ order.key }}-{{ package.tracking_number }}\"\n")
+).replace("examples:\n", """examples:
+  - name: the second step sees the first one's capture
+    operation: create_shipment
+    step: complete
+    input: {order: {order_id: "7"}, steps: {note: {id: "90", note_id: 90}}}
+    expect:
+      request: {method: PUT, path: /orders/7, json: {status: done, note: 90}}
+  - name: the note's idempotency key
+    operation: create_shipment
+    input: {order: {key: "7", order_id: "7"}, package: {tracking_number: 1Z1}}
+    expect: {idempotency_key: 7-1Z1}
+  - name: a note whose answer was lost is found among the order's notes
+    operation: create_shipment
+    step: note
+    input: {order: {order_id: "7"}, package: {tracking_number: 1Z1}}
+    response: {body: [{id: 90, note: "Shipped: 1Z1"}, {id: 89, note: "Paid"}]}
+    expect: {resolved: {done: true}}
+""")

@@ -102,6 +102,10 @@ class Rig:
         assert "Traceback" not in result.out + result.err and "internal error" not in result.err, result
         return result
 
+    @property
+    def sku_map(self) -> dict[str, str]:
+        return integration(self.kind, self.cart.url, self.wms.url)["sku_map"]
+
     def ledger(self) -> DiskLedger:
         return DiskLedger(self.state, NAME)
 

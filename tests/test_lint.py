@@ -14,7 +14,7 @@ import pytest
 from engine import ROOT
 from engine.cli import run
 from engine.specs import lint_paths, load_file
-from tests.lint_cases import CART, INTEGRATION, INVALID_SPECS, OAUTH_CART, OAUTH_WMS, WMS, SpecCase
+from tests.lint_cases import CART, INTEGRATION, INVALID_SPECS, MULTISTEP_CART, OAUTH_CART, OAUTH_WMS, WMS, SpecCase
 
 
 def lint_cli(*args: str) -> tuple[int, list[dict], str]:
@@ -48,6 +48,20 @@ def test_oauth_placement_specs_lint_clean(text: str, tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(text)
     code, findings, _ = lint_cli(str(tmp_path / "spec.yaml"))
     assert (code, findings) == (0, [])
+
+
+def test_a_multistep_write_with_golden_cases_lints_clean_and_says_its_guarantee(tmp_path: Path) -> None:
+    """steps, capture, idempotency_key and verify lint clean; their golden cases run; lint names
+    the guarantee of each step."""
+    (tmp_path / "spec.yaml").write_text(MULTISTEP_CART)
+    code, findings, _ = lint_cli(str(tmp_path / "spec.yaml"))
+    assert (code, findings) == (0, [])
+    out = io.StringIO()
+    assert run(["lint", str(tmp_path / "spec.yaml")], out, io.StringIO()) == 0
+    assert "shop: create_shipment (shipments): effectively once (note: verify + match; complete: idempotent)" in out.getvalue()
+    broken = MULTISTEP_CART.replace("expect: {idempotency_key: 7-1Z1}", "expect: {idempotency_key: 7-1Z2}")
+    (tmp_path / "spec.yaml").write_text(broken)
+    assert lint_cli(str(tmp_path / "spec.yaml"))[0] == 1
 
 
 @pytest.mark.parametrize("case", INVALID_SPECS, ids=[case.id for case in INVALID_SPECS])

@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 from flow_support import LIST_PATHS, NAME, WMS_ORDERS, FlowRig, wait_for
 from http_server import Reply
+from sync_rig import rig
 
 from engine.http import recorded_waits
 from engine.ledger import DiskLedger
@@ -434,3 +435,27 @@ def test_a_read_that_fails_midway_still_delivers_the_pages_it_fetched(flow_rigs)
     again = rig.cli("run")
     assert again.code == 0 and "new 10, delivered 10" in again.out, again.text
     assert_delivered_once(rig)
+
+
+@pytest.mark.parametrize(("po_num", "outcome"), [("9001", "error"), ("1001", "delivered")],
+                         ids=["another-carts-order", "this-order"])
+def test_a_duplicate_reference_counts_as_delivered_only_when_find_order_matches_this_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, po_num: str, outcome: str) -> None:
+    """The WMS already holds reference 1001 for this customer: if its poNum is another cart's order
+    id, 1001 is an error naming the collision (never silently "delivered"); if it is this order's
+    id (a send whose answer was lost), 1001 is delivered with that record's id and not sent again."""
+    with rig(tmp_path, monkeypatch, orders=2) as r:
+        with r.wms.state.lock:
+            held = r.wms_app._new_order({"referenceNum": "1001", "poNum": po_num,
+                                         "orderItems": [{"itemIdentifier": {"sku": "MUG-CERAMIC"}, "qty": 1}]}, 7)
+        r.write(flows={"orders": {"enabled": True}})
+        result = r.cli("run", "--flow", "orders")
+        assert result.code == (1 if outcome == "error" else 0), result.out
+        with r.ledger() as ledger:
+            entry = ledger.get("1001")
+            assert entry.status == outcome
+            if outcome == "error":
+                assert "duplicate" in entry.last_error and "'1001'" in entry.last_error
+            else:
+                assert entry.destination_id == str(held["readOnly"]["orderId"])
+        assert sum(o["referenceNum"] == "1001" for o in r.wms.state.created) == 1

@@ -252,3 +252,39 @@ def test_shopify_pages_an_orders_line_items_connection():
             assert items["pageInfo"]["hasNextPage"] is more
             after = items["pageInfo"]["endCursor"]
         assert seen == [f"BULK-{i:04d}" for i in range(5)]
+
+
+@pytest.mark.parametrize(("fault", "acted", "status"), [
+    ({"drop": "before"}, 0, None), ({"drop": "after"}, 1, None),
+    ({"acted_status": 502}, 1, 502), ({"status": 500}, 0, 500)])
+def test_write_faults_lose_the_answer_before_or_after_the_server_acts(fault, acted, status):
+    """A drop closes the connection without an answer, before or after the note is stored; a
+    502 after acting stores it and answers 502; a plain status fault answers without acting."""
+    with start("woocommerce", orders=1, seed=1) as srv, woo_client(srv) as client:
+        srv.faults.add(path_prefix=WOO + "/1001/notes", method="POST", **fault)
+        try:
+            answer = client.post(WOO + "/1001/notes", json={"note": "Shipped", "customer_note": True})
+        except httpx.RemoteProtocolError:
+            answer = None
+        assert (answer.status_code if answer is not None else None) == status
+        assert len(client.get(WOO + "/1001/notes").json()) == acted
+
+
+def test_a_fault_can_let_earlier_requests_through():
+    """`after: 1` lets the first matching request pass and fires on the second."""
+    with start("woocommerce", orders=1, seed=1) as srv, woo_client(srv) as client:
+        srv.faults.add(path_prefix=WOO, method="GET", status=503, after=1)
+        assert client.get(WOO).status_code == 200 and client.get(WOO).status_code == 503
+
+
+def test_woocommerce_order_notes_and_trackings_are_listed():
+    """Order notes (note required, customer_note kept) and Shipment Tracking items are readable back."""
+    with start("woocommerce", orders=1, seed=1) as srv, woo_client(srv) as client:
+        assert client.post(WOO + "/1001/notes", json={"customer_note": True}).status_code == 400
+        note = client.post(WOO + "/1001/notes", json={"note": "Tracking 1Z9", "customer_note": True})
+        assert note.status_code == 201 and note.json()["customer_note"] is True
+        assert [n["note"] for n in client.get(WOO + "/1001/notes").json()] == ["Tracking 1Z9"]
+        assert client.get(WOO + "/4242/notes").status_code == 404
+        tracking = "/wp-json/wc-shipment-tracking/v3/orders/1001/shipment-trackings"
+        client.post(tracking, json={"tracking_number": "1Z9", "custom_tracking_provider": "UPS"})
+        assert [t["tracking_number"] for t in client.get(tracking).json()] == ["1Z9"]

@@ -82,14 +82,29 @@ def stocked(r: Rig) -> None:
 
 
 def stock_levels(r: Rig) -> Counter:
-    """One per SKU whose cart stock equals what the WMS says is available (minus open orders: none)."""
+    """One per cart product whose stock is what the WMS has available (SKU map reversed)."""
     with r.wms.state.lock:
-        wanted = dict(r.wms.state.stock)
-    wanted = {cart: wanted[wms] for cart, wms in (("POSTER-A2", "POSTER-A2-TUBE"),) if wms in wanted} | {
-        sku: n for sku, n in wanted.items() if sku != "POSTER-A2-TUBE"}
+        wms = dict(r.wms.state.stock)
+    wanted = {cart: wms[stocked_as] for cart, stocked_as in r.sku_map.items() if stocked_as in wms}
+    wanted |= {sku: n for sku, n in wms.items() if sku not in r.sku_map.values()}
     with r.cart.state.lock:
-        held = {p["sku"]: p.get("stock_quantity") for p in r.cart.state.products}
-    return Counter(sku for sku, n in wanted.items() if sku in held and held[sku] == n)
+        products = list(r.cart.state.products.values())
+    assert all(p.get("stock_quantity") == wanted[p["sku"]] for p in products if p["sku"] in wanted)
+    return Counter(p["sku"] for p in products if p["sku"] in wanted)
+
+
+def canceled_at_wms(r: Rig) -> None:
+    r.write(flows={name: {"enabled": True} for name in ("orders", "wms_cancellations")})
+    assert r.cli("run", "--flow", "orders").code == 0
+    r.wms_app.cancel(r.wms_id("1002"), "Out of stock")
+
+
+def cart_cancels(r: Rig) -> Counter:
+    with r.cart.state.lock:
+        canceled = Counter(str(o["id"]) for o in r.cart.state.orders if o["status"] == "cancelled")
+    with r.ledger() as ledger:
+        assert ledger.get("1002").status == "canceled"
+    return canceled
 
 
 FLOWS = [
@@ -99,6 +114,10 @@ FLOWS = [
               "/admin/api/", "POST", 1, shopify_trackings),
     WriteFlow("cancellations-extensiv", "woocommerce", "cancellations", canceled_in_cart,
               "/orders/", "POST", 0, wms_cancels),
+    WriteFlow("inventory-woocommerce", "woocommerce", "inventory", stocked,
+              "/wp-json/wc/v3/products/", "PUT", 0, stock_levels),
+    WriteFlow("wms_cancellations-woocommerce", "woocommerce", "wms_cancellations", canceled_at_wms,
+              "/wp-json/wc/v3/orders/", "PUT", 0, cart_cancels),
 ]
 
 
@@ -112,8 +131,7 @@ def test_a_write_hit_by_a_fault_happens_exactly_once(tmp_path: Path, monkeypatch
         r.patch("extensiv", lambda spec: spec["http"].update(timeout=1))
         case.prepare(r)
         server = r.wms if case.flow == "cancellations" else r.cart
-        prefix = case.path if case.flow != "cancellations" else "/orders/"
-        server.faults.add(path_prefix=prefix, method=case.method, after=case.after, **FAULTS[fault])
+        server.faults.add(path_prefix=case.path, method=case.method, after=case.after, **FAULTS[fault])
         codes = [r.cli("run", "--flow", case.flow).code for _ in range(3)]
         effects = case.effects(r)
         assert effects and set(effects.values()) == {1}, effects

@@ -202,7 +202,19 @@ async def verify(ctx: FlowContext, side: str, step: Step, context: Mapping[str, 
         return Outcome("unknown", error=ctx.redact(f"verify: {exc}"))
     if found is None:
         return Outcome("error", error="verify found no match")
-    return Outcome("ok", id=ident, existed=True)
+    return Outcome("ok", id=ident, existed=True, captures=_captured(step, found))
+
+
+def _captured(step: Step, record: Any) -> dict[str, Any]:
+    """A step resolved by `verify` has no answer of its own: its `capture` paths are read from
+    the matching record (the same resource, as the API lists it); header captures are None."""
+    captures = {}
+    for name, capture in step.answer_captures.items():
+        try:
+            captures[name] = capture.path(record) if capture.path is not None else None
+        except ExtractError:
+            captures[name] = None
+    return captures
 
 
 def _plain(subject: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 A read case feeds its canned answer through `records` -> `filter` -> `key` -> `map`, adds the
 key to each mapped record, validates it against its canonical schema and compares the list
-with `expect`. A write case renders the operation's request from `input` (plus `config`) and
-compares the keys `expect.request` gives. A mismatch is shown as a unified diff of pretty JSON.
+with `expect`. A write case renders the operation's request (or one `step`'s) from `input`
+(plus `config`) and compares the keys `expect.request` gives, or its `idempotency_key`, or what
+resolving a lost answer finds in a canned `response` (`expect.resolved`). A mismatch is shown as a unified diff of pretty JSON.
 
 Rendering uses a fixed `now` (`EXAMPLE_NOW`, or `input.now`) so cases are reproducible.
 """
@@ -26,7 +27,7 @@ from engine.specs.expressions import descend
 from engine.specs.findings import Problem
 from engine.specs.enrich import Unenriched
 from engine.specs.load import Document, load_json_file
-from engine.specs.model import Operation
+from engine.specs.model import Operation, Verify
 from engine.specs.rules import CONTEXTS
 from engine.template import Structure, compile_structure, compile_template
 
@@ -177,19 +178,63 @@ def _one_record(name: str, mapping: Callable | None, key: Callable | None, recor
 
 
 def run_write_case(document: Document, example: Mapping, operation: Mapping) -> None:
-    """Render the request from `input` and compare the parts `expect.request` gives."""
+    """Render the request (of `step`, in a multi-step write) from `input` and compare the parts
+    `expect.request` gives; or the idempotency key; or what resolving a lost answer finds in the
+    canned `response` (`expect.resolved`: {done, id})."""
     context = write_context(example["operation"], example)
-    rendered = render_request(operation.get("request") or {}, context)
-    wanted = (example.get("expect") or {}).get("request") or {}
-    got = {key: rendered.get(key) for key in wanted}
-    if got != dict(wanted):
-        raise CaseFailed("request differs from expect.request\n" + json_diff(wanted, got))
+    step = _step(example, operation)
+    expect = example.get("expect") or {}
+    if "resolved" in expect:
+        wanted, got = dict(expect["resolved"]), resolve_case(document, example, operation, step, context)
+    elif "idempotency_key" in expect:
+        if not step.get("idempotency_key"):
+            raise CaseFailed("the write declares no idempotency_key")
+        wanted, got = expect["idempotency_key"], compile_template(step["idempotency_key"]).render(context)
+    else:
+        rendered = render_request(step.get("request") or {}, context)
+        wanted = expect.get("request") or {}
+        got = {key: rendered.get(key) for key in wanted}
+        wanted = dict(wanted)
+    if isinstance(wanted, dict):
+        got = {key: got.get(key) for key in wanted}
+    if got != wanted:
+        raise CaseFailed(f"{next(iter(expect), 'request')} differs from expect\n" + json_diff(wanted, got))
+
+
+def _step(example: Mapping, operation: Mapping) -> Mapping:
+    """The write step a case is about: `step` by name, else the operation (or its first step)."""
+    steps = operation.get("steps") if isinstance(operation.get("steps"), list) else None
+    if "step" not in example:
+        return steps[0] if steps else operation
+    found = next((s for s in steps or () if isinstance(s, Mapping) and s.get("name") == example["step"]), None)
+    if found is None:
+        raise CaseFailed(f"the write has no step named {example['step']!r}")
+    return found
+
+
+def resolve_case(document: Document, example: Mapping, operation: Mapping, step: Mapping,
+                 context: Mapping) -> dict[str, Any]:
+    """What the lost-answer resolution finds in the canned answer: find_order's or verify's
+    first record `match` accepts, or `skip_when` over the precondition's captures."""
+    response = example.get("response") or {}
+    body = _response_body(document, response)
+    if example["operation"] == "find_order" or "verify" in step:
+        read = operation if example["operation"] == "find_order" else step["verify"]
+        found = Verify.from_data(read).find(body, context)
+        ident = compile_path(read["id"])(found) if found is not None and read.get("id") else None
+        return {"done": found is not None, "id": None if ident is None else str(ident)}
+    if "skip_when" in step and "precondition" in step:
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        pre = {name: headers.get(str(c["header"]).lower()) if "header" in c else compile_path(c["path"])(body)
+               for name, c in ((step["precondition"].get("capture")) or {}).items()}
+        return {"done": bool(compile_predicate(step["skip_when"])({**context, "pre": pre})), "id": None}
+    raise CaseFailed("expect.resolved needs find_order, or a write with verify or skip_when")
 
 
 def write_context(name: str, example: Mapping) -> dict[str, Any]:
     """The template context of a write case: `input` bound to the operation's variables."""
     given = dict(example.get("input") or {})
-    allowed = CONTEXTS.get(name, frozenset())
+    allowed = CONTEXTS.get(name, frozenset()) | {"steps", "idempotency_key", "pre"}
     if not (given and set(given) <= allowed):
         given = {PRIMARY.get(name, "input"): given}
     return {"config": example.get("config") or {}, "now": EXAMPLE_NOW, **given}

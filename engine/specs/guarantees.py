@@ -42,6 +42,9 @@ def write_problems(data: Any) -> Iterator[Problem]:
             yield from _order_problems(operation, operations)
             continue
         steps = operation.get("steps")
+        if isinstance(steps, list) and "request" in operation:
+            yield Problem(("operations", name, "request"), f"{name} has both `request` and `steps`",
+                          "either one `request`, or the requests in order under `steps`")
         if isinstance(steps, list):
             yield from _names(steps, name)
             for index, step in enumerate(steps):

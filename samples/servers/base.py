@@ -204,16 +204,19 @@ class _Handler(BaseHTTPRequestHandler):
         except Dropped:
             self.close_connection = True
             return
-        payload = answer.encode()
-        self.send_response(answer.status)
-        if payload:
-            self.send_header("Content-Type", answer.content_type)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        if answer.status != 204:
-            self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:                               # a client gone meanwhile (killed, timed out) is
+            payload = answer.encode()
+            self.send_response(answer.status)
+            if payload:
+                self.send_header("Content-Type", answer.content_type)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            if answer.status != 204:
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):   # no error of the server's
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

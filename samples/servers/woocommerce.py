@@ -74,6 +74,7 @@ class WooState:
     orders: list[dict[str, Any]] = field(default_factory=list)
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
     trackings: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -96,6 +97,8 @@ class WooCommerceApp(App):
         self.route("PUT", PREFIX + r"/products/(?P<pid>\d+)", self.update_product)
         self.route("POST", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.add_tracking)
         self.route("GET", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.list_trackings)
+        self.route("POST", PREFIX + r"/orders/(?P<oid>\d+)/notes", self.add_note)
+        self.route("GET", PREFIX + r"/orders/(?P<oid>\d+)/notes", self.list_notes)
 
     def add_orders(self, n: int) -> list[dict[str, Any]]:
         new = [render_order(o) for o in self._factory.make(n)]
@@ -189,6 +192,31 @@ class WooCommerceApp(App):
                     "date_shipped": body.get("date_shipped", "")}
             items.append(item)
         return Answer(201, item, {"Location": f"{TRACKING}/orders/{oid}/shipment-trackings/{item['tracking_id']}"})
+
+    def add_note(self, request: Request, oid: str) -> Answer:
+        """``POST /orders/{id}/notes`` (WC_REST_Order_Notes_Controller): ``note`` required,
+        ``customer_note`` makes it visible to the shopper; answers the note, 201."""
+        body = request.json() or {}
+        if not body.get("note"):
+            return Answer(400, {"code": "rest_missing_callback_param", "message": "Missing parameter(s): note",
+                                "data": {"status": 400, "params": ["note"]}})
+        with self.state.lock:
+            if self._find(int(oid)) is None:
+                return _no_order()
+            notes = self.state.notes.setdefault(int(oid), [])
+            when = _gmt(self._factory.tick())
+            note = {"id": 9000 + sum(len(n) for n in self.state.notes.values()), "author": "api",
+                    "date_created": when, "date_created_gmt": when,
+                    "note": str(body["note"]), "customer_note": bool(body.get("customer_note"))}
+            notes.append(note)
+        return Answer(201, note)
+
+    def list_notes(self, request: Request, oid: str) -> Answer:
+        """``GET /orders/{id}/notes``: the order's notes, newest first (as WordPress lists comments)."""
+        with self.state.lock:
+            if self._find(int(oid)) is None:
+                return _no_order()
+            return Answer(200, list(reversed(self.state.notes.get(int(oid), []))))
 
     def list_trackings(self, request: Request, oid: str) -> Answer:
         """Every tracking of an order, oldest first (the extension's `collection` link)."""
