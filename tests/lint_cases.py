@@ -127,6 +127,7 @@ def integration(old: str, new: str) -> str:
 
 
 OP = "operations.list_orders"
+PACING = "  pacing: {}\n  retry: {{attempts: 3"     # a pacing line before the retry line
 
 INVALID_SPECS = [
     # misspelt keys at several depths, each with the closest valid key
@@ -206,6 +207,22 @@ INVALID_SPECS = [
              cart("when: \"code == 'dup'\"", "when: \"code == {{ x }}\"")),
     SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.id",
              cart("    id: to_string(id)", "    id: to_string(id))")),
+    # rate-limit feedback (http.pacing) and the throttle budget
+    SpecCase("pacing-type", "did you mean 'used_limit'?", 12, "http.pacing.type",
+             cart("  retry: {attempts: 3", PACING.format("{type: used_lmit, header: X-Call-Limit, per_second: 2}"))),
+    SpecCase("pacing-leak-rate", "missing required key 'per_second'", 12, "http.pacing",
+             cart("  retry: {attempts: 3", PACING.format("{type: used_limit, header: X-Call-Limit}"))),
+    SpecCase("pacing-reset-unit", "one of: 'seconds', 'milliseconds', 'epoch_seconds'", 12,
+             "http.pacing.reset_unit",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: remaining_reset, remaining: X-Left, reset: X-Reset, reset_unit: minutes}"))),
+    SpecCase("pacing-cost-path", "invalid JMESPath", 12, "http.pacing.available",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: cost_bucket, available: 'cost.available[', restore_rate: cost.rate}"))),
+    SpecCase("pacing-policy-key", "did you mean 'policy'?", 12, "http.pacing.polcy",
+             cart("  retry: {attempts: 3", PACING.format("{type: ratelimit_fields, polcy: burst}"))),
+    SpecCase("retry-max-throttle-wait", "expected a number", 12, "http.retry.max_throttle_wait",
+             cart("retry: {attempts: 3,", "retry: {max_throttle_wait: soon, attempts: 3,")),
     # golden examples
     SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
              cart('order_number: "1007"', 'order_number: "1008"')),
