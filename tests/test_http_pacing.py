@@ -21,7 +21,7 @@ THROTTLED = "errors[?extensions.code=='THROTTLED'] | length(@) > `0`"
 COST = {"type": "cost_bucket", "available": "extensions.cost.throttleStatus.currentlyAvailable",
         "restore_rate": "extensions.cost.throttleStatus.restoreRate",
         "maximum": "extensions.cost.throttleStatus.maximumAvailable",
-        "cost": "extensions.cost.requestedQueryCost"}
+        "cost": "extensions.cost.requestedQueryCost", "actual": "extensions.cost.actualQueryCost"}
 
 
 def compile_path(expression: str):
@@ -189,3 +189,32 @@ def test_an_unexplained_throttle_still_backs_off_as_an_attempt():
     seen = run_client([(429, {}, {}), (200, {}, {})], pacing,
                       retry={"attempts": 2, "on_status": [429], "backoff": {"initial": 1, "jitter": 0}})
     assert len(seen) == 2 and recorded_waits() == [("backoff", 1.0)]
+
+
+def test_an_unusable_bucket_directory_keeps_the_bucket_in_the_process(tmp_path):
+    """When the bucket file cannot be made (its directory is a file), the rate limit still
+    holds, in this process only, with a warning instead of a traceback."""
+    from engine.http import RateLimit, set_bucket_dir
+    (tmp_path / "file").write_text("")
+    set_bucket_dir(tmp_path / "file" / "buckets")
+    try:
+        async def main():
+            async with HttpClient(BASE, rate_limit=RateLimit(per_second=2, burst=1),
+                                  transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+                for _ in range(2):
+                    await client.send(Request(url="/x"))
+        asyncio.run(main())
+    finally:
+        set_bucket_dir(None)
+    assert recorded_waits() == [("rate_limit", pytest.approx(0.5, abs=0.01))]
+
+
+def test_a_cost_bucket_gives_back_what_a_query_was_not_charged():
+    """A query that asked 252 points but was charged 38 gives 214 back at once: the next one
+    does not wait (the answer says 262 left), where without the refund it would wait 4.08 s."""
+    def reply(available, actual):
+        body = cost_body(available, 252)
+        body["extensions"]["cost"]["actualQueryCost"] = actual
+        return 200, body, {}
+    seen = run_client([reply(300, 252), reply(262, 38), reply(224, 38)], COST, requests=3)
+    assert len(seen) == 3 and recorded_waits() == []

@@ -199,7 +199,8 @@ PACING_FORMS = [  # each `http.pacing` form as a spec writes it
     "{type: ratelimit_fields, policy: burst}",
     "{type: cost_bucket, available: extensions.cost.throttleStatus.currentlyAvailable, "
     "restore_rate: extensions.cost.throttleStatus.restoreRate, "
-    "maximum: extensions.cost.throttleStatus.maximumAvailable, cost: extensions.cost.requestedQueryCost}",
+    "maximum: extensions.cost.throttleStatus.maximumAvailable, cost: extensions.cost.requestedQueryCost, "
+    "actual: extensions.cost.actualQueryCost}",
 ]
 
 

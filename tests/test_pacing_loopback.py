@@ -18,7 +18,7 @@ from samples.servers.quotas import CostBucket, FixedWindow, LeakyBucket
 COST = {"type": "cost_bucket", "available": "extensions.cost.throttleStatus.currentlyAvailable",
         "restore_rate": "extensions.cost.throttleStatus.restoreRate",
         "maximum": "extensions.cost.throttleStatus.maximumAvailable",
-        "cost": "extensions.cost.requestedQueryCost"}
+        "cost": "extensions.cost.requestedQueryCost", "actual": "extensions.cost.actualQueryCost"}
 RETRY = {"attempts": 3, "on_status": [429], "when": "errors[?extensions.code=='THROTTLED'] | length(@) > `0`"}
 
 

@@ -60,7 +60,8 @@ class HttpClient:
     def __init__(self, base_url: str, *, auth: httpx.Auth | None = None,
                  headers: Mapping[str, str] | None = None, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, rate_limit: RateLimit | None = None,
-                 pacing: Pacing | None = None, concurrency: int = 4, transport: httpx.AsyncBaseTransport | None = None,
+                 pacing: Pacing | None = None, concurrency: int = 4,
+                 transport: httpx.AsyncBaseTransport | None = None,
                  secrets: Iterable[str] = (), log: logging.Logger = logger) -> None:
         self.base_url = httpx.URL(base_url)
         if not self.base_url.host:

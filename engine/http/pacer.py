@@ -64,8 +64,9 @@ class Pacer:
             if len(costs) > MAX_COSTS:
                 costs.clear()
             costs[_query_key(request)] = reading.cost
+        refund = max(0.0, cost - reading.actual) if reading.actual is not None else 0.0
         self.bucket.settle(cost, ticket, reading.available, reading.capacity, reading.rate,
-                           reading.reset, refunds=reading.cost is not None)
+                           reading.reset, refund)
         return reading
 
     def hold(self, seconds: float) -> None:

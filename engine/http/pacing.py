@@ -12,7 +12,8 @@ paces every later request of every process and computes the wait of a throttled 
     pacing: {type: cost_bucket, available: extensions.cost.throttleStatus.currentlyAvailable,
              maximum: extensions.cost.throttleStatus.maximumAvailable,
              restore_rate: extensions.cost.throttleStatus.restoreRate,
-             cost: extensions.cost.requestedQueryCost}                       # JMESPath on the body
+             cost: extensions.cost.requestedQueryCost,
+             actual: extensions.cost.actualQueryCost}                        # JMESPath on the body
 
 A malformed or absent value reads as nothing (the IETF draft: "malformed RateLimit header
 fields MUST be ignored"); the request is then paced by what the bucket already knew.
@@ -40,6 +41,7 @@ class Reading:
     rate: float | None = None
     reset: float | None = None
     cost: float | None = None
+    actual: float | None = None
 
 
 NOTHING_READ = Reading()
@@ -120,12 +122,14 @@ class RateLimitFields:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CostBucket:
     """A cost bucket reported in the body (GraphQL `extensions.cost`): `available` points now,
-    `maximum`, `restore_rate` per second, and the `cost` the query asked for; compiled paths."""
+    `maximum`, `restore_rate` per second, the `cost` the query asked for and the `actual` cost
+    it was charged (the difference is given back); compiled paths."""
 
     available: Path
     restore_rate: Path
     maximum: Path | None = None
     cost: Path | None = None
+    actual: Path | None = None
 
     def read(self, answer: Answer) -> Reading:
         body = answer.body
@@ -135,13 +139,13 @@ class CostBucket:
         if available is None or not rate or rate <= 0:
             return NOTHING_READ
         return Reading(available=available, rate=rate, capacity=_search(self.maximum, body),
-                       cost=_search(self.cost, body))
+                       cost=_search(self.cost, body), actual=_search(self.actual, body))
 
 
 Pacing = UsedLimit | RemainingReset | RateLimitFields | CostBucket
 PACING_TYPES: dict[str, type] = {"used_limit": UsedLimit, "remaining_reset": RemainingReset,
                                  "ratelimit_fields": RateLimitFields, "cost_bucket": CostBucket}
-_PATHS = ("available", "restore_rate", "maximum", "cost")
+_PATHS = ("available", "restore_rate", "maximum", "cost", "actual")
 
 
 def build_pacing(spec: Mapping[str, Any] | None,

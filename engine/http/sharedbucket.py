@@ -1,6 +1,6 @@
 """One host's pacing state, shared by every process of this machine through a small file.
 
-Two budgets live in the file of a host (`<dir>/<host>_<port>.bucket`, 240 bytes):
+Two budgets live in the file of a host (`<dir>/<host>_<port>.bucket`, 224 bytes):
 
 - the **token bucket** the spec declares (`http.rate_limit`): `rate` per second, up to `burst`;
 - the **feedback bucket** the API reports (`http.pacing`): units `available` now, refilled
@@ -17,6 +17,7 @@ Waits never happen under the lock: `take` either takes the units or says how lon
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -31,15 +32,16 @@ try:
 except ImportError:  # pragma: no cover - Windows: one process's state only
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger("syncengine.http")
 NAN = math.nan
-Ticket = tuple[float, float]
+Ticket = float                 # the window number a request went in
 STALE = 60.0                   # seconds idle after which a file's token settings are redone
 SLOTS = 8                      # processes whose units in flight are tracked at once
 # t_avail t_stamp t_rate t_burst | f_avail f_stamp f_rate f_cap f_end f_quota f_hold f_windows
-# f_sent f_heard | (pid, units) * SLOTS
+# | (pid, units) * SLOTS
 (T_AVAIL, T_STAMP, T_RATE, T_BURST, F_AVAIL, F_STAMP, F_RATE, F_CAP, F_END, F_QUOTA, F_HOLD,
- F_WINDOWS, F_SENT, F_HEARD) = range(14)
-SLOT0 = 14
+ F_WINDOWS) = range(12)
+SLOT0 = 12
 _STATE = struct.Struct(f"<{SLOT0 + 2 * SLOTS}d")
 POLL = 0.05                    # seconds between looks while answers in flight are awaited
 
@@ -80,39 +82,38 @@ class SharedBucket:
 
     def take(self, cost: float = 1.0) -> tuple[float, Ticket]:
         """Take one token and `cost` feedback units if both are there, else take nothing:
-        `(seconds to wait first, 0.0 when taken; a ticket)`. The ticket (the window number
-        and the request's number) goes with the request to `settle`, to tell a late answer."""
+        `(seconds to wait first, 0.0 when taken; a ticket)`. The ticket (the window number)
+        goes with the request to `settle`, to tell a late answer from an ended window."""
         with self._state() as state:
             now = self._clock()
             _refill(state, now)
             wait = max(state[F_HOLD] - now, _token_wait(state), _feedback_wait(state, cost, now))
             if wait > 0:
-                return wait, (state[F_WINDOWS], state[F_SENT])
+                return wait, state[F_WINDOWS]
             if state[T_RATE] > 0:
                 state[T_AVAIL] -= 1
             if state[F_AVAIL] == state[F_AVAIL]:
                 state[F_AVAIL] -= cost
             _add_in_flight(state, os.getpid(), cost)
-            state[F_SENT] += 1
-            return 0.0, (state[F_WINDOWS], state[F_SENT])
+            return 0.0, state[F_WINDOWS]
 
     def settle(self, cost: float, ticket: Ticket, available: float | None = None,
                capacity: float | None = None, rate: float | None = None,
-               reset: float | None = None, refunds: bool = False) -> None:
+               reset: float | None = None, refund: float = 0.0) -> None:
         """A request that took `cost` units with `ticket` was answered; adopt what the answer
-        reported: units `available` now, the `capacity`, a continuous refill `rate`, or `reset`
-        seconds until the window's quota (`capacity`) is back.
+        reported: units `available` now, the `capacity`, a continuous refill `rate`, `reset`
+        seconds until the window's quota (`capacity`) is back, and a `refund` of units taken
+        but not charged (a cost bucket charging less than the query asked).
 
-        Answers arrive out of order, so a report may only lower the count (a window's count
-        only falls until its reset; the earliest reset is the truest): except with `refunds`
-        (a cost bucket charges less than it reserved), where the answer to the latest request
-        sets it. An answer about a window that has ended since the request went is ignored."""
+        Answers arrive out of order, so a report only ever lowers the count (which our own
+        takes, refills and refunds raise): a window's count only falls until its reset, and
+        the earliest reset is the truest. An answer about a window that has ended since the
+        request went is ignored."""
         with self._state() as state:
             now = self._clock()
             _refill(state, now)
             _add_in_flight(state, os.getpid(), -cost)
-            window, number = ticket
-            if reset is not None and window < state[F_WINDOWS]:
+            if reset is not None and ticket < state[F_WINDOWS]:
                 return                                      # a late answer from an ended window
             if capacity is not None:
                 state[F_CAP] = state[F_QUOTA] = capacity
@@ -122,10 +123,9 @@ class SharedBucket:
                 end = now + max(0.0, reset)
                 state[F_END] = end if state[F_END] != state[F_END] else min(state[F_END], end)
             if available is not None:
-                left, known = available - _in_flight(state), state[F_AVAIL] == state[F_AVAIL]
-                sets = not known or (refunds and number > state[F_HEARD])
-                state[F_AVAIL] = left if sets else min(state[F_AVAIL], left)
-                state[F_HEARD] = max(state[F_HEARD], number)
+                left = available - _in_flight(state)
+                known = state[F_AVAIL] == state[F_AVAIL]
+                state[F_AVAIL] = min(state[F_AVAIL] + refund, left) if known else left
                 state[F_STAMP] = now
 
     def hold(self, seconds: float) -> None:
@@ -146,7 +146,7 @@ class SharedBucket:
     # -- the state ---------------------------------------------------------------------
 
     def _fresh(self, rate: float, burst: float) -> list[float]:
-        state = [burst, self._clock(), rate, burst] + [NAN, 0.0, 0.0, NAN, NAN, NAN, 0.0, 0.0, 0.0, 0.0]
+        state = [burst, self._clock(), rate, burst] + [NAN, 0.0, 0.0, NAN, NAN, NAN, 0.0, 0.0]
         return state + [0.0] * (2 * SLOTS)
 
     def _read(self) -> list[float]:
@@ -163,7 +163,7 @@ class SharedBucket:
             self._lock = threading.Lock()
             self._pid = os.getpid()
             assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         return self._fd
 
@@ -176,11 +176,17 @@ class _Locked:
 
     def __enter__(self) -> list[float]:
         bucket = self.bucket
+        if bucket.path is not None and fcntl is not None:
+            try:
+                fd = bucket._open()
+            except OSError as exc:              # no usable directory: this process only
+                log.warning("rate-limit bucket %s unusable (%s): it is kept in this process only",
+                            bucket.path, exc)
+                bucket.path = None
         if bucket.path is None or fcntl is None:
             bucket._lock.acquire()
             self.state = bucket._memory
             return self.state
-        fd = bucket._open()
         bucket._lock.acquire()
         fcntl.flock(fd, fcntl.LOCK_EX)
         data = os.pread(fd, _STATE.size, 0)
