@@ -12,8 +12,9 @@ or its throttled answer when it is not. They count what they admitted and refuse
   `X-Rate-Limit-Limit`, `-Remaining`, `-Reset` (seconds until the next window, rounded up:
   ShipStation V1, https://www.shipstation.com/docs/api/requirements/ ; the rounding is a
   guess); `style="milliseconds"`: `X-Rate-Limit-Requests-Quota`, `-Requests-Left`,
-  `-Time-Reset-Ms`, `-Time-Window-Ms` (BigCommerce, https://docs.bigcommerce.com/developer/
-  docs/overview/api-fundamentals/rate-limits); `style="ietf"`: `RateLimit: "default";r=..;t=..`
+  `-Time-Reset-Ms`, `-Time-Window-Ms` (BigCommerce:
+  https://docs.bigcommerce.com/developer/docs/overview/api-fundamentals/rate-limits; the
+  quota and window header names are a guess); `style="ietf"`: `RateLimit: "default";r=..;t=..`
   and `RateLimit-Policy: "default";q=..;w=..` (draft-ietf-httpapi-ratelimit-headers).
   A refusal is a 429 with the same headers.
 - `CostBucket`: a GraphQL cost bucket of `maximum` points restoring `restore` a second; a
@@ -65,7 +66,7 @@ class LeakyBucket(_Quota):
             headers = {"X-Shopify-Shop-Api-Call-Limit": f"{math.ceil(self.level)}/{self.capacity}"}
             if not ok:
                 headers["Retry-After"] = f"{(self.level + 1 - self.capacity) / self.leak:.1f}"
-                return 429, headers, {"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."}
+                return 429, headers, {"errors": "Too Many Requests"}
             return 200, headers, {"ok": True}
 
 
@@ -122,7 +123,8 @@ class CostBucket(_Quota):
             if ok:
                 self.available -= requested if actual is None else actual
             self._count(ok)
-            cost = {"requestedQueryCost": requested, "actualQueryCost": (requested if actual is None else actual) if ok else None,
+            charged = requested if actual is None else actual
+            cost = {"requestedQueryCost": requested, "actualQueryCost": charged if ok else None,
                     "throttleStatus": {"maximumAvailable": self.maximum,
                                        "currentlyAvailable": math.floor(self.available),
                                        "restoreRate": self.restore}}
