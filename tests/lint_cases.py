@@ -219,6 +219,9 @@ INVALID_SPECS = [
     SpecCase("pacing-cost-path", "invalid JMESPath", 12, "http.pacing.available",
              cart("  retry: {attempts: 3", PACING.format(
                  "{type: cost_bucket, available: 'cost.available[', restore_rate: cost.rate}"))),
+    SpecCase("pacing-actual-path", "invalid JMESPath", 12, "http.pacing.actual",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: cost_bucket, available: a, restore_rate: r, actual: 'cost.actual =='}"))),
     SpecCase("pacing-policy-key", "did you mean 'policy'?", 12, "http.pacing.polcy",
              cart("  retry: {attempts: 3", PACING.format("{type: ratelimit_fields, polcy: burst}"))),
     SpecCase("retry-max-throttle-wait", "expected a number", 12, "http.retry.max_throttle_wait",

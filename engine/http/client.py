@@ -271,6 +271,8 @@ class HttpClient:
             return True
         if not explains(reading):
             return False                     # nothing said, or nothing that explains the throttle
+        assert self._pacer is not None
+        self._pacer.hold(THROTTLE_FLOOR)     # "0 left, reset in 0 s" (rounded down) is no wait
         self._info("throttled: %s waits for the budget the answer reported", self._where(request))
         return True
 
@@ -376,6 +378,8 @@ class HttpClient:
 
 #: Transport errors after which the request certainly never reached the server.
 UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Seconds a throttled answer waits at least, whatever its feedback says.
+THROTTLE_FLOOR = 0.1
 #: Statuses by which a server says it did not act on the request.
 UNACTED_STATUSES = frozenset({429, 503})
 
