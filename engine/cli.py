@@ -21,7 +21,7 @@ from typing import TextIO
 
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
-from engine.specs import Finding, lint_paths
+from engine.specs import Finding, lint_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -51,13 +51,17 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(missing))
-    findings = lint_paths(args.paths)
+    documents: list = []
+    findings = lint_paths(args.paths, documents=documents)
     if args.format == "json":
         json.dump([finding.to_json() for finding in findings], stdout, indent=2)
         stdout.write("\n")
     else:
         stdout.writelines(format_finding(finding) for finding in findings)
         stdout.write(summary(findings, args.paths) + "\n")
+        lines = write_guarantees(documents, findings)
+        if lines:
+            stdout.write("guarantees when an answer is lost:\n" + "".join(f"  {line}\n" for line in lines))
     return 1 if findings else 0
 
 

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from engine import runlock, runner, schedule
 from engine.errors import ConfigError, SpecError
+from engine.flows import protocol
 from engine.flows.orders import OrdersFlow
 from engine.ledger import STATUSES, DiskLedger
 from engine.specs.settings import seconds
@@ -109,7 +110,13 @@ NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventor
 
 
 def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
-    """SKUs the cart does not know, failed pushes, shipments and cancellations waiting."""
+    """Writes whose outcome is unknown, SKUs the cart does not know, failed pushes, shipments
+    and cancellations waiting."""
+    for n, (key, state) in enumerate(protocol.unresolved(ledger)):
+        if n == limit:
+            stdout.write("  write unresolved: … more\n")
+            break
+        stdout.write(f"  {'write unresolved':<17} {key:<24} step {state['inflight']}: {state.get('error') or 'in flight'}\n")
     for namespace, title in NOTES.items():
         for n, (key, value) in enumerate(ledger.kv_items(namespace)):
             if n == limit:
@@ -148,7 +155,7 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
     async with runner.open_context(project, integration, options) as ctx:
         with runlock.hold(options.state_dir, integration.name, "orders"):
             flow = OrdersFlow(ctx)
-            released = flow.release(ctx.ledger.iter_status(*RETRYABLE))
+            released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
             await flow.recover()
             return released, flow.counts
 

@@ -14,22 +14,28 @@ built-ins, expressions may call the functions of `SyncFunctions`.
 
 from __future__ import annotations
 
+import functools
 import json
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+import operator
 from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import jmespath
 from jmespath import exceptions as jmespath_errors
 from jmespath import functions
 
-from engine import jmespath_compile, jmespath_source
+from engine import jmespath_compile, jmespath_source, zones
 from engine.errors import ExtractError
 
 
 class SyncFunctions(functions.Functions):
-    """Functions beyond JMESPath's built-ins that real cart data keeps needing."""
+    """Functions beyond JMESPath's built-ins that real cart data keeps needing. `zone` is what
+    `time_zone()` answers: the operation's `time_zone` for this run (see `options`)."""
+
+    def __init__(self, zone: str = zones.UTC) -> None:
+        super().__init__()
+        self.zone = zone
 
     @functions.signature({"types": ["string"]}, {"types": ["array"]})
     def _func_join_nonempty(self, separator: str, items: list) -> str:
@@ -60,31 +66,101 @@ class SyncFunctions(functions.Functions):
             return None
 
 
-    @functions.signature({"types": ["string", "number", "null"]})
-    def _func_to_iso8601(self, value: Any) -> str | None:
-        """to_iso8601(t): ISO-8601 UTC ('2026-01-05T08:07:00Z') from ISO-8601 with or without zone
-        (none means UTC), RFC 2822 ('Mon, 05 Jan 2026 08:07:00 +0000') or Unix seconds; null
-        when it is none of these."""
-        moment = _moment(value)
-        return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    @functions.signature({"types": ["string", "number", "null"], "variadic": True})
+    def _func_to_iso8601(self, value: Any, *zone: Any) -> str | None:
+        """to_iso8601(t) / to_iso8601(t, zone): ISO-8601 UTC ('2026-01-05T08:07:00Z') from ISO-8601
+        with or without zone, RFC 2822 ('Mon, 05 Jan 2026 08:07:00 +0000') or Unix seconds; a
+        zone-less time is read in the IANA `zone` (default UTC; DST rules in `engine.zones`);
+        null when `t` is none of these."""
+        name = _zone_argument("to_iso8601", zone, optional=True)
+        moment = zones.to_utc(value, name)
+        return None if moment is None else zones.iso_utc(moment)
 
+    @functions.signature({"types": ["string", "number", "null"]}, {"types": ["string"]})
+    def _func_to_local(self, value: Any, zone: str) -> str | None:
+        """to_local(t, zone): the wall clock of IANA `zone` at instant `t`, zone-less
+        ('2026-01-05T17:07:00'); a zone-less `t` is UTC; null when `t` is not a time."""
+        return zones.to_local(value, _zone_argument("to_local", (zone,)))
 
-def _moment(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+    @functions.signature()
+    def _func_time_zone(self) -> str:
+        """time_zone(): the operation's `time_zone` (rendered from config for this run), or 'UTC'."""
+        return self.zone
+
+    @functions.signature({"types": ["number", "null"]}, {"types": ["number", "null"]})
+    def _func_add(self, a: Any, b: Any) -> Any:
+        """add(a, b): a + b; null when either is null (exact decimal arithmetic, see `_arithmetic`)."""
+        return _arithmetic(a, b, operator.add)
+
+    @functions.signature({"types": ["number", "null"]}, {"types": ["number", "null"]})
+    def _func_subtract(self, a: Any, b: Any) -> Any:
+        """subtract(a, b): a - b; null when either is null."""
+        return _arithmetic(a, b, operator.sub)
+
+    @functions.signature({"types": ["number", "null"]}, {"types": ["number", "null"]})
+    def _func_multiply(self, a: Any, b: Any) -> Any:
+        """multiply(a, b): a * b; null when either is null."""
+        return _arithmetic(a, b, operator.mul)
+
+    @functions.signature({"types": ["number", "null"]}, {"types": ["number", "null"]})
+    def _func_divide(self, a: Any, b: Any) -> Any:
+        """divide(a, b): a / b; null when either is null or b is 0."""
+        return None if b == 0 else _arithmetic(a, b, operator.truediv)
+
+    @functions.signature({"types": ["number", "null"]}, {"types": ["number"]})
+    def _func_round(self, value: Any, digits: Any) -> Any:
+        """round(n, digits): n rounded half away from zero to `digits` decimals (an integer when
+        digits <= 0); null stays null."""
+        if value is None:
             return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        if digits != int(digits):
+            raise jmespath_errors.JMESPathTypeError("round", digits, "number (not a whole one)", ["integer"])
+        rounded = _decimal(value).quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP)
+        return int(rounded) if digits <= 0 else float(rounded)
 
 
-OPTIONS = jmespath.Options(custom_functions=SyncFunctions())
+def _zone_argument(function: str, given: tuple, optional: bool = False) -> str:
+    """The zone argument of a time function: one IANA name; UTC when optional and absent."""
+    if len(given) > 1:
+        raise jmespath_errors.ArityError(2, len(given) + 1, function)
+    if not given and optional:
+        return zones.UTC
+    name = given[0]
+    if not isinstance(name, str):
+        raise jmespath_errors.JMESPathTypeError(function, name, _TYPE_NAMES.get(type(name), "object"), ["string"])
+    try:
+        zones.zone(name)
+    except zones.UnknownZone as exc:
+        raise jmespath_errors.JMESPathError(f"{function}(): {exc}") from None
+    return name
+
+
+_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def _decimal(value: int | float) -> Decimal:
+    """A number as the decimal it is written as (0.1 -> Decimal('0.1'), not 0.1000000000000000055...)."""
+    return Decimal(value) if type(value) is int else Decimal(repr(value))
+
+
+def _arithmetic(a: Any, b: Any, apply: Callable[[Decimal, Decimal], Decimal]) -> Any:
+    """`apply` on the decimals `a` and `b` as written, so add(0.1, 0.2) is 0.3: an integer when
+    both are integers and the result is whole, else a float; null when either is null."""
+    if a is None or b is None:
+        return None
+    result = apply(_decimal(a), _decimal(b))
+    if type(a) is int and type(b) is int and result == result.to_integral_value():
+        return int(result)
+    return float(result)
+
+
+@functools.lru_cache(maxsize=64)
+def options(zone: str = zones.UTC) -> jmespath.Options:
+    """The jmespath options whose functions see `zone` as `time_zone()` (one set per zone)."""
+    return jmespath.Options(custom_functions=SyncFunctions(zone))
+
+
+OPTIONS = options()
 
 
 def _parse(expr: str) -> Any:
@@ -106,8 +182,8 @@ def _describe(exc: Exception) -> str:
     return first.rstrip(":. ") + at
 
 
-def _searcher(parsed: Any, expr: str) -> Callable[[Any], Any]:
-    evaluate = compile_source(parsed.parsed)
+def _searcher(parsed: Any, expr: str, zone: str = zones.UTC) -> Callable[[Any], Any]:
+    evaluate = jmespath_source.compile_source(parsed.parsed, options(zone))
 
     def search(value: Any) -> Any:
         try:
@@ -118,14 +194,14 @@ def _searcher(parsed: Any, expr: str) -> Callable[[Any], Any]:
     return search
 
 
-def compile_path(expr: str) -> Callable[[Any], Any]:
-    """Compile a JMESPath expression into a function of a JSON value."""
-    return _searcher(_parse(expr), expr)
+def compile_path(expr: str, zone: str = zones.UTC) -> Callable[[Any], Any]:
+    """Compile a JMESPath expression into a function of a JSON value (`time_zone()` is `zone`)."""
+    return _searcher(_parse(expr), expr, zone)
 
 
-def compile_predicate(expr: str) -> Callable[[Any], bool]:
+def compile_predicate(expr: str, zone: str = zones.UTC) -> Callable[[Any], bool]:
     """Compile a JMESPath predicate: true unless the result is false, null, '', [] or {}."""
-    search = compile_path(expr)
+    search = compile_path(expr, zone)
 
     def holds(value: Any) -> bool:
         result = search(value)
@@ -175,10 +251,10 @@ def _mapping_error(message: str, path: tuple) -> ExtractError:
     return error
 
 
-def compile_mapping(spec: Mapping[str, Any]) -> Callable[[Any], dict]:
-    """Compile a `map:` block into one function: record -> mapped dict."""
+def compile_mapping(spec: Mapping[str, Any], zone: str = zones.UTC) -> Callable[[Any], dict]:
+    """Compile a `map:` block into one function: record -> mapped dict (`time_zone()` is `zone`)."""
     expression = mapping_expression(spec)
-    search = _searcher(_parse(expression), "map")
+    search = _searcher(_parse(expression), "map", zone)
 
     def apply(record: Any) -> dict:
         return search(record)

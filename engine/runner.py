@@ -80,7 +80,8 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(c.failed or c.quarantined for c in self.counts.values())
+        return self.error is not None or any(c.failed or c.quarantined or getattr(c, "unresolved", 0)
+                                             for c in self.counts.values())
 
 
 @dataclass
@@ -103,6 +104,7 @@ async def open_context(project: Project, integration: Integration, options: Opti
         source.with_defaults(integration.source.config), base, source.secret_fields())
     destination_config, destination_secrets = secrets.resolve(
         destination.with_defaults(integration.destination.config), base, destination.secret_fields())
+    source, destination = source.configured(source_config), destination.configured(destination_config)
     redact = http.Redactor(source_secrets | destination_secrets)
     ledger = _open_ledger(options, integration.name)
     try:

@@ -22,9 +22,37 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine import zones
 from engine.errors import TemplateError
 
 ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def _to_local(value: Any, zone: str) -> str | None:
+    """`{{ since | to_local(config.time_zone) }}`: an instant as the zone's zone-less wall clock
+    ('2026-03-01T19:00:00'), for APIs that take local times; a zone-less value is UTC."""
+    if value is None:
+        return None
+    text = zones.to_local(value, zone)
+    if text is None:
+        raise ValueError(f"to_local: {value!r} is not a time")
+    return text
+
+
+def _to_iso8601(value: Any, zone: str = zones.UTC) -> str | None:
+    """`{{ t | to_iso8601(config.time_zone) }}`: ISO-8601 UTC ('...Z'), a zone-less `t` read in `zone`."""
+    if value is None:
+        return None
+    moment = zones.to_utc(value, zone)
+    if moment is None:
+        raise ValueError(f"to_iso8601: {value!r} is not a time")
+    return zones.iso_utc(moment)
+
+
+#: syncengine's own filters (docs/spec-language.md, "Template contexts"); `ZONE_FILTERS` take
+#: an IANA zone name as their first argument, which lint checks when it is a literal.
+ZONE_FILTERS = {"to_local": _to_local, "to_iso8601": _to_iso8601}
+ENV.filters.update(ZONE_FILTERS)
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
@@ -298,3 +326,15 @@ def structure_variables(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(structure_variables(item) for item in value))
     return set()
+
+
+def zone_literals(source: str) -> list[str]:
+    """The literal zone names a template hands to a zone filter (`to_local('Asia/Tokyo')`)."""
+    if "{{" not in source and "{%" not in source:
+        return []
+    try:
+        tree = ENV.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return []
+    return [node.args[0].value for node in tree.find_all(jinja2.nodes.Filter)
+            if node.name in ZONE_FILTERS and node.args and isinstance(node.args[0], jinja2.nodes.Const)]

@@ -10,6 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: An `enrich` block and a `truncated_when` that lint clean, inserted after `records: data`.
+ENRICH = """\
+    records: data
+    enrich:
+      - request: {path: "/orders/{{ record.id }}/lines"}
+        records: items
+        into: lines
+        merge: append
+        set: {page: meta}
+    truncated_when: more
+"""
+
+
 @dataclass(frozen=True)
 class SpecCase:
     id: str
@@ -56,7 +69,7 @@ operations:
       method: POST
       path: "/orders/{{ order.order_id }}/shipments"
       json: {tracking: "{{ package.tracking_number }}", count: "{{ shipment.packages | length }}"}
-    id: to_string(id)
+    verify: {request: {path: "/trackings", params: {order: "{{ order.key }}"}}, records: "@", match: "record.tracking == package.tracking_number", id: to_string(id)}
     already_exists: {status: [409], when: "code == 'dup'"}
 examples:
   - name: one paid order
@@ -81,6 +94,7 @@ config:
   properties:
     account: {type: string}
     password: {type: string, secret: true}
+    time_zone: {type: string, format: iana-time-zone, default: UTC}
 http:
   base_url: https://wms.test
   auth: {type: basic, username: "{{ config.account }}", password: "{{ config.password }}"}
@@ -91,6 +105,7 @@ operations:
   find_order:
     request: {path: /orders, params: {ref: "{{ order.key }}"}}
     records: items
+    match: "record.ref == order.key"
     id: orderId
 """
 
@@ -124,6 +139,37 @@ def cart(old: str, new: str) -> str:
 
 def integration(old: str, new: str) -> str:
     return edit(INTEGRATION, old, new)
+
+
+def wms(old: str, new: str) -> str:
+    return edit(WMS, old, new)
+#: OAuth2 client credentials with the token in a custom header, requested with a JSON body.
+OAUTH_CART = cart('  auth: {type: bearer, token: "{{ config.api_key }}"}', """\
+  auth:
+    type: oauth2_client_credentials
+    token_url: "{{ config.site_url }}/oauth/token"
+    client_id: "{{ config.api_key }}"
+    client_secret: "{{ config.api_key }}"
+    token_body: json
+    place: {header: X-Access-Token, value: "{{ token }}"}""")
+#: The clean WMS with OAuth2 on a literal token URL on a listed host, the token in the query.
+OAUTH_WMS = edit(WMS, '  auth: {type: basic, username: "{{ config.account }}", password: "{{ config.password }}"}', """\
+  auth:
+    type: oauth2_refresh_token
+    token_url: https://login.wms.test/token
+    token_hosts: [login.wms.test]
+    client_id: "{{ config.account }}"
+    client_secret: "{{ config.password }}"
+    refresh_token: "{{ config.password }}"
+    place: {query: access_token}""")
+
+
+def oauth_cart(old: str, new: str) -> str:
+    return edit(OAUTH_CART, old, new)
+
+
+def oauth_wms(old: str, new: str) -> str:
+    return edit(OAUTH_WMS, old, new)
 
 
 OP = "operations.list_orders"
@@ -205,8 +251,23 @@ INVALID_SPECS = [
     SpecCase("jmespath-already-exists", "invalid JMESPath", 38,
              "operations.create_shipment.already_exists.when",
              cart("when: \"code == 'dup'\"", "when: \"code == {{ x }}\"")),
-    SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.id",
-             cart("    id: to_string(id)", "    id: to_string(id))")),
+    SpecCase("jmespath-id", "invalid JMESPath", 37, "operations.create_shipment.verify.id",
+             cart("id: to_string(id)}", "id: to_string(id))}")),
+    # enrich steps and truncated_when (one block inserted after `records:`)
+    SpecCase("enrich-variable", "unknown template variable 'since'", 24, f"{OP}.enrich[0].request.path",
+             cart("    records: data\n", ENRICH.replace("{{ record.id }}", "{{ since }}"))),
+    SpecCase("enrich-record-in-list", "unknown template variable 'record'", 17,
+             f"{OP}.request.params.updated_after", cart("{{ since }}", "{{ record.since }}")),
+    SpecCase("enrich-jmespath", "invalid JMESPath", 25, f"{OP}.enrich[0].records",
+             cart("    records: data\n", ENRICH.replace("records: items", "records: items["))),
+    SpecCase("enrich-into", "does not match", 26, f"{OP}.enrich[0].into",
+             cart("    records: data\n", ENRICH.replace("into: lines", "into: lines..x"))),
+    SpecCase("enrich-merge", "did you mean 'append'?", 27, f"{OP}.enrich[0].merge",
+             cart("    records: data\n", ENRICH.replace("merge: append", "merge: appendd"))),
+    SpecCase("enrich-set", "invalid JMESPath", 28, f"{OP}.enrich[0].set.page",
+             cart("    records: data\n", ENRICH.replace("{page: meta}", "{page: 'meta['}"))),
+    SpecCase("truncated-when", "invalid JMESPath", 29, f"{OP}.truncated_when",
+             cart("    records: data\n", ENRICH.replace("truncated_when: more", "truncated_when: more["))),
     # rate-limit feedback (http.pacing) and the throttle budget
     SpecCase("pacing-type", "did you mean 'used_limit'?", 12, "http.pacing.type",
              cart("  retry: {attempts: 3", PACING.format("{type: used_lmit, header: X-Call-Limit, per_second: 2}"))),
@@ -249,4 +310,37 @@ INVALID_SPECS = [
              integration("start_date:", "startdate:")),
     SpecCase("order-filter", "invalid JMESPath", 14, "order_filters[0].when",
              integration("'test')\"}", "'test'\"}")),
+    # time zones: literal names in JMESPath, Jinja and `time_zone`, config values, defaults
+    SpecCase("zone-in-jmespath", "did you mean 'Europe/Paris'?", 29, f"{OP}.map.created_at",
+             cart("created_at: created", "created_at: \"to_iso8601(created, 'Europe/Pariss')\"")),
+    SpecCase("zone-in-template", "did you mean 'Europe/Paris'?", 17, f"{OP}.request.params.updated_after",
+             cart('"{{ since }}"', "\"{{ since | to_local('Europe/Pariss') }}\"")),
+    SpecCase("operation-time-zone", "did you mean 'America/New_York'?", 25, f"{OP}.time_zone",
+             cart("    watermark: updated\n", "    watermark: updated\n    time_zone: America/NewYork\n")),
+    SpecCase("operation-time-zone-context", "unknown template variable 'since'", 25, f"{OP}.time_zone",
+             cart("    watermark: updated\n", "    watermark: updated\n    time_zone: \"{{ since }}\"\n")),
+    SpecCase("zone-config-default", "did you mean 'Asia/Tokyo'?", 9, "config.properties.time_zone.default",
+             wms("default: UTC}", "default: Asia/Tokio}")),
+    SpecCase("zone-config-value", "did you mean 'Asia/Tokyo'?", 8, "destination.config.time_zone",
+             integration("{account: acme, ", "{account: acme, time_zone: asia/tokio, ")),
+    # function arity
+    SpecCase("function-arity", "subtract() takes 2 arguments, got 1", 28, f"{OP}.map.order_number",
+             cart("order_number: to_string(number)", "order_number: to_string(subtract(number))")),
+    # OAuth2 token placement, body and token URL (http.auth)
+    SpecCase("place-value-variable", "did you mean 'token'?", 17, "http.auth.place.value",
+             oauth_cart('value: "{{ token }}"', 'value: "{{ tokn }}"')),
+    SpecCase("token-outside-place", "unknown template variable 'token'", 14, "http.auth.client_id",
+             oauth_cart('client_id: "{{ config.api_key }}"', 'client_id: "{{ token }}"')),
+    SpecCase("place-header-and-query", "'header' and 'query' cannot be given together", 17,
+             "http.auth.place", oauth_cart("{header: X-Access-Token,", "{header: X-Access-Token, query: t,")),
+    SpecCase("place-neither", "missing a required key: 'header' or 'query'", 17, "http.auth.place",
+             oauth_cart("{header: X-Access-Token, value:", "{value:")),
+    SpecCase("token-body", "one of: 'form', 'json'", 16, "http.auth.token_body",
+             oauth_cart("token_body: json", "token_body: xml")),
+    SpecCase("token-url-http", "is not https", 14, "http.auth.token_url",
+             oauth_wms("https://login.wms.test/token", "http://login.wms.test/token")),
+    SpecCase("token-url-foreign-host", "neither the base_url host nor in token_hosts", 14,
+             "http.auth.token_url", oauth_wms("[login.wms.test]", "[other.wms.test]")),
+    SpecCase("token-hosts-url", "does not match", 15, "http.auth.token_hosts[1]",
+             oauth_wms("[login.wms.test]", "[login.wms.test, 'https://login.wms.test']")),
 ]

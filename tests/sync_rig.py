@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,25 @@ class Rig:
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
         return path
 
+    @property
+    def connectors(self) -> Path:
+        """The project's connectors, or this rig's patched copy of them (`patch`)."""
+        copy_ = self.root / "connectors"
+        return copy_ if copy_.is_dir() else CONNECTORS
+
+    def patch(self, name: str, change: Any) -> None:
+        """Run with a copy of the connectors in which `change(spec)` edited connector `name`."""
+        if not (self.root / "connectors").is_dir():
+            shutil.copytree(CONNECTORS, self.root / "connectors")
+        path = next((self.root / "connectors").glob(f"*/{name}.yaml"))
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(spec)
+        path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
     def args(self, command: str, *extra: str) -> list[str]:
         if command == "status":
             return [command, "--state-dir", str(self.state), *extra]
-        return [command, "--connectors", str(CONNECTORS), "--integrations", str(self.root / "integrations"),
+        return [command, "--connectors", str(self.connectors), "--integrations", str(self.root / "integrations"),
                 "--state-dir", str(self.state), *extra]
 
     def cli(self, command: str, *extra: str) -> Result:
@@ -149,8 +165,10 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6) -> Iterator[Rig]:
-    """A cart of `kind` holding `orders` orders and the WMS, both on 127.0.0.1, for the block."""
+def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6,
+        **wms_options: Any) -> Iterator[Rig]:
+    """A cart of `kind` holding `orders` orders and the WMS (with `wms_options`, e.g. its
+    `time_zone`), both on 127.0.0.1, for the block."""
     secrets = SECRETS[kind]
     for name, value in {**secrets, **WMS_SECRETS}.items():
         monkeypatch.setenv(name, value)
@@ -163,7 +181,7 @@ def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", 
     reset_buckets()
     try:
         with start(kind, **options) as cart, start("extensiv", client_id=WMS_SECRETS["SYNC_WMS_ID"],
-                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"]) as wms:
+                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"], **wms_options) as wms:
             yield Rig(root, kind, cart, wms)
     finally:
         set_testing(False)

@@ -86,7 +86,7 @@ def test_schema_prints_json_schema() -> None:
 
 def test_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A bug inside a command becomes one error line and exit 2, never a traceback."""
-    def explode(paths: object) -> None:
+    def explode(paths: object, **options: object) -> None:
         raise KeyError("boom")
 
     monkeypatch.setattr(cli, "lint_paths", explode)

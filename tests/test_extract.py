@@ -31,6 +31,21 @@ MAPPINGS = [
     ("split", {"tags": "split(tags, ', ')"}, {"tags": ["gift", "rush"]}),
     ("to_int", {"n": "to_int(price)"}, {"n": 19}),
     ("upper/lower", {"u": "upper(billing.first)", "l": "lower(billing.first)"}, {"u": "ANA", "l": "ana"}),
+    ("subtract", {"left": "subtract(items[0].qty, items[1].qty)"}, {"left": 1}),
+    ("add is exact on decimals", {"n": "add(`0.1`, `0.2`)"}, {"n": 0.3}),
+    ("add of integers is an integer", {"n": "add(id, `1`)"}, {"n": 43}),
+    ("multiply", {"n": "multiply(to_number(price), items[0].qty)"}, {"n": 39.8}),
+    ("divide", {"n": "divide(id, `4`)", "whole": "divide(id, `2`)"}, {"n": 10.5, "whole": 21}),
+    ("divide by zero is null", {"n": "divide(id, `0`)"}, {"n": None}),
+    ("null operand gives null", {"n": "subtract(items[0].qty, items[0].shipped)"}, {"n": None}),
+    ("null defaulted with not_null", {"n": "subtract(items[0].qty, not_null(items[0].shipped, `0`))"}, {"n": 2}),
+    ("round half away from zero", {"a": "round(`2.675`, `2`)", "b": "round(`-2.5`, `0`)", "c": "round(`1234`, `-2`)"},
+     {"a": 2.68, "b": -3, "c": 1200}),
+    ("to_iso8601 with a zone", {"t": "to_iso8601('2026-03-01T19:00:00', 'Asia/Tokyo')"}, {"t": "2026-03-01T10:00:00Z"}),
+    ("to_iso8601 keeps an explicit offset", {"t": "to_iso8601('2026-03-01T10:00:00+05:00', 'Asia/Tokyo')"},
+     {"t": "2026-03-01T05:00:00Z"}),
+    ("to_local", {"t": "to_local('2026-03-01T10:00:00Z', 'America/New_York')"}, {"t": "2026-03-01T05:00:00"}),
+    ("time_zone defaults to UTC", {"z": "time_zone()"}, {"z": "UTC"}),
 ]
 
 
@@ -54,6 +69,20 @@ def test_bad_expression_has_position():
         extract.compile_path("foo[")
     assert info.value.position == 4
     assert "column 4" in str(info.value)
+
+
+def test_arithmetic_on_a_string_is_an_error_not_a_guess():
+    """A string operand is refused with a clear error (to_number() first), never read as a number."""
+    with pytest.raises(ExtractError, match="invalid type for value: 19.90"):
+        extract.compile_path("subtract(price, `1`)")(RECORD)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York"])
+def test_time_zone_is_the_zone_a_path_is_compiled_for(zone):
+    """time_zone() answers the zone the expression was compiled for, so to_iso8601 reads local times in it."""
+    path = extract.compile_path("[time_zone(), to_iso8601(t, time_zone())]", zone)
+    local = {"Asia/Tokyo": "2026-01-06T08:12:00Z", "America/New_York": "2026-01-06T22:12:00Z"}
+    assert path({"t": "2026-01-06T17:12:00"}) == [zone, local[zone]]
 
 
 def test_runtime_failure_is_extract_error():
@@ -104,6 +133,18 @@ EXPRESSIONS = [
     "to_int(price)", "split(text, 'b')", "upper(text)", "lower(none)", "unknown_fn(id)",
     "to_string(id, text)", "&sku", "items[?contains(tags, 'x')].sku", "obj.a.v == obj.b.v",
     "{\"x y\": billing.email, n: {m: nums[0]}}", "\"billing\".\"email\"", "items[0].[sku, qty]",
+    # arithmetic and time zones: values, nulls, wrong types, wrong arity, unknown zones
+    "add(id, one)", "add(id, `0.5`)", "add(none, id)", "add(text, id)", "add(yes, id)", "add(id)",
+    "subtract(items[0].qty, items[1].qty)", "subtract(items[0].qty, items[2].missing)", "subtract(nums, id)",
+    "multiply(`1.1`, `3`)", "multiply(id, zero)", "divide(id, zero)", "divide(id, `8`)", "divide(none, zero)",
+    "round(`2.5`, `0`)", "round(`2.345`, `2`)", "round(none, `1`)", "round(id, `0.5`)", "round(id, none)",
+    "sum(items[].qty) | subtract(@, `1`)", "map(&subtract(qty, `1`), items)",
+    "to_iso8601('2026-03-08T02:30:00', 'America/New_York')", "to_iso8601('2026-11-01T01:30:00', 'America/New_York')",
+    "to_iso8601(text, 'UTC')", "to_iso8601(none, 'UTC')", "to_iso8601(`1767600000`, 'Asia/Tokyo')",
+    "to_iso8601('2026-01-01T00:00:00', 'Mars/Base')", "to_iso8601('2026-01-01T00:00:00', id)",
+    "to_iso8601('2026-01-01T00:00:00', 'UTC', 'UTC')", "to_local('2026-07-01T12:00:00Z', 'Europe/Paris')",
+    "to_local(none, 'Europe/Paris')", "to_local(text, 'Europe/Paris')", "to_local(id, none)", "time_zone()",
+    "time_zone(id)",
 ]
 
 

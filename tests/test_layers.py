@@ -14,6 +14,7 @@ ENGINE = ROOT / "engine"
 #: module (relative to engine/) -> the engine modules it may not import
 LAYERS = {
     "errors": {"*"},
+    "zones": {"*"},                  # IANA zones: the standard library only
     "records": {"specs", "flows", "runner", "cli", "commands", "demo", "http", "ledger"},
     "extract": {"specs", "flows", "runner", "cli", "commands", "demo", "http", "ledger", "template"},
     # the JMESPath code generators: jmespath and engine.errors only; the source writer uses the closures

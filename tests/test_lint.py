@@ -15,7 +15,7 @@ import pytest
 from engine import ROOT
 from engine.cli import run
 from engine.specs import lint_paths, load_file
-from tests.lint_cases import CART, INTEGRATION, INVALID_SPECS, WMS, SpecCase
+from tests.lint_cases import CART, INTEGRATION, INVALID_SPECS, OAUTH_CART, OAUTH_WMS, WMS, SpecCase
 
 
 def lint_cli(*args: str) -> tuple[int, list[dict], str]:
@@ -40,6 +40,14 @@ def test_base_specs_lint_clean(workdir: Path) -> None:
     """The clean cart, WMS and integration the table edits lint without findings."""
     (workdir / "integration.yaml").write_text(INTEGRATION)
     code, findings, _ = lint_cli(str(workdir))
+    assert (code, findings) == (0, [])
+
+
+@pytest.mark.parametrize("text", [OAUTH_CART, OAUTH_WMS], ids=["header-json-body", "query-token-host"])
+def test_oauth_placement_specs_lint_clean(text: str, tmp_path: Path) -> None:
+    """OAuth2 auth with place (header or query), token_body and token_hosts lints clean."""
+    (tmp_path / "spec.yaml").write_text(text)
+    code, findings, _ = lint_cli(str(tmp_path / "spec.yaml"))
     assert (code, findings) == (0, [])
 
 

@@ -43,16 +43,17 @@ def test_graphql_is_a_post_of_query_and_variables():
 
 
 @pytest.mark.parametrize(("name", "operation", "safe"), [
-    ("list_orders", {"request": {"graphql": {"query": "q"}}}, True),
     ("create_order", {"request": {"method": "POST"}}, False),
+    ("create_order", {"request": {"method": "POST"}, "idempotency_key": "{{ order.key }}"}, True),
+    ("cancel_order", {"request": {"method": "POST"}, "idempotency_key": "k", "idempotent": False}, False),
     ("create_shipment", {"request": {"graphql": {"query": "mutation"}}}, False),
     ("update_inventory", {"request": {"method": "PUT"}}, True),
     ("create_order", {"request": {"method": "POST"}, "idempotent": True}, True),
 ])
 def test_replay_safety(name, operation, safe):
-    """Reads and PUT/DELETE may be resent blindly; POST/PATCH writes only when declared idempotent."""
+    """PUT/DELETE writes may be resent blindly; POST/PATCH only when declared idempotent or keyed."""
     connector = Connector.from_data({"name": "x", "kind": "wms", "operations": {name: {"records": "@", **operation}}})
-    assert connector.operations[name].replay_safe is safe
+    assert connector.operations[name].steps[0].replay_safe is safe
 
 
 def test_config_defaults_fill_in():

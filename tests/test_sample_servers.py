@@ -218,3 +218,37 @@ def test_extensiv_shipments_and_inventory_page_with_total_results(page_size):
         summaries = client.get("/inventory/stocksummaries", params={"pgsiz": 100}).json()
         assert summaries["totalResults"] == len(summaries["summaries"]) == 8
         assert "POSTER-A2-TUBE" in {s["itemIdentifier"]["sku"] for s in summaries["summaries"]}
+
+
+def test_bigcommerce_serves_an_orders_products_and_shipping_addresses():
+    """The products/shipping_addresses links of a v2 order answer its lines and ship-to, page by
+    page (204 past the end), and 404 for an unknown order."""
+    with start("bigcommerce", orders=2, seed=1) as srv, httpx.Client(
+            base_url=srv.url, headers={"X-Auth-Token": "bc_test_token"}) as client:
+        order = client.get("/stores/abc123/v2/orders", params={"include": "consignments.line_items"}).json()[0]
+        shipping = order["consignments"][0]["shipping"][0]
+        products = client.get(f"/stores/abc123/v2{order['products']['resource']}").json()
+        assert [p["sku"] for p in products] == [line["sku"] for line in shipping["line_items"]]
+        assert {p["order_address_id"] for p in products} == {shipping["id"]}
+        [address] = client.get(f"/stores/abc123/v2/orders/{order['id']}/shipping_addresses").json()
+        assert (address["id"], address["city"], address["order_id"]) == (shipping["id"], shipping["city"], order["id"])
+        assert client.get(f"/stores/abc123/v2/orders/{order['id']}/products", params={"page": 9}).status_code == 204
+        assert client.get("/stores/abc123/v2/orders/999/products").status_code == 404
+
+
+def test_shopify_pages_an_orders_line_items_connection():
+    """Order.lineItems(first, after) answers at most `first` lines with pageInfo and an opaque
+    cursor that continues where the page ended."""
+    with start("shopify", orders=0) as srv, httpx.Client(
+            base_url=srv.url, headers={"X-Shopify-Access-Token": "shpat_test"}) as client:
+        [order] = srv.app.add_orders(1, lines=5)
+        query = ("query($id: ID!, $after: String) { order(id: $id) { lineItems(first: 3, after: $after) "
+                 "{ pageInfo { hasNextPage endCursor } nodes { sku } } } }")
+        path, seen, after = "/admin/api/2025-01/graphql.json", [], None
+        for more in (True, False):
+            body = client.post(path, json={"query": query, "variables": {"id": order["id"], "after": after}}).json()
+            items = body["data"]["order"]["lineItems"]
+            seen += [node["sku"] for node in items["nodes"]]
+            assert items["pageInfo"]["hasNextPage"] is more
+            after = items["pageInfo"]["endCursor"]
+        assert seen == [f"BULK-{i:04d}" for i in range(5)]

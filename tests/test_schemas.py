@@ -234,7 +234,8 @@ WMS = {
             "already_exists": {"status": [409], "when": "contains(to_string(@), 'duplicate')", "id": "existingId"},
         },
         "find_order": {"request": {"path": "/orders", "params": {"rql": "referenceNum=={{ order.order_number }}"}},
-                       "records": "ResourceList", "id": "ReadOnly.orderId"},
+                       "records": "ResourceList", "id": "ReadOnly.orderId",
+                       "match": "record.ReferenceNum == order.order_number"},
         "list_shipments": {
             "request": {"path": "/orders", "params": {"rql": "readonly.processDate=gt={{ since }}"}},
             "paginate": {"type": "offset", "limit": 100, "stop": [{"type": "total_records", "path": "TotalResults"}]},

@@ -14,8 +14,11 @@ The order is found by the cancellation's key (the cart order key), then through 
 index the orders flow writes at delivery. A WMS cancel that fails (refused, or no answer) leaves
 the order `delivered` with the error as its last error, and the cancellation is parked and tried
 again by later runs, up to MAX_ATTEMPTS; a refusal with a precondition is retried once at once
-with a fresh read (a stale ETag). Sending a cancel twice is harmless (the WMS refuses the second),
-so unlike packages no claim guards it.
+with a fresh read (a stale ETag). Each cancel goes through the write protocol
+(`flows/protocol.py`), journaled per order: one whose answer was lost (a 5xx, a timeout, a
+crash) is resolved at once through what `cancel_order` declares (`skip_when` over a re-read of
+the order, `verify`, or its idempotency) and resent only when certainly not done; while it
+cannot be resolved it stays parked, counted `unresolved` (the run exits 1), never given up.
 
 `WmsCancellationsFlow` is the other direction (flow `wms_cancellations`): orders the warehouse
 canceled (out of stock, a call to the merchant) are canceled in the cart through its
@@ -34,7 +37,8 @@ import logging
 from dataclasses import dataclass
 
 from engine.flows.base import FlowContext
-from engine.flows.writes import Judged, Outcome, Reader, Tally, order_context, send, show
+from engine.flows import protocol
+from engine.flows.writes import Judged, Outcome, Reader, Tally, order_context, show
 from engine.ledger import Entry
 
 log = logging.getLogger("syncengine.cancellations")
@@ -46,7 +50,8 @@ NOT_SENT = ("pending", "held", "error", "quarantined")
 @dataclass
 class CancellationCounts(Tally):
     """pulled: cancellations read; canceled: orders stopped before the WMS got them; sent:
-    canceled at the WMS; too_late: already shipped; skipped: not ours or done already."""
+    canceled at the WMS; too_late: already shipped; skipped: not ours or done already;
+    unresolved: cancels whose outcome is not known yet (resolved by a later run)."""
 
     pulled: int = 0
     skipped: int = 0
@@ -55,6 +60,7 @@ class CancellationCounts(Tally):
     sent: int = 0
     too_late: int = 0
     failed: int = 0
+    unresolved: int = 0
 
 
 class CancellationsFlow:
@@ -139,10 +145,16 @@ class CancellationsFlow:
 
     async def _cancel_there(self, entry: Entry, judged: Judged, data: dict, attempts: int) -> None:
         """Send `cancel_order` to the other side; `delivered -> canceled` when it took it."""
-        context = self._context(entry, judged.record)
-        outcome = await send(self.ctx, self.CANCELS, self.cancel, context)
-        if outcome.status == "error" and self.cancel.precondition is not None:
-            outcome = await send(self.ctx, self.CANCELS, self.cancel, context)   # a fresh read, once
+        subject = {"order": order_context(entry), "cancellation": judged.record}
+        journal = protocol.journal(self.ctx, self.cancel, f"{self.STREAM}|{entry.key}")
+        outcome = await protocol.perform(self.ctx, self.CANCELS, self.cancel, subject, journal)
+        if outcome.status == "error" and any(step.precondition for step in self.cancel.steps):
+            outcome = await protocol.perform(self.ctx, self.CANCELS, self.cancel, subject, journal)  # a fresh read
+        if outcome.status == "unknown":
+            self.counts.unresolved += 1
+            error = f"cancel_order outcome unknown, resolved before any resend: {outcome.error}"
+            self.ctx.ledger.transition(entry.key, "delivered", "delivered", last_error=error)
+            return self._park(judged, error, attempts)       # not an attempt: it may have been taken
         if outcome.ok:
             moved = self.ctx.ledger.transition(entry.key, "delivered", "canceled", last_error=None, data=data)
             self.counts.add("sent" if moved else "skipped")

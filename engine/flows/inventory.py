@@ -14,6 +14,9 @@ orders pulled but not yet at the WMS -> cart SKUs (SKU map reversed, kits) -> bu
   `items`). A SKU the cart does not know is `skipped`, listed in `syncengine status`, and looked
   up again a day later, never an error per run. A failed push forgets the cached item.
 - kv `inventory_pushed` holds the last value the cart accepted per SKU; equal values are not sent.
+- Each push goes through the write protocol (`flows/protocol.py`), journaled per SKU: a push
+  whose answer was lost is resolved (its `verify`, `skip_when` or idempotency) before a newer
+  value for the SKU is sent, and counted `unresolved` (the run exits 1) until it is.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any
 from engine.errors import ExtractError, HTTPError, TemplateError
 from engine.flows import rules
 from engine.flows.base import FlowContext
-from engine.flows.writes import Reader, Tally, send, show
+from engine.flows import protocol
+from engine.flows.writes import Reader, Tally, show
 from engine.specs.settings import iso, parse_time
 
 log = logging.getLogger("syncengine.inventory")
@@ -41,7 +45,7 @@ CHUNK = 20
 @dataclass
 class InventoryCounts(Tally):
     """pulled: WMS levels read; pushed: SKUs the cart took; unchanged: same as last push;
-    skipped: SKUs the cart does not know."""
+    skipped: SKUs the cart does not know; unresolved: pushes whose outcome is not known yet."""
 
     pulled: int = 0
     quarantined: int = 0
@@ -49,6 +53,7 @@ class InventoryCounts(Tally):
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    unresolved: int = 0
 
 
 class InventoryFlow:
@@ -141,7 +146,11 @@ class InventoryFlow:
         if self.ctx.dry_run:
             self.counts.pushed += 1
             return show(self.ctx, self.update, context)
-        outcome = await send(self.ctx, "source", self.update, context)
+        journal = protocol.journal(self.ctx, self.update, sku)
+        outcome = await protocol.perform(self.ctx, "source", self.update, {"inventory": inventory, "item": item}, journal)
+        if outcome.status == "unknown":
+            self.counts.unresolved += 1
+            return self._note(sku, f"outcome unknown, resolved before the next push: {outcome.error}")
         if not outcome.ok:
             self.ctx.ledger.kv_delete(ITEMS, sku)          # a stale id fails too: look it up again
             return self._failed(sku, outcome.error or outcome.status)
@@ -183,6 +192,9 @@ class InventoryFlow:
 
     def _failed(self, sku: str, error: str) -> None:
         self.counts.failed += 1
+        self._note(sku, error)
+
+    def _note(self, sku: str, error: str) -> None:
         log.warning("%s: inventory %s: %s", self.ctx.integration.name, sku, error)
         if self.ctx.ledger is not None and not self.ctx.dry_run:
             self.ctx.ledger.kv_set(ERRORS, sku, error)

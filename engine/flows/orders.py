@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
@@ -33,10 +34,12 @@ from engine.flows import rules, workers, writes
 from engine.flows.base import Counts, FlowContext
 from engine.http import Page, Request
 from engine.ledger import Entry
+from engine.specs.enrich import Unenriched
 from engine.specs.settings import iso, parse_time
 
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
+AGAIN = {"enrich": "again"}     # entry data of an order to enrich again before it is re-assessed
 
 
 class OrdersFlow:
@@ -105,11 +108,22 @@ class OrdersFlow:
                 async for page in pages:
                     if self.read.error_when is not None and self.read.error_when(page.answer.body):
                         raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
-                    await queue.put(page.records)
+                    await queue.put(await self.enriched(page.records))
         except Exception as exc:                   # raised by _pipeline once the consumer is done
             failed.append(exc)
         finally:
             await queue.put(None)
+
+    async def enriched(self, raws: list) -> list:
+        """A page's records with their `enrich` sub-requests merged, concurrently within the
+        source's `http.concurrency`; a record the ledger already knows is not enriched again
+        (its claim will find it taken). One whose sub-request failed comes back `Unenriched`."""
+        enricher, ledger = self.read.enricher, self.ctx.ledger
+        if not enricher.steps:
+            return raws
+        known = None if ledger is None else (lambda raw: ledger.get(writes.record_key(self.read, raw)) is not None)
+        return await enricher.page(self.ctx.source_client, raws, self.ctx.context("source"),
+                                   writes.concurrency(self.ctx.source), skip=known)
 
     async def _consume(self, queue: asyncio.Queue) -> None:
         while (page := await queue.get()) is not None:
@@ -164,9 +178,15 @@ class OrdersFlow:
 
     def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
         """(key, ledger fields, order to deliver or None) for one raw record."""
+        unenriched = raw if isinstance(raw, Unenriched) else None
+        if unenriched is not None:
+            raw = unenriched.raw
         key = writes.record_key(self.read, raw)
         mark = self._track_watermark(raw)
-        fields, order = self.judge(key, raw)
+        if unenriched is not None:          # kept as read: `retry` enriches it again
+            fields, order = _fields("quarantined", self.ctx.redact(unenriched.reason), raw=raw, data=dict(AGAIN)), None
+        else:
+            fields, order = self.judge(key, raw)
         if mark:
             fields["data"]["updated"] = mark
         return key, fields, order
@@ -175,6 +195,9 @@ class OrdersFlow:
         """Filter, map, validate and apply the integration's rules to one raw record."""
         if self.read.filter is not None and not self.read.filter(raw):
             return _fields("skipped", f"spec filter '{self.read.filter_source}'"), None
+        cut = self.read.enricher.truncated(raw)
+        if cut:
+            return _fields("quarantined", cut, raw=raw, data=dict(AGAIN)), None
         try:
             order = self.read.map(raw) if self.read.map else dict(raw)
         except ExtractError as exc:
@@ -249,32 +272,42 @@ class OrdersFlow:
             self.ctx.emit(self.ctx.redact(f"[dry-run] {self.ctx.integration.name}: cannot render create_order: {exc}"))
 
     async def send(self, order: dict) -> tuple[str, dict]:
-        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order."""
+        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order.
+
+        A duplicate refusal (`already_exists`) counts as delivered only when `find_order` finds
+        a record its `match` says is this very order: the same reference from another cart, or
+        an older order, is an error with the reason, never silently "delivered"."""
         outcome = await writes.send(self.ctx, "destination", self.create, self.ctx.context("destination", order=order))
         if not outcome.ok:
             return ("error" if outcome.status == "error" else "sending"), {"last_error": outcome.error}
         if not outcome.existed:
             return "delivered", {"destination_id": outcome.id}
-        found = outcome.id
+        try:
+            found = await self.lookup(order)
+        except SyncEngineError as exc:
+            return "sending", {"last_error": self.ctx.redact(f"the WMS says it already holds this order; "
+                                                             f"checking that failed: {exc}")}
         if found is None:
-            try:
-                found = await self.lookup(order)
-            except SyncEngineError:
-                found = None
+            return "error", {"last_error": "the WMS refused it as a duplicate, but find_order finds no record that "
+                                           "matches this order (another order, maybe another cart's, holds its "
+                                           f"reference {order.get('order_number')!r})"}
         return "delivered", {"destination_id": found, "data": {"already_existed": True}}
 
     # -- recovery -------------------------------------------------------------------------
 
     async def lookup(self, order: dict) -> str | None:
-        """The destination id of an order already at the WMS, or None when it is not there."""
+        """The destination id of this order at the WMS, or None when no record `find_order`
+        returns is this order (its `match` sees {record, order, config})."""
         if self.find is None:
             raise HTTPError("the destination has no find_order operation to reconcile with")
-        request = self.find.request.render(self.ctx.context("destination", order=order))
-        answer = await self.ctx.destination_client.send(request, accept=(404,))
+        context = self.ctx.context("destination", order=order)
+        answer = await self.ctx.destination_client.send(self.find.request.render(context), accept=(404,))
         found = self.find.extract_records(answer.body) if answer.status != 404 else []
-        if not found:
+        match = self.find.match
+        mine = next((record for record in found if match is None or match({**context, "record": record})), None)
+        if mine is None:
             return None
-        return writes.text(self.find.id(found[0]) if self.find.id else found[0]) or "unknown"
+        return writes.text(self.find.id(mine) if self.find.id else mine) or "unknown"
 
     async def recover(self) -> None:
         """Release what a stopped run claimed but never sent, reconcile `sending` keys, release
@@ -304,6 +337,23 @@ class OrdersFlow:
             self.ctx.ledger.transition(entry.key, "sending", "error", last_error=f"gave up after {entry.attempts} attempts")
         else:
             self.ctx.ledger.transition(entry.key, "sending", "pending")
+
+    async def reenrich(self, entries: Iterable[Entry]) -> list[Entry]:
+        """The entries, those quarantined before their enrichment was complete enriched again
+        first (`retry`); one that still fails keeps its quarantine with the new reason."""
+        entries = list(entries)
+        again = [entry for entry in entries if entry.data.get("enrich") and entry.raw is not None]
+        done = await self.read.enricher.page(self.ctx.source_client, [entry.raw for entry in again],
+                                             self.ctx.context("source"), writes.concurrency(self.ctx.source))
+        redone = {}
+        for entry, raw in zip(again, done):
+            if isinstance(raw, Unenriched):
+                self.ctx.ledger.transition(entry.key, entry.status, entry.status, reason=self.ctx.redact(raw.reason))
+                continue
+            self.ctx.ledger.transition(entry.key, entry.status, entry.status, raw=raw, data={"enrich": None})
+            redone[entry.key] = dataclasses.replace(entry, raw=raw, data={**entry.data, "enrich": None})
+        return [redone.get(entry.key, entry) for entry in entries
+                if entry.key in redone or not (entry.data.get("enrich") and entry.raw is not None)]
 
     def release(self, entries: Iterable[Entry], *, only_hold_window: bool = False) -> int:
         """Re-assess held/errored/quarantined entries from their raw record; pending when they pass."""

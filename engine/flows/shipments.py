@@ -9,12 +9,15 @@ Every tracking number reaches the cart once per (order, package), whatever happe
    the watermark move, so a shipment once read is never lost.
 2. Each run works through every `shipped` order. A package is claimed with one atomic
    `kv_add("packages", "<order key>|<tracking number>")` (state `sending`) *before* the cart
-   call, and marked `confirmed` (or `failed`) after its answer.
+   call, and marked `confirmed` (or `failed`) after its answer. The call itself goes through the
+   write protocol (`flows/protocol.py`): journaled before it goes out, each step of a
+   multi-step `create_shipment` done once.
 3. A failed package (the cart certainly refused it) is claimed again by a later run, up to
    MAX_ATTEMPTS. A package whose outcome is unknown (a timeout, a 5xx after the retries, a
-   crash between claim and answer) is **not** sent again: the cart may hold it, and a duplicate
-   tracking number reaches the shopper. It stays visible in `syncengine status` (the order's
-   last error) for a person to check. At-most-once to the cart, never silently.
+   crash between claim and answer) is `unknown`: it is resolved at once, and by every later run
+   until it is, through what `create_shipment` declares (`verify`: the cart already shows this
+   tracking number; `skip_when`; or its idempotency) before anything is resent; until then the
+   run counts it `unresolved` and exits 1, and `syncengine status` shows it.
 4. `split_shipments: wait_for_all` sends nothing until the shipped quantities cover the order's
    lines; `immediate` sends each package as soon as it is read. An order whose every package is
    confirmed and whose lines are all shipped moves `shipped -> confirmed`.
@@ -25,16 +28,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 
+from engine.flows import protocol
 from engine.flows.base import FlowContext
-from engine.flows.writes import Judged, Reader, Tally, order_context, send, show
+from engine.flows.writes import Judged, Reader, Tally, order_context, show
 from engine.ledger import Entry
-from engine.specs.settings import iso, parse_time
+from engine.specs.settings import iso
 
 log = logging.getLogger("syncengine.shipments")
 MAX_ATTEMPTS = 10
-STALE = timedelta(minutes=5)          # a `sending` claim older than this was interrupted
 SHIPPABLE = ("delivered", "shipped", "confirmed")
 PACKAGES, PARKED = "packages", "shipments_parked"
 
@@ -42,7 +44,8 @@ PACKAGES, PARKED = "packages", "shipments_parked"
 @dataclass
 class ShipmentCounts(Tally):
     """pulled: shipments read; skipped: not for an order this integration delivered; waiting:
-    orders held back by wait_for_all; sent: packages the cart took; confirmed: orders complete."""
+    orders held back by wait_for_all; sent: packages the cart took; confirmed: orders complete;
+    unresolved: packages whose send's outcome is not known yet (resolved by a later run)."""
 
     pulled: int = 0
     skipped: int = 0
@@ -51,6 +54,7 @@ class ShipmentCounts(Tally):
     sent: int = 0
     confirmed: int = 0
     failed: int = 0
+    unresolved: int = 0
 
 
 class ShipmentsFlow:
@@ -164,11 +168,17 @@ class ShipmentsFlow:
         return [[p] for p in packages] if self.per == "package" else [packages]
 
     async def _send(self, entry: Entry, order: dict, shipment: dict, packages: list[dict]) -> None:
-        mine = [p for p in packages if self._claim(entry.key, p["tracking_number"], shipment["shipment_id"])]
-        if not mine:
-            return
-        context = self.ctx.context("source", order=order, shipment={**shipment, "packages": mine}, package=mine[0])
-        outcome = await send(self.ctx, "source", self.create, context)
+        claims = [(p, self._claim(entry.key, p["tracking_number"], shipment["shipment_id"])) for p in packages]
+        resumed = [p for p, claim in claims if claim == "resume"]      # lost answers first: their
+        fresh = [p for p, claim in claims if claim == "new"]           # journal knows the group
+        for mine in (resumed, fresh):
+            if mine:
+                await self._write(entry, order, shipment, mine)
+
+    async def _write(self, entry: Entry, order: dict, shipment: dict, mine: list[dict]) -> None:
+        subject = {"order": order, "shipment": {**shipment, "packages": mine}, "package": mine[0]}
+        journal = protocol.journal(self.ctx, self.create, f"{entry.key}|{mine[0]['tracking_number']}")
+        outcome = await protocol.perform(self.ctx, "source", self.create, subject, journal)
         state = {"ok": "confirmed", "error": "failed", "unknown": "unknown"}[outcome.status]
         ledger = self.ctx.ledger
         with ledger.batch():
@@ -177,26 +187,26 @@ class ShipmentsFlow:
                 claim = ledger.kv_get(PACKAGES, pkey) or {}
                 ledger.kv_set(PACKAGES, pkey, {**claim, "state": state, "id": outcome.id, "error": outcome.error,
                                                "at": iso(self.ctx.now())})
-        if outcome.ok:
-            self.counts.sent += len(mine)
-        else:
-            self.counts.failed += len(mine)
+        self.counts.add({"ok": "sent", "error": "failed", "unknown": "unresolved"}[outcome.status], len(mine))
 
-    def _claim(self, order_key: str, tracking: str, shipment_id: str) -> bool:
-        """Claim one package for this run: new (kv_add), or failed before with attempts left."""
+    def _claim(self, order_key: str, tracking: str, shipment_id: str) -> str | None:
+        """Claim one package for this run: "new" (kv_add, or failed before with attempts left),
+        "resume" (an earlier send's outcome is unknown, or a run stopped between claim and
+        answer: the journal resolves it before anything is resent), or None (nothing to do).
+        Two runs of this flow never overlap (the run lock), so a `sending` claim was interrupted."""
         ledger, pkey, now = self.ctx.ledger, f"{order_key}|{tracking}", iso(self.ctx.now())
         claim = {"state": "sending", "shipment": shipment_id, "attempts": 1, "at": now}
         if ledger.kv_add(PACKAGES, pkey, claim):
-            return True
+            return "new"
         with ledger.batch():
             current = ledger.kv_get(PACKAGES, pkey) or {}
             if current.get("state") == "failed" and current.get("attempts", 0) < MAX_ATTEMPTS:
                 ledger.kv_set(PACKAGES, pkey, {**claim, "attempts": current["attempts"] + 1})
-                return True
-            if current.get("state") == "sending" and parse_time(current["at"]) < self.ctx.now() - STALE:
-                ledger.kv_set(PACKAGES, pkey, {**current, "state": "unknown",
-                                               "error": "interrupted between the claim and the cart's answer"})
-        return False
+                return "new"
+            if current.get("state") in ("sending", "unknown"):
+                ledger.kv_set(PACKAGES, pkey, {**current, "state": "sending", "at": now})
+                return "resume"
+        return None
 
     def _settle(self, entry: Entry, shipments: list[dict], complete: bool) -> None:
         """Confirm the order when every package is confirmed and every line shipped; else note why not."""
@@ -207,8 +217,8 @@ class ShipmentsFlow:
                 if claim.get("state") == "failed":
                     problems.append(f"{package['tracking_number']}: failed {claim.get('attempts')}x: {claim.get('error')}")
                 elif claim.get("state") == "unknown":
-                    problems.append(f"{package['tracking_number']}: outcome unknown, not resent (check the cart): "
-                                    f"{claim.get('error')}")
+                    problems.append(f"{package['tracking_number']}: outcome unknown, resolved before any resend "
+                                    f"by the next run: {claim.get('error')}")
                 elif claim.get("state") != "confirmed":
                     problems.append(f"{package['tracking_number']}: in flight")
         if not problems and complete:

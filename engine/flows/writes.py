@@ -23,7 +23,8 @@ from engine import http, records
 from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
 from engine.flows.base import FlowContext
 from engine.ledger import Entry
-from engine.specs.model import Operation
+from engine.specs.enrich import Unenriched
+from engine.specs.model import Operation, Step
 from engine.specs.settings import iso, parse_time, time_before
 
 DEFINITE_4XX_EXCEPT = (408, 425, 429)
@@ -50,6 +51,7 @@ class Outcome:
     id: str | None = None
     error: str | None = None
     existed: bool = False        # the answer said "already there" (`already_exists`)
+    captures: Mapping[str, Any] | None = None    # a step's `capture` of its answer
 
     @property
     def ok(self) -> bool:
@@ -76,6 +78,7 @@ class Reader:
     operation: Operation
     stream: str
     _mark: str | None = field(default=None, init=False)
+    _hold: str | None = field(default=None, init=False)     # a record not enriched: resume there
 
     def since(self) -> str:
         """The watermark minus the overlap, never before the integration's start_date."""
@@ -90,16 +93,22 @@ class Reader:
         op = self.operation
         client = self.ctx.source_client if self.side == "source" else self.ctx.destination_client
         request = op.request.render(self.ctx.context(self.side, since=self.since()))
+        connector = self.ctx.source if self.side == "source" else self.ctx.destination
         async for page in client.pages(request, op.paginator(), op.extract_records):
-            yield [self.judge(raw) for raw in page.records]
+            raws = await op.enricher.page(client, page.records, self.ctx.context(self.side), concurrency(connector))
+            yield [self.judge(raw) for raw in raws]
 
     def judge(self, raw: Any) -> Judged:
-        """Key, filter, map and validate one raw record."""
+        """Key, filter, map and validate one raw record (see `_unenriched` for one not enriched)."""
         op = self.operation
+        if isinstance(raw, Unenriched) or (isinstance(raw, Mapping) and UNENRICHED in raw):
+            return self._unenriched(raw)
         key = record_key(op, raw)
         self._track(raw)
         if op.filter is not None and not op.filter(raw):
             return Judged(key, skipped=f"spec filter '{op.filter_source}'")
+        if cut := op.enricher.truncated(raw):
+            return Judged(key, problem=cut, raw=raw)
         try:
             record = op.map(raw) if op.map else dict(raw)
         except ExtractError as exc:
@@ -110,10 +119,34 @@ class Reader:
             return Judged(key, problem=f"invalid {op.record_type}: " + "; ".join(problems[:5]), raw=raw)
         return Judged(key, record=record, raw=raw)
 
+    def _unenriched(self, raw: Any) -> Judged:
+        """A record whose `enrich` sub-request failed holds the watermark at itself, so the next
+        run reads (and enriches) it again; it is parked as a marker that a later re-check of
+        the parked records skips, since the read brings the record itself back."""
+        if isinstance(raw, Unenriched):
+            key = record_key(self.operation, raw.raw)
+            self._track(raw.raw)
+            self._hold_at(raw.raw)
+            return Judged(key, problem=self.ctx.redact(raw.reason), raw={UNENRICHED: raw.raw})
+        return Judged(record_key(self.operation, raw[UNENRICHED]),
+                      skipped="its enrichment failed; the read brings it back to enrich it again")
+
+    def _hold_at(self, raw: Any) -> None:
+        try:
+            mark = self.operation.watermark(raw) if self.operation.watermark is not None else None
+        except ExtractError:
+            mark = None
+        if mark and (self._hold is None or later(self._hold, str(mark))):
+            self._hold = str(mark)
+
     def commit(self) -> None:
-        """Move the stream's watermark to the latest record read (never in a dry run)."""
-        if self._mark and self.ctx.ledger is not None and not self.ctx.dry_run:
-            self.ctx.ledger.set_watermark(self.stream, self._mark)
+        """Move the stream's watermark to the latest record read (never in a dry run), or no
+        further than a record that could not be enriched."""
+        mark = self._mark
+        if mark and self._hold and later(mark, self._hold):
+            mark = self._hold
+        if mark and self.ctx.ledger is not None and not self.ctx.dry_run:
+            self.ctx.ledger.set_watermark(self.stream, mark)
 
     def _track(self, raw: Any) -> None:
         if self.operation.watermark is None:
@@ -126,67 +159,85 @@ class Reader:
             self._mark = str(mark)
 
 
+def client_of(ctx: FlowContext, side: str) -> http.HttpClient:
+    return ctx.source_client if side == "source" else ctx.destination_client
+
+
 async def send(ctx: FlowContext, side: str, operation: Operation, context: Mapping[str, Any]) -> Outcome:
-    """Run one write operation (its precondition first, when it has one). Never raises for it."""
-    client = ctx.source_client if side == "source" else ctx.destination_client
+    """Send a one-step write without a journal (the orders flow keeps its own). Never raises."""
+    return await send_step(ctx, side, operation.name, operation.steps[0], context)
+
+
+async def send_step(ctx: FlowContext, side: str, operation: str, step: Step,
+                    context: Mapping[str, Any]) -> Outcome:
+    """Send one step (its precondition first; `skip_when` may say it is done already)."""
+    client = client_of(ctx, side)
     try:
-        pre = await precondition(ctx, client, operation, context)
-        request = operation.request.render({**context, "pre": pre})
-        statuses = operation.already_exists.statuses if operation.already_exists else ()
-        answer = await client.send(request, accept=statuses, replay_safe=operation.replay_safe)
+        pre = await precondition(ctx, client, operation, step, context)
+        if step.skip_when is not None and step.skip_when({**context, "pre": pre}):
+            return Outcome("ok", existed=True)
+        request = step.request.render({**context, "pre": pre})
+        statuses = step.already_exists.statuses if step.already_exists else ()
+        answer = await client.send(request, accept=statuses, replay_safe=step.replay_safe)
     except TemplateError as exc:
-        return Outcome("error", error=f"{operation.name} request: {exc.message}")
+        return Outcome("error", error=f"{operation} request: {exc.message}")
     except StatusError as exc:
         definite = 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT
         return Outcome("error" if definite else "unknown", error=ctx.redact(str(exc)))
-    except _PreconditionFailed as exc:
+    except PreconditionFailed as exc:
         return Outcome("error", error=ctx.redact(str(exc)))
     except HTTPError as exc:
         return Outcome("unknown", error=ctx.redact(str(exc)))
-    return verdict(ctx, operation, answer)
+    return verdict(ctx, operation, step, answer)
 
 
-def verdict(ctx: FlowContext, operation: Operation, answer: http.Answer) -> Outcome:
-    """What a write's answer means: ok (with the remote id) or a definite error."""
-    exists = operation.already_exists
+def verdict(ctx: FlowContext, operation: str, step: Step, answer: http.Answer) -> Outcome:
+    """What a step's answer means: ok (with the remote id and captures) or a definite error."""
+    exists = step.already_exists
     if exists is not None and exists.matches(answer.status, answer.body):
         return Outcome("ok", id=text(_safe(exists.id, answer.body)), existed=True)
-    if operation.error_when is not None and operation.error_when(answer.body):
-        return Outcome("error", error=ctx.redact(f"{operation.name} answer says it failed: {answer.text[:300]}"))
+    if step.error_when is not None and step.error_when(answer.body):
+        return Outcome("error", error=ctx.redact(f"{operation} answer says it failed: {answer.text[:300]}"))
     if not answer.ok:
-        return Outcome("error", error=f"{operation.name} answered {answer.status}: {ctx.redact(answer.text[:300])}")
-    return Outcome("ok", id=text(_safe(operation.id, answer.body)))
+        return Outcome("error", error=f"{operation} answered {answer.status}: {ctx.redact(answer.text[:300])}")
+    captures = {name: _safe_take(capture, answer) for name, capture in step.answer_captures.items()}
+    return Outcome("ok", id=text(_safe(step.id, answer.body)), captures=captures)
 
 
-class _PreconditionFailed(HTTPError):
+class PreconditionFailed(HTTPError):
     """The read before a write failed: the write was never sent."""
 
 
-async def precondition(ctx: FlowContext, client: http.HttpClient, operation: Operation,
+async def precondition(ctx: FlowContext, client: http.HttpClient, operation: str, step: Step,
                        context: Mapping[str, Any]) -> dict[str, Any]:
-    """Send the operation's precondition read and return its captures (`pre`)."""
-    if operation.precondition is None:
+    """Send the step's precondition read and return its captures (`pre`)."""
+    if step.precondition is None:
         return {}
-    request = operation.precondition.render(context)
+    request = step.precondition.render(context)
     try:
         answer = await client.send(request)
     except StatusError as exc:
         if 400 <= exc.status < 500 and exc.status not in DEFINITE_4XX_EXCEPT:
-            raise _PreconditionFailed(f"{operation.name} precondition: {exc}") from None
+            raise PreconditionFailed(f"{operation} precondition: {exc}") from None
         raise
     try:
-        return {name: capture.take(answer) for name, capture in operation.captures.items()}
+        return {name: capture.take(answer) for name, capture in step.captures.items()}
     except ExtractError as exc:
-        raise _PreconditionFailed(f"{operation.name} precondition capture: {exc.message}") from None
+        raise PreconditionFailed(f"{operation} precondition capture: {exc.message}") from None
 
 
 def show(ctx: FlowContext, operation: Operation, context: Mapping[str, Any]) -> None:
-    """Print, redacted, the write a dry run would send (captures shown as placeholders)."""
-    pre = {name: f"<pre.{name}>" for name in operation.captures}
+    """Print, redacted, the writes a dry run would send (captures shown as placeholders)."""
+    steps = {step.name: {"id": f"<steps.{step.name}.id>", **{name: f"<steps.{step.name}.{name}>"
+                                                               for name in step.answer_captures}}
+             for step in operation.steps}
+    context = {**context, "steps": steps, "idempotency_key": "<idempotency_key>"}
     try:
-        if operation.precondition is not None:
-            ctx.show(operation, operation.precondition.render(context))
-        ctx.show(operation, operation.request.render({**context, "pre": pre}))
+        for step in operation.steps:
+            pre = {name: f"<pre.{name}>" for name in step.captures}
+            if step.precondition is not None:
+                ctx.show(operation, step.precondition.render(context))
+            ctx.show(operation, step.request.render({**context, "pre": pre}))
     except TemplateError as exc:
         ctx.emit(ctx.redact(f"[dry-run] {ctx.integration.name}: cannot render {operation.name}: {exc}"))
 
@@ -199,6 +250,14 @@ def order_context(entry: Entry) -> dict[str, Any]:
             "lines": [{"sku": sku, "quantity": qty} for sku, qty in data.get("lines") or ()]}
 
 
+UNENRICHED = "$unenriched"          # a parked record kept as read, its enrichment failed
+
+
+def concurrency(connector: Any) -> int:
+    """The connector's `http.concurrency` (records enriched at once stay within it)."""
+    return int((connector.data.get("http") or {}).get("concurrency", 4))
+
+
 def record_key(op: Operation, raw: Any) -> str:
     """The ledger key of a raw record; a record with no key gets one from a hash of its content."""
     try:
@@ -209,6 +268,13 @@ def record_key(op: Operation, raw: Any) -> str:
         digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return f"unkeyed:{digest}"
     return str(key)
+
+
+def _safe_take(capture: Any, answer: http.Answer) -> Any:
+    try:
+        return capture.take(answer)
+    except ExtractError:
+        return None
 
 
 def _safe(path: Any, body: Any) -> Any:

@@ -7,6 +7,7 @@ it takes an already-compiled callable (`compile_path`). Only this package import
 from __future__ import annotations
 
 from .auth import AUTH_TYPES, build_auth
+from .canned import canned_client
 from .client import HttpClient, logger
 from .models import NOTHING, Answer, Page, Request
 from .pacing import PACING_TYPES, Reading, build_pacing
@@ -18,9 +19,9 @@ from .stops import STOP_CONDITIONS, StopCondition
 from .waits import recorded_waits, set_testing
 
 __all__ = [
-    "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff", "HttpClient",
-    "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy", "StopCondition",
-    "backoff", "bucket_dir", "build_auth", "build_pacing", "build_paginator", "build_rate_limit",
-    "build_retry", "logger", "parse_link_header", "recorded_waits", "reset_buckets", "retry_after",
-    "set_bucket_dir", "set_testing",
+    "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff",
+    "HttpClient", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
+    "StopCondition", "backoff", "bucket_dir", "build_auth", "build_pacing", "build_paginator",
+    "build_rate_limit", "build_retry", "canned_client", "logger", "parse_link_header",
+    "recorded_waits", "reset_buckets", "retry_after", "set_bucket_dir", "set_testing",
 ]

@@ -8,8 +8,10 @@
 
 Credentials never leave the base URL's host: any request, paging link or redirect to another
 host (or from https down to http) raises ForeignHostError before anything is sent. Only the
-OAuth2 token request, made inside the auth flow, goes to the token URL. Every message this
-layer produces has its secrets masked and its URLs sanitized.
+OAuth2 token request goes to the token URL (https, on the base URL's host or a host the auth
+lists; checked when the client is made), sent by the client for the auth (`bind`) with the
+same retries as any request. Every message this layer produces has its secrets masked and its
+URLs sanitized.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import itertools
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import (AsyncIterator, Awaitable, Callable, Collection, Hashable, Iterable,
+                             Mapping)
 from typing import Any
 from urllib.parse import urljoin
 
@@ -74,6 +77,8 @@ class HttpClient:
         self._slots = asyncio.Semaphore(concurrency)
         self._withheld, self._withholder = 0, None      # slots `share_limits` keeps from use
         self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
+        if (bind := getattr(auth, "bind", None)) is not None:   # token requests: `_send_token`
+            bind(self._send_token, self.base_url.host)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, limits=limits, verify=_tls(),
@@ -205,14 +210,35 @@ class HttpClient:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _retrying(self, request: Request, accept: Collection[int], replay_safe: bool = True) -> Answer:
-        """Try up to `retry.attempts` times; the answer to keep, or the error to raise. A
-        throttle the API explains (Retry-After, or rate-limit feedback) is waited for without
-        using an attempt, within `retry.max_throttle_wait` seconds in total."""
+    async def _send_token(self, token_request: httpx.Request) -> Answer:
+        """The token endpoint's answer to `token_request` (from the bound auth), retried like
+        any request (5xx, 429 with Retry-After, transport errors, per `retry`); a refusal
+        (400, 401) raises StatusError at once. It skips the host guard (`bind` checked the
+        token URL), the rate limit and the concurrency slots (the request that needs the token
+        holds one already)."""
+        async def once() -> Answer:
+            return Answer.from_response(await self._client.send(token_request))
+        shown = Request(token_request.method, str(token_request.url))
+        try:
+            return await self._retrying(shown, (), True, once)
+        except SyncEngineError as exc:
+            exc.message = f"OAuth2 token request: {exc.message}"
+            exc.args = (exc.message, *exc.args[1:])
+            raise
+
+    async def _retrying(self, request: Request, accept: Collection[int], replay_safe: bool = True,
+                        once: Callable[[], Awaitable[Answer]] | None = None) -> Answer:
+        """Try up to `retry.attempts` times (each try is `once()`, default `_once(request)`);
+        the answer to keep, or the error to raise. A throttle the API explains (Retry-After,
+        or rate-limit feedback) is waited for without using an attempt, within
+        `retry.max_throttle_wait` seconds in total."""
         policy, attempt, budget = self.retry, 1, [float(self.retry.max_throttle_wait)]
         while True:
             try:
-                answer, reading = await self._once(request, budget)
+                if once is None:
+                    answer, reading = await self._once(request, budget)
+                else:
+                    answer, reading = await once(), NOTHING_READ
             except httpx.HTTPError as exc:
                 unsent = isinstance(exc, UNSENT_ERRORS)
                 if not policy.on_error(exc) or attempt >= policy.attempts or not (replay_safe or unsent):
@@ -222,7 +248,7 @@ class HttpClient:
                 verdict = False if answer.status in accept else policy.on_answer(answer)
                 if verdict is False:
                     return self._checked(request, answer, accept, attempt)
-                if await self._throttled(request, answer, verdict, reading, budget):
+                if await self._throttled(request, answer, verdict, reading, budget, once is None):
                     continue
                 # a 2xx is retried only when `retry.when` says throttled: the server did not run it
                 if attempt >= policy.attempts or not (replay_safe or answer.ok or answer.status in UNACTED_STATUSES):
@@ -253,17 +279,18 @@ class HttpClient:
         return answer, pacer.settle(request, answer, cost, ticket)
 
     async def _throttled(self, request: Request, answer: Answer, verdict: bool | float,
-                         reading: Reading, budget: list[float]) -> bool:
+                         reading: Reading, budget: list[float], own_host: bool = True) -> bool:
         """True when `answer` is a throttle (429, or a 2xx `retry.when` calls throttled) whose
-        wait the API said: a Retry-After (held on the shared bucket, so every request waits
-        it) or a feedback reading (the bucket computes the wait). False: retry as an error."""
+        wait the API said: a Retry-After (held on the host's shared bucket when the answer is
+        from the client's own host, so every request waits it) or a feedback reading (the
+        bucket computes the wait). False: retry as an error."""
         if not (answer.status == 429 or answer.ok):
             return False
         if verdict is not True:
             seconds = float(verdict)
             if seconds > budget[0]:
                 return False
-            if self._pacer is not None:
+            if self._pacer is not None and own_host:
                 self._pacer.hold(seconds)           # every request to the host waits it too
             budget[0] -= seconds
             self._info("throttled: %s waits %.2fs as Retry-After asks", self._where(request), seconds)
@@ -371,7 +398,7 @@ class HttpClient:
         """A Redactor for the current secrets (an OAuth2 token may have arrived since)."""
         secrets = (*self._secrets, *getattr(self._auth, "secrets", ()))
         if secrets != self._redactors[0]:
-            params = [self._auth.name] if getattr(self._auth, "location", "") == "query" else []
+            params = getattr(self._auth, "secret_params", ())
             self._redactors = (secrets, Redactor(secrets, params))
         return self._redactors[1]
 

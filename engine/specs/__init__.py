@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from engine.specs.findings import Finding
-from engine.specs.lint import lint_documents, lint_paths, load_clean
+from engine.specs.lint import lint_documents, lint_paths, load_clean, write_guarantees
 from engine.specs.load import Document, load_file, load_paths
 
 __all__ = ["Document", "Finding", "lint_documents", "lint_paths", "load_clean", "load_file",
-           "load_paths"]
+           "load_paths", "write_guarantees"]

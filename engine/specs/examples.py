@@ -10,20 +10,25 @@ Rendering uses a fixed `now` (`EXAMPLE_NOW`, or `input.now`) so cases are reprod
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from engine import zones
 from engine.errors import SyncEngineError
+from engine.http import canned_client
 from engine.extract import compile_mapping, compile_path, compile_predicate
 from engine.records import RECORD_TYPES, validate
 from engine.specs.expressions import descend
 from engine.specs.findings import Problem
+from engine.specs.enrich import Unenriched
 from engine.specs.load import Document, load_json_file
+from engine.specs.model import Operation
 from engine.specs.rules import CONTEXTS
-from engine.template import Structure, compile_structure
+from engine.template import Structure, compile_structure, compile_template
 
 EXAMPLE_NOW = "2026-01-01T00:00:00Z"
 #: The context variable a write case's `input` is bound to, unless `input` names them itself.
@@ -68,7 +73,8 @@ def _case(document: Document, example: Mapping[str, Any], operations: Mapping) -
 def run_read_case(document: Document, example: Mapping, operation: Mapping) -> None:
     """records -> filter -> key -> map -> validate, compared with the expected records."""
     body = _response_body(document, example.get("response") or {})
-    produced = read_records(example["operation"], operation, body)
+    produced = read_records(example["operation"], operation, body, case_zone(document, example, operation),
+                            _enricher(document, example, operation))
     expect = example.get("expect") or {}
     wanted = load_json_file(document, expect["file"]) if "file" in expect else expect.get("records")
     if isinstance(wanted, Mapping) and "records" in wanted:
@@ -85,23 +91,69 @@ def _response_body(document: Document, response: Mapping) -> Any:
     return response.get("body")
 
 
-def read_records(name: str, operation: Mapping, body: Any) -> list[Any]:
-    """The records a read operation makes of one answer body (mapped and validated)."""
-    found = compile_path(operation.get("records", "@"))(body) if body is not None else []
+def case_zone(document: Document, example: Mapping, operation: Mapping) -> str:
+    """The operation's `time_zone` rendered from the case's `config` (over the connector's
+    defaults), as a run renders it; UTC without one."""
+    if operation.get("time_zone") is None:
+        return zones.UTC
+    properties = ((document.data.get("config") or {}).get("properties") or {})
+    config = {name: prop["default"] for name, prop in properties.items() if isinstance(prop, Mapping) and "default" in prop}
+    config.update(example.get("config") or {})
+    name = compile_template(str(operation["time_zone"])).render({"config": config})
+    problem = zones.problem(name)
+    if problem is not None:
+        raise CaseFailed(f"time_zone: {problem}")
+    return name
+
+
+def read_records(name: str, operation: Mapping, body: Any, zone: str = zones.UTC,
+                 enrich: Callable[[list], list] | None = None) -> list[Any]:
+    """The records a read operation makes of one answer body (enriched, mapped and validated),
+    its JMESPath seeing `zone` as `time_zone()`; a record `enrich`/`truncated_when` would
+    quarantine is `{"quarantined": reason}`."""
+    found = compile_path(operation.get("records", "@"), zone)(body) if body is not None else []
     if found is None:
         found = []
     if not isinstance(found, list):
         raise CaseFailed(f"`records` gave {type(found).__name__}, not a list")
-    keep = compile_predicate(operation["filter"]) if operation.get("filter") else None
-    mapping = _mapping(json.dumps(operation["map"])) if "map" in operation else None
-    key = compile_path(operation["key"]) if operation.get("key") else None
+    keep = compile_predicate(operation["filter"], zone) if operation.get("filter") else None
+    mapping = _mapping(json.dumps(operation["map"]), zone) if "map" in operation else None
+    key = compile_path(operation["key"], zone) if operation.get("key") else None
     kept = [record for record in found if not keep or keep(record)]
-    return [_one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
+    kept = enrich(kept) if enrich is not None else kept
+    return [{"quarantined": record.reason} if isinstance(record, Unenriched)
+            else _one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
+
+
+def _enricher(document: Document, example: Mapping, operation: Mapping) -> Callable[[list], list] | None:
+    """Runs the operation's `enrich` steps against the case's canned `subresponses` (by path; a
+    list is answered in order, one entry per call), then its `truncated_when` check."""
+    enricher = Operation.from_data(example["operation"], operation).enricher
+    if not enricher.active:
+        return None
+    canned = {path: list(answers) if isinstance(answers, list) else answers
+              for path, answers in (example.get("subresponses") or {}).items()}
+
+    def respond(method: str, path: str, body: Any) -> tuple[int, Any]:
+        answers = canned.get(path)
+        if answers is None or answers == []:
+            raise CaseFailed(f"enrich sent {method} {path}, which `subresponses` does not answer")
+        answer = answers.pop(0) if isinstance(answers, list) else answers
+        return int(answer.get("status", 200)), _response_body(document, answer)
+
+    async def run(records: list) -> list:
+        async with canned_client(respond) as client:
+            done = [await enricher.record(client, record, {"config": example.get("config") or {}, "now": EXAMPLE_NOW})
+                    for record in records]
+        return [item if isinstance(item, Unenriched) or not (cut := enricher.truncated(item))
+                else Unenriched(item, cut) for item in done]
+
+    return lambda records: asyncio.run(run(records))
 
 
 @functools.lru_cache(maxsize=512)
-def _mapping(source: str) -> Callable[[Any], dict]:
-    return compile_mapping(json.loads(source))
+def _mapping(source: str, zone: str) -> Callable[[Any], dict]:
+    return compile_mapping(json.loads(source), zone)
 
 
 @functools.lru_cache(maxsize=512)

@@ -15,12 +15,17 @@ from typing import Any
 import jmespath
 from jmespath import exceptions as jmespath_errors
 
+from engine import zones
 from engine.errors import TemplateError
 from engine.extract import OPTIONS
 from engine.specs.findings import Problem, SpecPath, did_you_mean
-from engine.template import is_loop, variables
+from engine.template import is_loop, variables, zone_literals
 
 FUNCTIONS = frozenset(OPTIONS.custom_functions.FUNCTION_TABLE)
+#: functions whose signature is variadic but that take at most this many arguments
+MOST_ARGUMENTS = {"to_iso8601": 2}
+#: functions taking an IANA zone name: the index of that argument
+ZONE_ARGUMENT = {"to_iso8601": 1, "to_local": 1}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -32,11 +37,36 @@ def _jmespath_problem(expr: str) -> tuple[str, str | None] | None:
         parsed = jmespath.compile(expr).parsed
     except jmespath_errors.JMESPathError as exc:
         return (f"invalid JMESPath {expr!r}: {_describe(exc)}", _jmespath_hint(expr))
-    for name in _functions(parsed):
+    for node in _functions(parsed):
+        name = node["value"]
         if name not in FUNCTIONS:
             return (f"unknown JMESPath function '{name}()' in {expr!r}",
                     did_you_mean(name, FUNCTIONS))
+        problem = _call_problem(name, node["children"])
+        if problem is not None:
+            return (f"{problem} in {expr!r}", _usage(name))
     return None
+
+
+def _call_problem(name: str, args: list) -> str | None:
+    """Too few or too many arguments, or a literal zone name that is not one."""
+    signature = OPTIONS.custom_functions.FUNCTION_TABLE[name]["signature"]
+    variadic = bool(signature) and signature[-1].get("variadic")
+    least, most = len(signature), MOST_ARGUMENTS.get(name, None if variadic else len(signature))
+    if len(args) < least or (most is not None and len(args) > most):
+        wanted = f"{least}" if least == most else f"{least} to {most}" if most else f"at least {least}"
+        return f"{name}() takes {wanted} argument{'s' if wanted != '1' else ''}, got {len(args)}"
+    index = ZONE_ARGUMENT.get(name)
+    if index is not None and index < len(args) and args[index].get("type") == "literal":
+        return zones.problem(args[index].get("value"))
+    return None
+
+
+def _usage(name: str) -> str | None:
+    """The one-line doc of a custom function ('to_iso8601(t) / to_iso8601(t, zone): ...')."""
+    function = OPTIONS.custom_functions.FUNCTION_TABLE[name]["function"]
+    doc = (function.__doc__ or "").strip().split(":")[0]
+    return doc if doc.startswith(name) else None
 
 
 def _describe(exc: jmespath_errors.JMESPathError) -> str:
@@ -54,9 +84,9 @@ def _jmespath_hint(expr: str) -> str | None:
     return None
 
 
-def _functions(node: Mapping[str, Any]) -> Iterator[str]:
+def _functions(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     if node.get("type") == "function_expression":
-        yield node["value"]
+        yield node
     for child in node.get("children", ()):
         if isinstance(child, Mapping):
             yield from _functions(child)
@@ -118,6 +148,20 @@ def template_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     for name in sorted(checked - allowed):
         yield Problem((), f"unknown template variable '{name}'",
                       "one of: " + ", ".join(sorted(allowed)), did_you_mean(name, allowed))
+    yield from zone_rule(value)
+
+
+def zone_rule(value: Any) -> Iterator[Problem]:
+    """Literal zone names in a template's zone filters (`to_local('Asia/Tokyo')`) are IANA names."""
+    for name in _zone_literals(value):
+        problem = zones.problem(name)
+        if problem is not None:
+            yield Problem((), problem, "an IANA time zone name such as 'America/New_York'")
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_literals(source: str) -> tuple:
+    return tuple(zone_literals(source))
 
 
 def structure_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:

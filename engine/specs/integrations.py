@@ -5,6 +5,7 @@
 - each side's config has the connector's required keys and validates against its `config`
   fragment; a property marked `secret: true` is a `${env:NAME}`/`${file:PATH}` reference, never a
   literal (the literal itself is never repeated in a message);
+- a property declared `format: iana-time-zone` is a known IANA zone name (the closest one named);
 - every `${...}` reference is well formed; every order filter's `when` compiles as JMESPath.
 """
 
@@ -16,8 +17,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from engine import zones
 from engine.specs.expressions import descend, jmespath_rule
 from engine.specs.findings import Problem, did_you_mean
+from engine.specs.rules import ZONE_FORMAT
 
 #: The operations each flow needs, as (side, operation).
 FLOW_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -115,6 +118,10 @@ def _config_value(name: str, value: Any, properties: Mapping[str, Any]) -> Itera
                       "variable, ${file:PATH} a file")
         return
     yield from _value_schema_rule(value, schema)
+    if schema.get("format") == ZONE_FORMAT and isinstance(value, str):
+        problem = zones.problem(value)
+        if problem is not None:
+            yield Problem((), f"config '{name}': {problem}", _described(schema))
 
 
 def _value_schema_rule(value: Any, schema: Mapping[str, Any]) -> Iterator[Problem]:

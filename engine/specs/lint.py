@@ -4,7 +4,8 @@ The order of checks for one document:
 
 1. what loading found (duplicate keys; YAML syntax errors never get this far);
 2. the schema of its kind, with JMESPath compiled on the way (`schema_rules`);
-3. connectors: templates and their variables (`rules`); integrations: connector references,
+3. connectors: templates and their variables (`rules`), every write resolvable after a lost
+   answer (`guarantees`); integrations: connector references,
    flows, config and secrets (`integrations`);
 4. connectors that are otherwise clean: their golden examples (`examples`).
 
@@ -24,6 +25,7 @@ from engine import ROOT
 from engine.errors import SpecError
 from engine.specs.examples import example_problems
 from engine.specs.findings import Finding, Problem
+from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
 from engine.specs.load import Document, load_paths
 from engine.specs.rules import connector_template_problems
@@ -32,10 +34,21 @@ from engine.specs.schema_rules import lint_validator, schema_problems
 PROJECT_CONNECTORS = ROOT / "connectors"
 
 
-def lint_paths(paths: Iterable[str | Path]) -> list[Finding]:
-    """Lint every spec file under `paths` (directories walked recursively)."""
-    documents, findings = load_paths(paths)
-    return sorted(findings + lint_documents(documents), key=Finding.sort_key)
+def lint_paths(paths: Iterable[str | Path], *, documents: list[Document] | None = None) -> list[Finding]:
+    """Lint every spec file under `paths` (directories walked recursively); the loaded
+    documents are appended to `documents` when given."""
+    loaded, findings = load_paths(paths)
+    if documents is not None:
+        documents.extend(loaded)
+    return sorted(findings + lint_documents(loaded), key=Finding.sort_key)
+
+
+def write_guarantees(documents: Iterable[Document], findings: Iterable[Finding]) -> list[str]:
+    """One line per write of each clean connector: what a lost answer leaves (`guarantees`)."""
+    bad = {finding.file for finding in findings}
+    return [f"{doc.name}: {op} ({flow}): {guarantee}"
+            for doc in documents if doc.kind == "connector" and str(doc.path) not in bad and doc.name
+            for op, flow, guarantee in guarantees(doc.data)]
 
 
 def lint_documents(documents: list[Document]) -> list[Finding]:
@@ -89,6 +102,7 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
     found = list(schema_problems(document.kind, document.data))
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
+        found.extend(write_problems(document.data))
     else:
         found.extend(integration_problems(document.data, connectors))
     yield from found

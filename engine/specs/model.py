@@ -11,8 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import extract, http, template
+from engine import extract, http, template, zones
+from engine.errors import ConfigError, TemplateError
 from engine.records import RECORD_TYPES
+from engine.specs.enrich import Enricher
+from engine.specs.enrich import Step as EnrichStep
 
 Path = Callable[[Any], Any]
 
@@ -57,11 +60,14 @@ class RequestTemplate:
 
 
 def _replay_safe(name: str, data: Mapping[str, Any]) -> bool:
-    """Reads always are; a write is when it says `idempotent: true` or its method is not POST/PATCH."""
+    """Reads always are; a write is when it says `idempotent: true`, has an `idempotency_key`,
+    or its method is not POST/PATCH."""
     if name.startswith(("list_", "find_", "lookup_")):
         return True
     if "idempotent" in data:
         return bool(data["idempotent"])
+    if data.get("idempotency_key"):
+        return True
     method = (data.get("request") or {}).get("method", "POST" if (data.get("request") or {}).get("graphql") else "GET")
     return str(method).upper() not in ("POST", "PATCH")
 
@@ -70,12 +76,21 @@ def _structure(value: Any) -> template.Structure | None:
     return None if value is None else template.compile_structure(value)
 
 
-def _path(expr: str | None) -> Path | None:
-    return None if expr is None else extract.compile_path(expr)
+def _path(expr: str | None, zone: str = zones.UTC) -> Path | None:
+    return None if expr is None else extract.compile_path(expr, zone)
 
 
-def _predicate(expr: str | None) -> Callable[[Any], bool] | None:
-    return None if expr is None else extract.compile_predicate(expr)
+def _predicate(expr: str | None, zone: str = zones.UTC) -> Callable[[Any], bool] | None:
+    return None if expr is None else extract.compile_predicate(expr, zone)
+
+
+def _watermark(expr: str | None, zone: str) -> Path | None:
+    """The `watermark:` path; in a zone other than UTC, a zone-less local time it gives is stored
+    as the UTC instant it means there (`zones.normalise`), so watermarks compare as instants."""
+    path = _path(expr, zone)
+    if path is None or zone == zones.UTC:
+        return path
+    return lambda record: zones.normalise(path(record), zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +122,97 @@ class Capture:
         return self.path(answer.body) if self.path else None
 
 
+def _captures(data: Mapping[str, Any] | None) -> dict[str, Capture]:
+    return {key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (data or {}).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """A reconcile read: did an earlier send whose answer was lost take effect?
+
+    `request` is rendered with the write's own context; `records` picks the candidates out of
+    the answer; `match` sees `{record: <candidate>, <the write's context>...}` and says whether
+    the candidate is this write's effect; `id` (on the matching record) is the remote id.
+    """
+
+    request: RequestTemplate
+    records: Path | None
+    match: Callable[[Any], bool]
+    id: Path | None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Verify:
+        return cls(RequestTemplate.from_data(data.get("request") or {}), _path(data.get("records")),
+                   extract.compile_predicate(data.get("match") or "`true`"), _path(data.get("id")))
+
+    def candidates(self, body: Any) -> list:
+        found = self.records(body) if self.records is not None else body
+        return found if isinstance(found, list) else [] if found is None else [found]
+
+    def find(self, body: Any, context: Mapping[str, Any]) -> Any:
+        """The first candidate that `match` accepts for `context`, or None."""
+        for record in self.candidates(body):
+            if self.match({**context, "record": record}):
+                return record
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One request of a write, with everything that decides its outcome.
+
+    A write operation is one step (its top-level `request`) or an ordered list (`steps`).
+    A step's answer may be captured (`capture`) for later steps (`steps.<name>.<capture>`).
+    """
+
+    name: str
+    request: RequestTemplate
+    id: Path | None = None
+    already_exists: AlreadyExists | None = None
+    error_when: Callable[[Any], bool] | None = None
+    precondition: RequestTemplate | None = None
+    captures: Mapping[str, Capture] = field(default_factory=dict)      # the precondition's (`pre`)
+    answer_captures: Mapping[str, Capture] = field(default_factory=dict)
+    replay_safe: bool = True
+    idempotency_key: template.Template | None = None
+    verify: Verify | None = None
+    skip_when: Callable[[Any], bool] | None = None
+
+    @classmethod
+    def from_data(cls, operation: str, name: str, data: Mapping[str, Any]) -> Step:
+        exists = data.get("already_exists")
+        pre = data.get("precondition") or {}
+        key = data.get("idempotency_key")
+        return cls(
+            name=name,
+            request=RequestTemplate.from_data(data.get("request") or {}),
+            id=_path(data.get("id")),
+            already_exists=None if exists is None else AlreadyExists(
+                frozenset(exists.get("status") or ()), _predicate(exists.get("when")), _path(exists.get("id"))),
+            error_when=_predicate(data.get("error_when")),
+            precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
+            captures=_captures(pre.get("capture")),
+            answer_captures=_captures(data.get("capture")),
+            replay_safe=_replay_safe(operation, data),
+            idempotency_key=template.compile_template(key) if key else None,
+            verify=Verify.from_data(data["verify"]) if data.get("verify") else None,
+            skip_when=_predicate(data.get("skip_when")),
+        )
+
+    @property
+    def resolution(self) -> str | None:
+        """How an unknown outcome of this step is resolved: `idempotent`, `verify`,
+        `skip_when`, or None (it cannot be)."""
+        if self.verify is not None:
+            return "verify"
+        if self.skip_when is not None and self.precondition is not None:
+            return "skip_when"
+        return "idempotent" if self.replay_safe else None
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One named operation of a connector, compiled."""
+    """One named operation of a connector, compiled; a write's request(s) are its `steps`."""
 
     name: str
     request: RequestTemplate
@@ -122,34 +225,32 @@ class Operation:
     map: Callable[[Any], dict] | None = None
     record_type: str | None = None
     id: Path | None = None
-    already_exists: AlreadyExists | None = None
     error_when: Callable[[Any], bool] | None = None
-    precondition: RequestTemplate | None = None
-    captures: Mapping[str, Capture] = field(default_factory=dict)
-    replay_safe: bool = True        # may a failed send be retried blindly? (see `idempotent`)
+    steps: tuple[Step, ...] = ()    # a write's requests, in order (one unless `steps:` lists more)
+    match: Callable[[Any], bool] | None = None     # find_order: is a candidate this order?
+    zone: str = zones.UTC           # the rendered `time_zone`: what `time_zone()` answers
+    enricher: Enricher = Enricher()  # reads: `enrich` sub-requests and `truncated_when`
 
     @classmethod
-    def from_data(cls, name: str, data: Mapping[str, Any]) -> Operation:
-        exists = data.get("already_exists")
-        pre = data.get("precondition") or {}
+    def from_data(cls, name: str, data: Mapping[str, Any], zone: str = zones.UTC) -> Operation:
+        """Compile one operation; its JMESPath sees `zone` as `time_zone()` (see `Connector.configured`)."""
         return cls(
             name=name,
             request=RequestTemplate.from_data(data.get("request") or {}),
             paginate=data.get("paginate"),
-            records=_path(data.get("records")),
-            key=_path(data.get("key")),
-            watermark=_path(data.get("watermark")),
-            filter=_predicate(data.get("filter")),
+            records=_path(data.get("records"), zone),
+            key=_path(data.get("key"), zone),
+            watermark=_watermark(data.get("watermark"), zone),
+            filter=_predicate(data.get("filter"), zone),
             filter_source=data.get("filter"),
-            map=extract.compile_mapping(data["map"]) if "map" in data else None,
+            map=extract.compile_mapping(data["map"], zone) if "map" in data else None,
             record_type=RECORD_TYPES.get(name),
             id=_path(data.get("id")),
-            already_exists=None if exists is None else AlreadyExists(
-                frozenset(exists.get("status") or ()), _predicate(exists.get("when")), _path(exists.get("id"))),
             error_when=_predicate(data.get("error_when")),
-            precondition=RequestTemplate.from_data(pre["request"]) if pre.get("request") else None,
-            captures={key: Capture(c.get("header"), _path(c.get("path"))) for key, c in (pre.get("capture") or {}).items()},
-            replay_safe=_replay_safe(name, data),
+            steps=_steps(name, data),
+            match=_predicate(data.get("match"), zone),
+            zone=zone,
+            enricher=_enricher(data),
         )
 
     def paginator(self) -> http.Paginator:
@@ -163,6 +264,24 @@ class Operation:
         return found if isinstance(found, list) else []
 
 
+WRITES = frozenset({"create_order", "create_shipment", "update_inventory", "cancel_order"})
+
+
+def _steps(name: str, data: Mapping[str, Any]) -> tuple[Step, ...]:
+    """A write's steps: those of `steps:`, or the operation itself as its one step."""
+    if name not in WRITES:
+        return ()
+    listed = data.get("steps")
+    if listed:
+        return tuple(Step.from_data(name, step.get("name", f"step{n + 1}"), step) for n, step in enumerate(listed))
+    return (Step.from_data(name, name, data),)
+
+
+def _enricher(data: Mapping[str, Any]) -> Enricher:
+    steps = tuple(EnrichStep.from_data(step, RequestTemplate.from_data) for step in data.get("enrich") or ())
+    return Enricher(steps, _predicate(data.get("truncated_when")), data.get("truncated_when"))
+
+
 @dataclass(frozen=True, slots=True)
 class Connector:
     """A compiled connector spec."""
@@ -171,11 +290,23 @@ class Connector:
     kind: str
     data: Mapping[str, Any]
     operations: Mapping[str, Operation]
+    zoned: dict[tuple[str, str], Operation] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Connector:
         operations = {name: Operation.from_data(name, op) for name, op in (data.get("operations") or {}).items()}
         return cls(name=data["name"], kind=data["kind"], data=data, operations=operations)
+
+    def configured(self, config: Mapping[str, Any]) -> Connector:
+        """This connector for one integration's resolved `config`: each operation that declares
+        `time_zone` is compiled (once per zone, then cached) with that zone rendered from config."""
+        bound = dict(self.operations)
+        for name, data in (self.data.get("operations") or {}).items():
+            if isinstance(data, Mapping) and data.get("time_zone") is not None:
+                bound[name] = _in_zone(self, name, _render_zone(self.name, name, data["time_zone"], config))
+        if bound == dict(self.operations):
+            return self
+        return Connector(self.name, self.kind, self.data, bound, self.zoned)
 
     def secret_fields(self) -> set[str]:
         properties = (self.data.get("config") or {}).get("properties") or {}
@@ -196,7 +327,7 @@ class Connector:
         auth = spec.get("auth")
         return http.HttpClient(
             template.compile_template(spec.get("base_url", "")).render(context),
-            auth=http.build_auth(template.compile_structure(auth).render(context)) if auth else None,
+            auth=_auth(auth, context) if auth else None,
             headers=template.compile_structure(spec.get("headers") or {}).render(context),
             timeout=float(spec.get("timeout", 30)),
             retry=http.build_retry(spec.get("retry"), extract.compile_path),
@@ -206,3 +337,38 @@ class Connector:
             transport=transport,
             secrets=secrets,
         )
+
+
+def _in_zone(connector: Connector, name: str, zone: str) -> Operation:
+    """`name` compiled for `zone`, cached on the connector (shared by its configured copies)."""
+    if zone == zones.UTC:
+        return connector.operations[name]
+    if (name, zone) not in connector.zoned:
+        connector.zoned[name, zone] = Operation.from_data(name, connector.data["operations"][name], zone)
+    return connector.zoned[name, zone]
+
+
+def _render_zone(connector: str, operation: str, source: Any, config: Mapping[str, Any]) -> str:
+    """An operation's `time_zone` rendered from config; ConfigError (closest name) when unknown."""
+    try:
+        name = template.compile_template(str(source)).render({"config": config})
+    except TemplateError as exc:
+        raise ConfigError(f"connector {connector}: {operation}.time_zone: {exc.message}") from None
+    message = zones.problem(name)
+    if message is not None:
+        raise ConfigError(f"connector {connector}: {operation}.time_zone: {message}")
+    return name
+
+
+def _auth(spec: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    """The auth object of `http.auth`: its templates rendered with `context`, except an OAuth2
+    `place.value`, which becomes a function of the token fetched later (`{{ token }}`)."""
+    spec = dict(spec)
+    place = spec.pop("place", None)
+    rendered = template.compile_structure(spec).render(context)
+    if isinstance(place, Mapping):
+        rendered["place"] = dict(place)
+        if "value" in place:
+            value = template.compile_template(str(place["value"]))
+            rendered["place"]["value"] = lambda token: value.render({**context, "token": token})
+    return http.build_auth(rendered, extract.compile_path)

@@ -8,11 +8,17 @@ of the rules it applies, placed under the path it walked to.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from engine import zones
 from engine.specs.expressions import descend, structure_rule, template_rule
 from engine.specs.findings import Problem
+
+#: The `format` that marks a config property as an IANA time zone name (checked in integrations).
+ZONE_FORMAT = "iana-time-zone"
 
 BASE = frozenset({"config", "now"})
 READ = BASE | {"since"}
@@ -31,8 +37,14 @@ CONTEXTS: dict[str, frozenset[str]] = {
     "cancel_order": BASE | {"order", "cancellation", "pre"},
 }
 
-#: Keys of `http.auth` that are not templates.
-_AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path"})
+#: The variables of an `enrich` step's request: the raw record being enriched.
+ENRICH = BASE | {"record"}
+
+#: Keys of `http.auth` that are not templates (`place` is walked by `auth_rule`).
+_AUTH_NOT_TEMPLATES = frozenset({"type", "in", "client_auth", "token_path", "expires_in_path",
+                                 "token_body", "token_hosts", "place"})
+#: What `http.auth.place.value` may read: the access token, and the config.
+TOKEN = frozenset({"config", "token"})
 
 
 def connector_template_problems(data: Any) -> Iterator[Problem]:
@@ -47,6 +59,27 @@ def connector_template_problems(data: Any) -> Iterator[Problem]:
         for name, operation in operations.items():
             allowed = CONTEXTS.get(name, BASE)
             yield from descend(operation_rule(operation, allowed), ("operations", name))
+            if isinstance(operation, Mapping) and "time_zone" in operation:
+                yield from descend(time_zone_rule(operation["time_zone"]), ("operations", name, "time_zone"))
+    config = data.get("config")
+    if isinstance(config, Mapping) and isinstance(config.get("properties"), Mapping):
+        for name, prop in config["properties"].items():
+            if isinstance(prop, Mapping) and prop.get("format") == ZONE_FORMAT and "default" in prop:
+                yield from descend(_zone_problems(prop["default"]), ("config", "properties", name, "default"))
+
+
+def time_zone_rule(value: Any) -> Iterator[Problem]:
+    """An operation's `time_zone` is an IANA name, or a template over `config` (rendered per run)."""
+    if isinstance(value, str) and "{" in value:
+        yield from template_rule(value, frozenset({"config"}))
+    else:
+        yield from _zone_problems(value)
+
+
+def _zone_problems(value: Any) -> Iterator[Problem]:
+    problem = zones.problem(value)
+    if problem is not None:
+        yield Problem((), problem, "an IANA time zone name such as 'America/New_York'")
 
 
 def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
@@ -55,22 +88,84 @@ def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
     yield from descend(structure_rule(http.get("headers"), BASE), ("headers",))
     auth = http.get("auth")
     if isinstance(auth, Mapping):
-        for key, value in auth.items():
-            if key not in _AUTH_NOT_TEMPLATES:
-                yield from descend(structure_rule(value, BASE), ("auth", key))
+        yield from descend(auth_rule(auth, http.get("base_url")), ("auth",))
+
+
+def auth_rule(auth: Mapping[str, Any], base_url: Any) -> Iterator[Problem]:
+    """Auth fields are templates over `config` and `now`; `place.value` over `config` and
+    `token`; a literal `token_url` is https (http only on loopback) on a declared host."""
+    for key, value in auth.items():
+        if key not in _AUTH_NOT_TEMPLATES:
+            yield from descend(structure_rule(value, BASE), (key,))
+    place = auth.get("place")
+    if isinstance(place, Mapping):
+        yield from descend(template_rule(place.get("value"), TOKEN), ("place", "value"))
+    token_url = auth.get("token_url")
+    if isinstance(token_url, str) and "{" not in token_url:
+        hosts = auth.get("token_hosts")
+        yield from descend(token_url_rule(token_url, base_url, hosts if isinstance(hosts, list) else []),
+                           ("token_url",))
+
+
+def token_url_rule(token_url: str, base_url: Any, token_hosts: list) -> Iterator[Problem]:
+    """The literal token URL may receive client credentials (what the client checks at run time)."""
+    parts = urlsplit(token_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
+        yield Problem((), f"token_url {token_url!r} is not https",
+                      "an https URL (plain http only to 127.0.0.1, ::1 or localhost)")
+        return
+    base = base_url if isinstance(base_url, str) and "{" not in base_url else None
+    allowed = {str(h).lower() for h in token_hosts}
+    if base is not None:
+        allowed.add((urlsplit(base).hostname or "").lower())
+    if base is not None and host not in allowed:
+        yield Problem((), f"token_url host {host!r} is neither the base_url host nor in token_hosts",
+                      "a token_url on the base_url host, or its host listed in auth.token_hosts")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
-    """An operation's request and its precondition's request are templates over its context."""
+    """An operation's requests (its own, its precondition's, its verify read's, each step's)
+    and its idempotency key are templates over its context; each `enrich` step's request is a
+    template over `record`, `config` and `now`."""
     if not isinstance(operation, Mapping):
         return
-    precondition = operation.get("precondition")
+    steps = operation.get("steps")
+    if isinstance(steps, list):
+        for index, step in enumerate(steps):
+            yield from descend(step_rule(step, allowed | WRITE_EXTRAS), ("steps", index))
+    yield from step_rule(operation, allowed | (WRITE_EXTRAS if "idempotency_key" in operation else frozenset()))
+    enrich = operation.get("enrich")
+    for index, step in enumerate(enrich if isinstance(enrich, list) else ()):
+        if isinstance(step, Mapping):
+            yield from descend(request_rule(step.get("request"), ENRICH), ("enrich", index, "request"))
+
+
+#: What every write's templates see besides its operation's context (see `flows/protocol.py`).
+WRITE_EXTRAS = frozenset({"steps", "idempotency_key"})
+
+
+def step_rule(step: Any, allowed: frozenset[str]) -> Iterator[Problem]:
+    """The templates of one request with its precondition, verify read and idempotency key."""
+    if not isinstance(step, Mapping):
+        return
+    precondition = step.get("precondition")
     if isinstance(precondition, Mapping):
+        yield from descend(request_rule(precondition.get("request"), allowed), ("precondition", "request"))
         allowed = allowed | {"pre"}  # any write with a precondition sees its captures
-    yield from descend(request_rule(operation.get("request"), allowed), ("request",))
-    if isinstance(precondition, Mapping):
-        request = precondition.get("request")
-        yield from descend(request_rule(request, allowed), ("precondition", "request"))
+    yield from descend(request_rule(step.get("request"), allowed), ("request",))
+    verify = step.get("verify")
+    if isinstance(verify, Mapping):
+        yield from descend(request_rule(verify.get("request"), allowed), ("verify", "request"))
+    key = step.get("idempotency_key")
+    yield from descend(template_rule(key, allowed - {"now", "idempotency_key"}), ("idempotency_key",))
 
 
 def request_rule(request: Any, allowed: frozenset[str]) -> Iterator[Problem]:

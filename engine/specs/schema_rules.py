@@ -92,6 +92,12 @@ def _explain_alternatives(error: ValidationError) -> Iterator[Problem]:
         yield Problem(tuple(error.absolute_path), f"expected {' or '.join(wanted)}, "
                       f"got {_type_of(error.instance)}", _description(error.schema))
         return
+    keys = [sub.validator_value for sub in error.context if sub.validator == "required"]
+    if len(keys) == len(error.context) and all(len(names) == 1 for names in keys):
+        wanted = " or ".join(f"'{names[0]}'" for names in keys)   # anyOf: [{required: [a]}, ...]
+        yield Problem(tuple(error.absolute_path), f"missing a required key: {wanted}",
+                      _description(error.schema))
+        return
     best = best_match([error])
     yield from (explain(best) if best is not error else _generic(error, tuple(error.absolute_path)))
 

@@ -68,6 +68,14 @@ class Fault:
     body: Any = None
     empty_page: bool = False
     malformed: bool = False
+    drop: str | None = None          # "before" / "after" the app acts: close without an answer
+    acted_status: int | None = None  # the app acts, then this status goes out instead (a 502 from a proxy)
+    delay_after: float = 0.0         # the app acts, then the answer waits (a client timeout mid-write)
+    after: int = 0                   # let this many matching requests through first
+
+
+class Dropped(Exception):
+    """The connection is closed without an answer (a fault's `drop`)."""
 
 
 class FaultPlan:
@@ -92,6 +100,9 @@ class FaultPlan:
         with self._lock:
             for fault in self._faults:
                 if path.startswith(fault.path_prefix) and fault.method in (None, method):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -137,7 +148,24 @@ class App:
             forced = fault_answer(fault)
             if forced is not None:
                 return forced
+            if fault.drop == "before":
+                raise Dropped()
             request.fault = fault
+            if fault.drop == "after" or fault.acted_status or fault.delay_after:
+                return self._after(request, fault)
+        return self._route(request)
+
+    def _after(self, request: Request, fault: Fault) -> Answer:
+        """Act on the request, then lose or spoil the answer as the fault says."""
+        answer = self._route(request)
+        time.sleep(fault.delay_after)
+        if fault.drop == "after":
+            raise Dropped()
+        if fault.acted_status:
+            return Answer(fault.acted_status, {"message": f"injected {fault.acted_status} after acting"})
+        return answer
+
+    def _route(self, request: Request) -> Answer:
         denied = self.authorize(request)
         if denied is not None:
             return denied
@@ -171,7 +199,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
         )
-        answer = self.server.app.dispatch(request)
+        try:
+            answer = self.server.app.dispatch(request)
+        except Dropped:
+            self.close_connection = True
+            return
         payload = answer.encode()
         self.send_response(answer.status)
         if payload:

@@ -5,7 +5,9 @@ Like the real API: ``X-Auth-Token`` header (401 otherwise); ``page``/``limit``
 ``sort=id:asc``; ``include=consignments.line_items`` embeds ship-to and lines;
 dates are RFC-2822 and money is a decimal string; and an empty result is
 **204 No Content** with no body — including a page past the end.
-``PUT /orders/{id}`` sets a new ``status_id`` (``status`` is read-only and follows it;
+``GET /orders/{id}/products`` and ``GET /orders/{id}/shipping_addresses`` are the sub-resources
+the order's ``products``/``shipping_addresses`` ``{url, resource}`` links point to (page/limit,
+a 404 for an unknown order). ``PUT /orders/{id}`` sets a new ``status_id`` (``status`` is read-only and follows it;
 an unknown status_id is a 400), answers the order, and is a 404 for an unknown order.
 """
 from __future__ import annotations
@@ -82,6 +84,9 @@ class BigCommerceApp(App):
         self.add_orders(orders)
         self.route("GET", f"/stores/{store_hash}/v2/orders", self.list_orders)
         self.route("PUT", rf"/stores/{store_hash}/v2/orders/(?P<oid>\d+)", self.update_order)
+        self.route("GET", rf"/stores/{store_hash}/v2/orders/(?P<oid>\d+)/products", self.order_products)
+        self.route("GET", rf"/stores/{store_hash}/v2/orders/(?P<oid>\d+)/shipping_addresses",
+                   self.order_shipping_addresses)
 
     def add_orders(self, n: int) -> list[dict[str, Any]]:
         new = [render_order(o) for o in self._factory.make(n)]
@@ -128,6 +133,32 @@ class BigCommerceApp(App):
             if "status_id" in body:
                 self._set_status(order, body["status_id"])
             return Answer(200, {k: v for k, v in order.items() if k != "consignments"})
+
+    def order_products(self, request: Request, oid: str) -> Answer:
+        """``GET /orders/{id}/products``: the order's lines, each with its ``order_address_id``."""
+        return self._sub_resource(request, oid, lambda shipping: [
+            {**line, "order_address_id": shipping["id"], "type": "physical",
+             "price_inc_tax": line["base_price"], "quantity_refunded": 0}
+            for line in shipping["line_items"]])
+
+    def order_shipping_addresses(self, request: Request, oid: str) -> Answer:
+        """``GET /orders/{id}/shipping_addresses``: where each consignment goes, and how."""
+        return self._sub_resource(request, oid, lambda shipping: [
+            {**{k: v for k, v in shipping.items() if k not in ("line_items", "shipping_zone_name")},
+             "order_id": int(oid), "items_total": sum(line["quantity"] for line in shipping["line_items"]),
+             "items_shipped": 0, "shipping_zone_name": shipping["shipping_zone_name"]}])
+
+    def _sub_resource(self, request: Request, oid: str, rows_of: Any) -> Answer:
+        limit, page = int_param(request.query, "limit", 50), int_param(request.query, "page", 1)
+        if not 1 <= limit <= 250:
+            return Answer(400, [{"status": 400, "message": "The field 'limit' is invalid."}])
+        with self.state.lock:
+            order = self._find(int(oid))
+            if order is None:
+                return Answer(404, [{"status": 404, "message": "The requested resource was not found."}])
+            rows = [row for c in order["consignments"] for shipping in c["shipping"] for row in rows_of(shipping)]
+        found = page_of(rows, page, limit)
+        return Answer(200, found) if found else Answer(204)
 
     def _set_status(self, order: dict[str, Any], status_id: int) -> None:
         order.update(status_id=status_id, status=STATUS[status_id], date_modified=_date(self._factory.tick()))

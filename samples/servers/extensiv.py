@@ -10,8 +10,13 @@
   canceling an order itself (listed by ``GET /orders?rql=readOnly.status==2;...``).
 - ``GET /inventory/stocksummaries``. Media type ``application/hal+json``.
 
+Times (``creationDate``, ``processDate``, ``lastModifiedDate``) are the facility's wall clock
+without a zone, in ``time_zone`` (default UTC): the issue's account of Extensiv, a guess not
+confirmed by a vendor page. An RQL time without a zone is read in that zone too; one with a
+zone (``Z``, ``+05:00``) is an instant.
+
 Simplifications: order items and packages are plain arrays (``orderItems``,
-``packages``) rather than HAL ``_embedded`` links; times are UTC with ``Z``.
+``packages``) rather than HAL ``_embedded`` links.
 """
 from __future__ import annotations
 
@@ -20,11 +25,12 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .base import Answer, App, Request, int_param, page_of, parse_time
-from .data import EPOCH, PRODUCTS, iso_z
+from .data import EPOCH, PRODUCTS
 
 HAL = "application/hal+json; charset=utf-8"
 ORDER_REL = "http://api.3plCentral.com/rels/orders/order"
@@ -42,10 +48,17 @@ class WmsState:
     tokens: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     clock: Any = EPOCH + timedelta(days=1)
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
     def tick(self) -> str:
+        """Three minutes later, as the facility's zone-less wall clock."""
         self.clock += timedelta(minutes=3)
-        return iso_z(self.clock)
+        return self.clock.astimezone(self.zone).strftime("%Y-%m-%dT%H:%M:%S")
+
+    def instant(self, text: str) -> datetime:
+        """A time as an instant: zone-less means the facility's wall clock."""
+        value = datetime.fromisoformat(text.strip().replace(" ", "+").replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=self.zone)
 
 
 def _hal(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -62,11 +75,11 @@ def _etag(order: dict[str, Any]) -> str:
 
 class ExtensivApp(App):
     def __init__(self, client_id: str = "client-id", client_secret: str = "client-secret",
-                 user_login_id: str = "42", seed: int = 1, **_: Any) -> None:
+                 user_login_id: str = "42", seed: int = 1, time_zone: str = "UTC", **_: Any) -> None:
         super().__init__()
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._login = user_login_id
-        self.state = WmsState()
+        self.state = WmsState(zone=ZoneInfo(time_zone))
         for i, (sku, _, _) in enumerate(PRODUCTS):
             self.state.stock[WMS_SKUS.get(sku, sku)] = 40 + (seed * 7 + i * 13) % 60
         self.route("POST", "/AuthServer/api/Token", self.token)
@@ -185,7 +198,7 @@ class ExtensivApp(App):
         size, page = int_param(request.query, "pgsiz", 100), int_param(request.query, "pgnum", 1)
         try:
             with self.state.lock:
-                rows = [o for o in self.state.created if _rql(o, request.query.get("rql", ""))]
+                rows = [o for o in self.state.created if _rql(o, request.query.get("rql", ""), self.state.instant)]
         except ValueError as exc:
             return _problem(400, "InvalidRql", str(exc))
         return _hal(200, {"totalResults": len(rows), "_links": {},
@@ -232,18 +245,18 @@ def _lookup(record: Any, path: str) -> Any:
     return record
 
 
-def _coerce(mine: Any, text: str) -> tuple[Any, Any]:
+def _coerce(mine: Any, text: str, instant: Any) -> tuple[Any, Any]:
     """Both sides of a comparison as the record's type (bool, number, time, text)."""
     if isinstance(mine, bool):
         return mine, text.lower() == "true"
     if isinstance(mine, (int, float)):
         return mine, float(text)
     if isinstance(mine, str) and re.match(r"\d{4}-\d\d-\d\dT", mine):
-        return parse_time(mine), parse_time(text)
+        return instant(mine), instant(text)
     return mine, text
 
 
-def _rql(order: dict[str, Any], rql: str) -> bool:
+def _rql(order: dict[str, Any], rql: str, instant: Any = parse_time) -> bool:
     """A conjunction (``;``) of ``path==value``, ``path=ge=value``… clauses."""
     for clause in filter(None, rql.split(";")):
         match = RQL.match(clause)
@@ -256,7 +269,7 @@ def _rql(order: dict[str, Any], rql: str) -> bool:
                 if (raw.lower() == "null") != (op == "!="):
                     continue
             return False
-        mine, other = _coerce(mine, raw)
+        mine, other = _coerce(mine, raw, instant)
         ok = {"==": mine == other, "!=": mine != other, "=ge=": mine >= other, "=gt=": mine > other,
               "=le=": mine <= other, "=lt=": mine < other}[op]
         if not ok:

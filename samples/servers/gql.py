@@ -117,7 +117,8 @@ def parse(text: str, variables: dict[str, Any] | None = None) -> tuple[str, list
 
 
 def project(value: Any, selection: list[Field] | None, type_name: str = "Object") -> Any:
-    """Keep only the selected fields of ``value`` (dicts, lists, leaves)."""
+    """Keep only the selected fields of ``value`` (dicts, lists, leaves); a callable field value
+    is a connection, called with the field's arguments."""
     if selection is None or value is None:
         return value
     if isinstance(value, list):
@@ -127,5 +128,8 @@ def project(value: Any, selection: list[Field] | None, type_name: str = "Object"
         if field.name not in value:
             raise GraphQLError(f"Field '{field.name}' doesn't exist on type '{value.get('__typename', type_name)}'",
                                "undefinedField")
-        out[field.name] = project(value[field.name], field.selection, field.name)
+        found = value[field.name]
+        if callable(found):                # a connection that takes arguments: lineItems(first, after)
+            found = found(field.args)
+        out[field.name] = project(found, field.selection, field.name)
     return out

@@ -1,7 +1,8 @@
 """A Shopify-like server: the GraphQL Admin API at ``/admin/api/2025-01/graphql.json``.
 
 Root fields: ``orders(first, after, query, sortKey, reverse)`` with real opaque
-cursors and ``pageInfo``; ``order(id)``; ``productVariants(first, query: "sku:…")``;
+cursors and ``pageInfo``; ``order(id)``; an order's ``lineItems(first, after)`` is a connection
+too (at most 250 a page, ``pageInfo``), as in the real API; ``productVariants(first, query: "sku:…")``;
 mutations ``fulfillmentCreate(fulfillment)`` and ``inventorySetQuantities(input)``
 answering ``userErrors``, and ``orderCancel(orderId, reason, refund, restock,
 notifyCustomer, staffNote)`` answering ``job`` and ``orderCancelUserErrors`` (an
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import gql
 from .base import Answer, App, Request, apply_page_faults, parse_time
-from .data import PRODUCTS, OrderFactory, SampleOrder, iso_z, money
+from .data import PRODUCTS, OrderFactory, SampleLine, SampleOrder, iso_z, money
 
 PATH = r"/admin/api/(?P<version>\d{4}-\d{2})/graphql\.json"
 LOCATION = "gid://shopify/Location/76543210"
@@ -60,15 +61,35 @@ def render_order(o: SampleOrder) -> dict[str, Any]:
         "shippingLine": None if o.ship_method[0] == "free_shipping" else {
             "code": o.ship_method[0], "title": o.ship_method[1], "source": "shopify",
             "originalPriceSet": _money(o.shipping)},
-        "lineItems": {"nodes": [{"id": f"gid://shopify/LineItem/{line.line_id}", "sku": line.sku,
-                                 "name": line.name, "title": line.name, "quantity": line.quantity,
-                                 "originalUnitPriceSet": _money(line.price)} for line in o.lines]},
+        "lineItems": Connection([{"id": f"gid://shopify/LineItem/{line.line_id}", "sku": line.sku,
+                                  "name": line.name, "title": line.name, "quantity": line.quantity,
+                                  "originalUnitPriceSet": _money(line.price)} for line in o.lines]),
         "subtotalPriceSet": _money(o.subtotal), "currentSubtotalPriceSet": _money(o.subtotal),
         "totalShippingPriceSet": _money(o.shipping), "totalTaxSet": _money(o.tax),
         "totalDiscountsSet": _money(0), "totalPriceSet": _money(o.total),
         "fulfillmentOrders": {"nodes": [{"id": f"gid://shopify/FulfillmentOrder/{legacy + 900000000}",
                                          "status": "OPEN"}]},
+        "fulfillments": [],        # Order.fulfillments: [Fulfillment!]! (a list, not a connection)
     }
+
+
+class Connection:
+    """A nested connection such as ``Order.lineItems(first, after)``: ``first`` (1..250) is
+    required, ``after`` an opaque cursor; answers ``nodes``, ``edges`` and ``pageInfo``."""
+
+    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+        self.nodes = nodes
+
+    def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        first = args.get("first")
+        if not isinstance(first, int) or not 1 <= first <= 250:
+            raise gql.GraphQLError("you must provide one of first or last (at most 250)", "BAD_REQUEST")
+        start = _uncursor(args["after"])[0] + 1 if args.get("after") else 0
+        page = self.nodes[start:start + first]
+        cursors = [_cursor([start + i]) for i in range(len(page))]
+        return {"nodes": page, "edges": [{"cursor": c, "node": n} for c, n in zip(cursors, page)],
+                "pageInfo": {"hasNextPage": start + first < len(self.nodes), "endCursor": cursors[-1] if page else None,
+                             "hasPreviousPage": start > 0, "startCursor": cursors[0] if page else None}}
 
 
 @dataclass
@@ -98,8 +119,13 @@ class ShopifyApp(App):
         self.add_orders(orders)
         self.route("POST", PATH, self.graphql)
 
-    def add_orders(self, n: int) -> list[dict[str, Any]]:
-        new = [render_order(o) for o in self._factory.make(n)]
+    def add_orders(self, n: int, lines: int | None = None) -> list[dict[str, Any]]:
+        """``n`` new orders; with ``lines``, each has that many lines (a big wholesale order)."""
+        made = self._factory.make(n)
+        for o in made if lines else ():
+            first = o.lines[0].line_id * 1000
+            o.lines = [SampleLine(first + i, f"BULK-{i:04d}", f"Bulk item {i}", 1, 2.5) for i in range(lines)]
+        new = [render_order(o) for o in made]
         with self.state.lock:
             self.state.orders.extend(new)
         return new
@@ -154,7 +180,7 @@ class ShopifyApp(App):
             after = _uncursor(args["after"])
             newer = (lambda o: list(rank(o)) < after) if args.get("reverse") else (lambda o: list(rank(o)) > after)
             rows = [o for o in rows if newer(o)]
-        page = apply_page_faults(request, rows[:first], lambda o: {**o, "lineItems": {"nodes": []},
+        page = apply_page_faults(request, rows[:first], lambda o: {**o, "lineItems": Connection([]),
                                                                      "shippingAddress": None})
         end = _cursor(list(rank(page[-1]))) if page else None
         return {"nodes": page, "edges": [{"cursor": _cursor(list(rank(o))), "node": o} for o in page],
@@ -189,6 +215,7 @@ class ShopifyApp(App):
             for order, fo in targets:
                 fo["status"] = "CLOSED"
                 order["displayFulfillmentStatus"] = "FULFILLED"
+                order["fulfillments"].append({"__typename": "Fulfillment", **fulfillment})
             self.state.fulfillments.append({**fulfillment, "orders": [o["id"] for o, _ in targets]})
         return {"fulfillment": fulfillment, "userErrors": []}
 

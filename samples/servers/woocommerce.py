@@ -95,6 +95,7 @@ class WooCommerceApp(App):
         self.route("GET", PREFIX + "/products", self.list_products)
         self.route("PUT", PREFIX + r"/products/(?P<pid>\d+)", self.update_product)
         self.route("POST", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.add_tracking)
+        self.route("GET", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.list_trackings)
 
     def add_orders(self, n: int) -> list[dict[str, Any]]:
         new = [render_order(o) for o in self._factory.make(n)]
@@ -188,6 +189,13 @@ class WooCommerceApp(App):
                     "date_shipped": body.get("date_shipped", "")}
             items.append(item)
         return Answer(201, item, {"Location": f"{TRACKING}/orders/{oid}/shipment-trackings/{item['tracking_id']}"})
+
+    def list_trackings(self, request: Request, oid: str) -> Answer:
+        """Every tracking of an order, oldest first (the extension's `collection` link)."""
+        with self.state.lock:
+            if self._find(int(oid)) is None:
+                return _no_order()
+            return Answer(200, list(self.state.trackings.get(int(oid), [])))
 
     def _find(self, order_id: int) -> dict[str, Any] | None:
         return next((o for o in self.state.orders if o["id"] == order_id), None)
