@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from http_server import LoopbackServer
 
 from engine.http import reset_buckets, set_testing
+
+# Every process of a test run (CLI subprocesses, forked workers) shares per-host rate-limit
+# buckets under one fresh directory, never the machine's real one.
+os.environ["SYNCENGINE_BUCKET_DIR"] = tempfile.mkdtemp(prefix="syncengine-test-buckets-")
 
 
 @pytest.fixture

@@ -186,6 +186,7 @@ STEPS = """\
       - name: complete
         request: {method: PUT, path: "/orders/{{ order.order_id }}", json: {status: done, note: "{{ steps.note.note_id }}"}}
 """
+PACING = "  pacing: {}\n  retry: {{attempts: 3"     # a pacing line before the retry line
 
 INVALID_SPECS = [
     # misspelt keys at several depths, each with the closest valid key
@@ -310,6 +311,25 @@ INVALID_SPECS = [
     SpecCase("already-exists-needs-find-order", "no find_order", 17, "operations.create_order.already_exists",
              wms("    id: orderId\n  find_order:\n    request: {path: /orders, params: {ref: \"{{ order.key }}\"}}\n    records: items\n    match: \"record.ref == order.key\"\n    id: orderId\n",
                  "    id: orderId\n    already_exists: {status: [409]}\n")),
+    # rate-limit feedback (http.pacing) and the throttle budget
+    SpecCase("pacing-type", "did you mean 'used_limit'?", 12, "http.pacing.type",
+             cart("  retry: {attempts: 3", PACING.format("{type: used_lmit, header: X-Call-Limit, per_second: 2}"))),
+    SpecCase("pacing-leak-rate", "missing required key 'per_second'", 12, "http.pacing",
+             cart("  retry: {attempts: 3", PACING.format("{type: used_limit, header: X-Call-Limit}"))),
+    SpecCase("pacing-reset-unit", "one of: 'seconds', 'milliseconds', 'epoch_seconds'", 12,
+             "http.pacing.reset_unit",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: remaining_reset, remaining: X-Left, reset: X-Reset, reset_unit: minutes}"))),
+    SpecCase("pacing-cost-path", "invalid JMESPath", 12, "http.pacing.available",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: cost_bucket, available: 'cost.available[', restore_rate: cost.rate}"))),
+    SpecCase("pacing-actual-path", "invalid JMESPath", 12, "http.pacing.actual",
+             cart("  retry: {attempts: 3", PACING.format(
+                 "{type: cost_bucket, available: a, restore_rate: r, actual: 'cost.actual =='}"))),
+    SpecCase("pacing-policy-key", "did you mean 'policy'?", 12, "http.pacing.polcy",
+             cart("  retry: {attempts: 3", PACING.format("{type: ratelimit_fields, polcy: burst}"))),
+    SpecCase("retry-max-throttle-wait", "expected a number", 12, "http.retry.max_throttle_wait",
+             cart("retry: {attempts: 3,", "retry: {max_throttle_wait: soon, attempts: 3,")),
     # golden examples
     SpecCase("example-diff", '-    "order_number": "1008"', 40, "examples[0]",
              cart('order_number: "1007"', 'order_number: "1008"')),

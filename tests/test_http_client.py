@@ -322,7 +322,7 @@ def test_redactor_sanitizes_urls(url, expected):
 # --- rate limit and concurrency --------------------------------------------------------------
 
 def test_rate_limit_spaces_requests():
-    """With per_second 2 and burst 1 the second and third request wait their turn."""
+    """With per_second 2 and burst 1 the second and third request each wait their 0.5 s turn."""
     async def main():
         limit = RateLimit(per_second=2, burst=1)
         async with HttpClient(BASE, transport=httpx.MockTransport(sequence(ok())),
@@ -332,7 +332,7 @@ def test_rate_limit_spaces_requests():
     asyncio.run(main())
     waits = recorded_waits()
     assert [r for r, _ in waits] == ["rate_limit", "rate_limit"]
-    assert [round(s, 1) for _, s in waits] == [0.5, 1.0]
+    assert [round(s, 1) for _, s in waits] == [0.5, 0.5]
 
 
 def test_rate_limit_is_shared_by_clients_of_one_host():

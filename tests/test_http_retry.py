@@ -11,7 +11,8 @@ import pytest
 
 from engine.http import Answer, Backoff, RateLimit, RetryPolicy, backoff, build_rate_limit
 from engine.http import build_retry, recorded_waits, retry_after, set_testing
-from engine.http.ratelimit import TokenBucket, bucket_for, reset_buckets
+from engine.http.ratelimit import bucket_for, reset_buckets
+from engine.http.sharedbucket import SharedBucket
 from engine.http.waits import sleep
 
 pytestmark = pytest.mark.usefixtures("http_testing")
@@ -112,13 +113,15 @@ def test_build_retry_rejects_unknown_keys():
         build_retry({"tries": 3})
 
 
-def test_token_bucket_reserves_in_order():
-    """A bucket lets `burst` through at once, then spaces requests 1/rate apart."""
+def test_token_bucket_lets_the_burst_through_then_spaces_requests(tmp_path):
+    """A bucket lets `burst` through at once, then each request waits 1/rate for its token."""
     now = [100.0]
-    bucket = TokenBucket(rate=2.0, burst=2.0, clock=lambda: now[0])
-    assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.5, 1.0]
+    bucket = SharedBucket(tmp_path / "b.bucket", rate=2.0, burst=2.0, clock=lambda: now[0])
+    assert [bucket.take(0)[0] for _ in range(3)] == [0.0, 0.0, 0.5]
+    now[0] += 0.5
+    assert [bucket.take(0)[0], bucket.take(0)[0]] == [0.0, 0.5]
     now[0] += 10
-    assert bucket.reserve() == 0.0
+    assert bucket.take(0)[0] == 0.0
 
 
 def test_buckets_are_shared_per_host_and_strictest_wins():

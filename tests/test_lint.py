@@ -3,6 +3,7 @@ lint clean, and breaking them is reported where the break is."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -210,3 +211,30 @@ def test_parallel_lint_finds_what_serial_lint_finds(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(lint, "PARALLEL_FROM", 2)
     monkeypatch.setattr(lint.os, "cpu_count", lambda: 3)
     assert lint_paths([tmp_path]) == serial and len(serial) >= len(INVALID_SPECS)
+
+
+PACING_FORMS = [  # each `http.pacing` form as a spec writes it
+    "{type: used_limit, header: X-Shopify-Shop-Api-Call-Limit, per_second: 2}",
+    "{type: remaining_reset, remaining: X-Rate-Limit-Requests-Left, reset: X-Rate-Limit-Time-Reset-Ms, "
+    "reset_unit: milliseconds, limit: X-Rate-Limit-Requests-Quota}",
+    "{type: remaining_reset, remaining: X-Rate-Limit-Remaining, reset: X-Rate-Limit-Reset}",
+    "{type: ratelimit_fields, policy: burst}",
+    "{type: cost_bucket, available: extensions.cost.throttleStatus.currentlyAvailable, "
+    "restore_rate: extensions.cost.throttleStatus.restoreRate, "
+    "maximum: extensions.cost.throttleStatus.maximumAvailable, cost: extensions.cost.requestedQueryCost, "
+    "actual: extensions.cost.actualQueryCost}",
+]
+
+
+@pytest.mark.parametrize("form", PACING_FORMS)
+def test_every_pacing_form_lints_clean_and_reaches_the_client(form: str, tmp_path: Path) -> None:
+    """Each `http.pacing` form (with `retry.max_throttle_wait`) lints clean and its client paces by it."""
+    from engine.specs.model import Connector
+    text = CART.replace("  retry: {attempts: 3", f"  pacing: {form}\n  retry: {{max_throttle_wait: 600, attempts: 3")
+    (tmp_path / "shop.yaml").write_text(text)
+    code, findings, output = lint_cli(str(tmp_path / "shop.yaml"))
+    assert (code, findings) == (0, []), output
+    client = Connector.from_data(load_file(tmp_path / "shop.yaml").data).client(
+        {"site_url": "https://shop.test", "api_key": "k"})
+    asyncio.run(client.aclose())
+    assert client._pacer.pacing is not None and client.retry.max_throttle_wait == 600

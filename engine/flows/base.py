@@ -41,7 +41,8 @@ class FlowContext:
     @contextlib.asynccontextmanager
     async def reopened(self, fraction: float) -> AsyncIterator[FlowContext]:
         """This context for a forked worker (`flows/workers.py`): its own clients, keeping
-        `fraction` of each connector's concurrency and rate limit, and its own ledger connection."""
+        `fraction` of each connector's concurrency (the rate limit is machine-wide already), and
+        its own ledger connection."""
         secrets = self.redact.secrets
         async with self.source.client(self.source_config, secrets=secrets, transport=self.transport) as source, \
                 self.destination.client(self.destination_config, secrets=secrets, transport=self.transport) as destination:

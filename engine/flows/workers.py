@@ -11,8 +11,9 @@ Why nothing is lost or sent twice: every key is claimed in the one ledger, an at
 add-if-absent across processes, and a worker delivers only what it claimed; the caller moves the
 watermark only after every worker reported; a worker that dies mid-send leaves `sending` entries
 that the next run reconciles before sending anything. The connectors' limits hold in total:
-while a read is split, each process keeps 1/N of every client's concurrency and of every host's
-rate limit (`on_split(fraction)`), and fetches its pages 1/N of the paging window at a time; the
+while a read is split, each process keeps 1/N of every client's concurrency (`on_split(fraction)`)
+and fetches its pages 1/N of the paging window at a time (a host's rate limit needs no share: its
+bucket is one file for every process of the machine, `http/sharedbucket.py`); the
 sends this process had in flight at the split (page 1's orders) finish first, and their slots
 are withheld as they free up.
 

@@ -10,16 +10,18 @@ from .auth import AUTH_TYPES, build_auth
 from .canned import canned_client
 from .client import HttpClient, logger
 from .models import NOTHING, Answer, Page, Request
+from .pacing import PACING_TYPES, Reading, build_pacing
 from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
-from .ratelimit import RateLimit, build_rate_limit, reset_buckets
+from .ratelimit import RateLimit, bucket_dir, build_rate_limit, reset_buckets, set_bucket_dir
 from .redact import Redactor
 from .retry import Backoff, RetryPolicy, backoff, build_retry, retry_after
 from .stops import STOP_CONDITIONS, StopCondition
 from .waits import recorded_waits, set_testing
 
 __all__ = [
-    "AUTH_TYPES", "NOTHING", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff", "HttpClient",
-    "Page", "Paginator", "RateLimit", "Redactor", "Request", "RetryPolicy", "StopCondition",
-    "backoff", "build_auth", "canned_client", "build_paginator", "build_rate_limit", "build_retry", "logger",
-    "parse_link_header", "recorded_waits", "reset_buckets", "retry_after", "set_testing",
+    "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff",
+    "HttpClient", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
+    "StopCondition", "backoff", "bucket_dir", "build_auth", "build_pacing", "build_paginator",
+    "build_rate_limit", "build_retry", "canned_client", "logger", "parse_link_header",
+    "recorded_waits", "reset_buckets", "retry_after", "set_bucket_dir", "set_testing",
 ]

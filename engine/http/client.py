@@ -34,6 +34,8 @@ from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError
                            SyncEngineError, TransportError)
 
 from .models import NOTHING, Answer, Page, Request
+from .pacer import Pacer, explains
+from .pacing import NOTHING_READ, Pacing, Reading
 from .paginators import Paginator
 from .ratelimit import RateLimit, bucket_for
 from .redact import Redactor
@@ -50,22 +52,27 @@ class HttpClient:
     """One base URL's client: `send` one request, or stream `pages` of records.
 
     `retry=None` means `RetryPolicy()` (3 attempts on 429/502/503/504 and transport errors).
-    `rate_limit` is a token bucket shared with every client of the same host and port in the
-    process; `concurrency` caps this client's requests in flight and sizes its connection pool.
+    `rate_limit` is a token bucket shared with every client of the same host and port on this
+    machine (every process); `pacing` reads the rate-limit feedback of each answer into the
+    same shared bucket, which then paces every request and says how long a throttled answer
+    waits (`pacing.py`). `concurrency` caps this client's requests in flight and sizes its
+    connection pool.
     `secrets` (plus the auth object's own `secrets`) are masked in every message and log line.
     """
 
     def __init__(self, base_url: str, *, auth: httpx.Auth | None = None,
                  headers: Mapping[str, str] | None = None, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, rate_limit: RateLimit | None = None,
-                 concurrency: int = 4, transport: httpx.AsyncBaseTransport | None = None,
+                 pacing: Pacing | None = None, concurrency: int = 4,
+                 transport: httpx.AsyncBaseTransport | None = None,
                  secrets: Iterable[str] = (), log: logging.Logger = logger) -> None:
         self.base_url = httpx.URL(base_url)
         if not self.base_url.host:
             raise ValueError(f"base_url must be an absolute URL, got {base_url!r}")
         self.retry = retry or RetryPolicy()
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
-        self._bucket = bucket_for(_origin(self.base_url), rate_limit) if rate_limit else None
+        self._pacer = Pacer(bucket_for(_origin(self.base_url), rate_limit), pacing,
+                            self.retry.max_throttle_wait) if rate_limit or pacing else None
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._withheld, self._withholder = 0, None      # slots `share_limits` keeps from use
@@ -161,8 +168,9 @@ class HttpClient:
                 yield Page(number, self._records(answer, records), answer)
 
     def share_limits(self, fraction: float) -> None:
-        """Keep `fraction` of this client's concurrency and of its host's rate limit, as when
-        one read is split over several processes; `share_limits(1)` restores them.
+        """Keep `fraction` of this client's concurrency, as when one read is split over several
+        processes; `share_limits(1)` restores it. (The host's rate limit needs no share: its
+        bucket is already one for every process of the machine.)
 
         The slots given up are taken out of use as the requests in flight free them (never more
         in flight than before, and no more than the share once those are done); call it from
@@ -176,8 +184,6 @@ class HttpClient:
         spare = self._concurrency - max(1, int(self._concurrency * fraction))
         if spare > 0:
             self._withholder = asyncio.ensure_future(self._withhold(spare))
-        if self._bucket is not None:
-            self._bucket.share(fraction)
 
     async def _withhold(self, slots: int) -> None:
         for _ in range(slots):
@@ -223,37 +229,79 @@ class HttpClient:
     async def _retrying(self, request: Request, accept: Collection[int], replay_safe: bool = True,
                         once: Callable[[], Awaitable[Answer]] | None = None) -> Answer:
         """Try up to `retry.attempts` times (each try is `once()`, default `_once(request)`);
-        the answer to keep, or the error to raise."""
-        policy = self.retry
-        for attempt in range(1, policy.attempts + 1):
+        the answer to keep, or the error to raise. A throttle the API explains (Retry-After,
+        or rate-limit feedback) is waited for without using an attempt, within
+        `retry.max_throttle_wait` seconds in total."""
+        policy, attempt, budget = self.retry, 1, [float(self.retry.max_throttle_wait)]
+        while True:
             try:
-                answer = await (once() if once is not None else self._once(request))
+                if once is None:
+                    answer, reading = await self._once(request, budget)
+                else:
+                    answer, reading = await once(), NOTHING_READ
             except httpx.HTTPError as exc:
                 unsent = isinstance(exc, UNSENT_ERRORS)
-                if not policy.on_error(exc) or attempt == policy.attempts or not (replay_safe or unsent):
+                if not policy.on_error(exc) or attempt >= policy.attempts or not (replay_safe or unsent):
                     raise self._transport_error(request, exc, attempt) from exc
                 verdict: bool | float = True
             else:
                 verdict = False if answer.status in accept else policy.on_answer(answer)
                 if verdict is False:
                     return self._checked(request, answer, accept, attempt)
+                if await self._throttled(request, answer, verdict, reading, budget, once is None):
+                    continue
                 # a 2xx is retried only when `retry.when` says throttled: the server did not run it
-                if attempt == policy.attempts or not (replay_safe or answer.ok or answer.status in UNACTED_STATUSES):
+                if attempt >= policy.attempts or not (replay_safe or answer.ok or answer.status in UNACTED_STATUSES):
                     raise self._status_error(request, answer, attempt)
             await self._wait(request, verdict, attempt)
-        raise AssertionError("unreachable: attempts must be >= 1")
+            attempt += 1
 
-    async def _once(self, request: Request) -> Answer:
-        """One try: host guard, rate limit, concurrency slot, send, parse."""
+    async def _once(self, request: Request, budget: list[float]) -> tuple[Answer, Reading]:
+        """One try: host guard, concurrency slot, pacing, send, parse, feedback."""
         sent = self._client.build_request(
             request.method, request.url, params=request.params, headers=request.headers,
             json=None if request.json is NOTHING else request.json, data=request.form)
         self._check_host(sent.url, "request")
-        if self._bucket is not None:
-            await self._bucket.acquire()
-        async with self._slots:
-            response = await self._client.send(sent, auth=self._auth)
-        return Answer.from_response(response)
+        pacer = self._pacer
+        if pacer is None:
+            async with self._slots:
+                response = await self._client.send(sent, auth=self._auth)
+            return Answer.from_response(response), NOTHING_READ
+        cost = pacer.cost(request)
+        async with self._slots:                  # the turn is taken just before sending
+            ticket = await pacer.acquire(cost, budget, lambda: self._where(request))
+            try:
+                response = await self._client.send(sent, auth=self._auth)
+            except BaseException:
+                pacer.release(cost)
+                raise
+        answer = Answer.from_response(response)
+        return answer, pacer.settle(request, answer, cost, ticket)
+
+    async def _throttled(self, request: Request, answer: Answer, verdict: bool | float,
+                         reading: Reading, budget: list[float], own_host: bool = True) -> bool:
+        """True when `answer` is a throttle (429, or a 2xx `retry.when` calls throttled) whose
+        wait the API said: a Retry-After (held on the host's shared bucket when the answer is
+        from the client's own host, so every request waits it) or a feedback reading (the
+        bucket computes the wait). False: retry as an error."""
+        if not (answer.status == 429 or answer.ok):
+            return False
+        if verdict is not True:
+            seconds = float(verdict)
+            if seconds > budget[0]:
+                return False
+            if self._pacer is not None and own_host:
+                self._pacer.hold(seconds)           # every request to the host waits it too
+            budget[0] -= seconds
+            self._info("throttled: %s waits %.2fs as Retry-After asks", self._where(request), seconds)
+            await sleep(seconds, "retry_after")
+            return True
+        if not explains(reading):
+            return False                     # nothing said, or nothing that explains the throttle
+        assert self._pacer is not None
+        self._pacer.hold(THROTTLE_FLOOR)     # "0 left, reset in 0 s" (rounded down) is no wait
+        self._info("throttled: %s waits for the budget the answer reported", self._where(request))
+        return True
 
     async def _wait(self, request: Request, verdict: bool | float, attempt: int) -> None:
         seconds = self.retry.wait(verdict, attempt)
@@ -357,6 +405,8 @@ class HttpClient:
 
 #: Transport errors after which the request certainly never reached the server.
 UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Seconds a throttled answer waits at least, whatever its feedback says.
+THROTTLE_FLOOR = 0.1
 #: Statuses by which a server says it did not act on the request.
 UNACTED_STATUSES = frozenset({429, 503})
 

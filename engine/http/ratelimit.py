@@ -1,23 +1,27 @@
-"""Proactive rate limiting: one token bucket per host, shared by every client in the process.
+"""Proactive rate limiting: one bucket per host, shared by every process of this machine.
 
 Spec form (`http.rate_limit`)::
 
     rate_limit: {per_second: 5, burst: 10}     # burst defaults to max(1, per_second)
 
-The bucket never blocks while holding a lock: `reserve()` takes a token (going into debt when
-none is left) and returns how long the caller must sleep for its turn. That keeps it correct
-across tasks, event loops and threads, since the bookkeeping is a few arithmetic operations.
+The bucket (`sharedbucket.SharedBucket`) is a small file per host and port under
+`bucket_dir()`, so forked workers and concurrent runs in other processes draw on one budget;
+it also holds what the API reports (`http.pacing`). It never blocks while holding its lock:
+`take()` takes a token or says how long to wait, and the caller sleeps outside the lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import tempfile
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from .waits import sleep
+from .sharedbucket import SharedBucket
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,67 +36,51 @@ class RateLimit:
             raise ValueError(f"rate_limit.per_second must be > 0, got {self.per_second}")
 
 
-class TokenBucket:
-    """Holds up to `burst` tokens, refilled at `rate` per second; one request takes one."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
-        self.rate, self.burst, self._clock = rate, burst, clock
-        self._full, self._fraction = (rate, burst), 1.0
-        self._tokens, self._stamp = burst, clock()
-        self._lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """Take a token; return the seconds to wait before using it (0.0 if one was free)."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate) - 1
-            self._stamp = now
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def tighten(self, rate: float, burst: float) -> None:
-        """Adopt the stricter of the current and the given settings."""
-        with self._lock:
-            self._full = min(self._full[0], rate), min(self._full[1], burst)
-            self._apply()
-
-    def share(self, fraction: float) -> None:
-        """Allow `fraction` of the configured rate and burst (this process's part when one
-        read is split over several processes); `share(1)` restores the whole."""
-        with self._lock:
-            self._fraction = fraction
-            self._apply()
-
-    def _apply(self) -> None:
-        rate, burst = self._full
-        self.rate, self.burst = rate * self._fraction, max(1.0, burst * self._fraction)
-        self._tokens = min(self._tokens, self.burst)
-
-    async def acquire(self) -> None:
-        """Wait (through the layer's `sleep`) until this request may go."""
-        wait = self.reserve()
-        if wait:
-            await sleep(wait, "rate_limit")
+def bucket_dir() -> Path:
+    """Where the hosts' bucket files live: `set_bucket_dir`, else `$SYNCENGINE_BUCKET_DIR`, else
+    `<tmp>/syncengine-<uid>/buckets` (one directory for every process of this user)."""
+    if _dir is not None:
+        return _dir
+    if os.environ.get("SYNCENGINE_BUCKET_DIR"):
+        return Path(os.environ["SYNCENGINE_BUCKET_DIR"])
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"syncengine-{uid}" / "buckets"
 
 
-_buckets: dict[str, TokenBucket] = {}
+def set_bucket_dir(path: str | Path | None) -> None:
+    """Keep the bucket files under `path` (None: the default); forgets this process's buckets."""
+    global _dir
+    reset_buckets()
+    _dir = Path(path) if path is not None else None
+
+
+_dir: Path | None = None
+_buckets: dict[str, SharedBucket] = {}
 _buckets_lock = threading.Lock()
 
 
-def bucket_for(host: str, limit: RateLimit) -> TokenBucket:
-    """The process-wide bucket of `host`; when clients disagree, the strictest limit wins."""
-    burst = limit.burst if limit.burst is not None else max(1.0, limit.per_second)
+def bucket_for(host: str, limit: RateLimit | None) -> SharedBucket:
+    """The machine-wide bucket of `host` (`name:port`): every client of every process of this
+    machine shares it; when they disagree, the strictest token limit wins."""
+    rate = limit.per_second if limit else 0.0
+    burst = (limit.burst if limit.burst is not None else max(1.0, limit.per_second)) if limit else 0.0
     with _buckets_lock:
         bucket = _buckets.get(host)
         if bucket is None:
-            bucket = _buckets[host] = TokenBucket(limit.per_second, burst)
-        else:
-            bucket.tighten(limit.per_second, burst)
+            name = re.sub(r"[^A-Za-z0-9.-]", "_", host) + ".bucket"
+            bucket = _buckets[host] = SharedBucket(bucket_dir() / name, rate, float(burst))
+        elif limit:
+            bucket.tighten(rate, float(burst))
         return bucket
 
 
 def reset_buckets() -> None:
-    """Forget every host's bucket (tests)."""
+    """Forget every host's bucket and remove the files this process made (tests)."""
     with _buckets_lock:
+        for bucket in _buckets.values():
+            bucket.close()
+            if bucket.path is not None:
+                bucket.path.unlink(missing_ok=True)
         _buckets.clear()
 
 

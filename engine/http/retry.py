@@ -7,8 +7,10 @@ Spec form (`http.retry`)::
     on_transport_error: true                      # connect errors, timeouts, resets
     when: "errors[?extensions.code=='THROTTLED'] | length(@) > `0`"   # on a 2xx JSON body
     backoff: {initial: 0.5, max: 30, factor: 2, jitter: 0.5}
+    max_throttle_wait: 900                        # seconds one request may wait on throttles
 
-A `Retry-After` header (seconds or an HTTP date) wins over the backoff.
+A `Retry-After` header (seconds or an HTTP date) wins over the backoff; a throttle the API
+explains is waited for without using an attempt (see `HttpClient._retrying`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class RetryPolicy:
 
     `when` is a compiled predicate on a 2xx parsed body (e.g. GraphQL throttling inside a 200).
     A `Retry-After` longer than `max_retry_after` is not waited for: the call fails at once.
+    A throttle whose wait the API states (Retry-After, or `http.pacing` feedback) does not use
+    an attempt: one request waits on throttles and the rate limit `max_throttle_wait` seconds
+    at most in all, then fails.
     The policy applies to every method: a caller sending a non-idempotent write relies on the
     engine's reconciliation (`find_order`), not on the absence of retries.
     """
@@ -83,6 +88,7 @@ class RetryPolicy:
     when: Callable[[Any], Any] | None = None
     backoff: Backoff = Backoff()
     max_retry_after: float = 300.0
+    max_throttle_wait: float = 900.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:

@@ -5,15 +5,24 @@
     recorded_waits()           # [("retry_after", 2.0), ("backoff", 0.5), ("rate_limit", 0.2)]
 
 Like stamina's `set_testing`: tests exercise the real retry and rate-limit decisions without
-spending the time, and assert the waits that were asked for.
+spending the time, and assert the waits that were asked for. `clock()` is the time the rate
+limit reads: monotonic time plus every wait skipped while testing, so a bucket sees the time
+it asked for pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 _testing = False
 _waits: list[tuple[str, float]] = []
+_skipped = 0.0
+
+
+def clock() -> float:
+    """Monotonic seconds (one clock for every process of the machine) plus skipped waits."""
+    return time.monotonic() + _skipped
 
 
 def set_testing(on: bool = True) -> None:
@@ -34,9 +43,11 @@ def recorded_waits() -> list[tuple[str, float]]:
 
 
 async def sleep(seconds: float, reason: str) -> None:
-    """Wait `seconds` (`reason`: backoff, retry_after, rate_limit), or record it when testing."""
+    """Wait `seconds` (`reason`: backoff, retry_after, pacing), or record it when testing."""
+    global _skipped
     if _testing:
         _waits.append((reason, seconds))
+        _skipped += max(0.0, seconds)
         await asyncio.sleep(0)
     elif seconds > 0:
         await asyncio.sleep(seconds)

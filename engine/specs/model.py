@@ -332,6 +332,7 @@ class Connector:
             timeout=float(spec.get("timeout", 30)),
             retry=http.build_retry(spec.get("retry"), extract.compile_path),
             rate_limit=http.build_rate_limit(spec.get("rate_limit")),
+            pacing=http.build_pacing(spec.get("pacing"), extract.compile_path),
             concurrency=int(spec.get("concurrency", 4)),
             transport=transport,
             secrets=secrets,
