@@ -159,6 +159,8 @@ REPLAY_CASES = [  # what the server does on the first try, is it retried for a w
     ("502", 502, False),
     ("504", 504, False),
     ("connect error", httpx.ConnectError("refused"), True),
+    ("reset while writing", httpx.WriteError("connection reset by peer"), True),
+    ("disconnected before an answer", httpx.RemoteProtocolError("Server disconnected"), False),
     ("429", 429, True),
     ("503", 503, True),
 ]
@@ -189,7 +191,8 @@ def test_unsafe_write_is_retried_after_a_throttled_200():
 
 @pytest.mark.parametrize("name,first,retried", REPLAY_CASES, ids=[c[0] for c in REPLAY_CASES])
 def test_unsafe_write_retries_only_failures_the_server_did_not_act_on(name, first, retried):
-    """A replay-unsafe POST is retried after a refused connection, 429 or 503, never after a timeout or 500/502/504."""
+    """A replay-unsafe POST is retried after a refused connection, a reset while the request was
+    being written, 429 or 503; never after a timeout, a disconnect after it was sent, or 500/502/504."""
     from engine.errors import HTTPError
     from engine.http import HttpClient, Request
 

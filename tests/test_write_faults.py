@@ -132,7 +132,9 @@ def test_a_write_hit_by_a_fault_happens_exactly_once(tmp_path: Path, monkeypatch
         case.prepare(r)
         server = r.wms if case.flow == "cancellations" else r.cart
         server.faults.add(path_prefix=case.path, method=case.method, after=case.after, **FAULTS[fault])
-        codes = [r.cli("run", "--flow", case.flow).code for _ in range(3)]
+        codes = []
+        while len(codes) < 3 and 0 not in codes:          # reruns until one goes through cleanly
+            codes.append(r.cli("run", "--flow", case.flow).code)
         effects = case.effects(r)
         assert effects and set(effects.values()) == {1}, effects
         assert codes[-1] == 0, codes

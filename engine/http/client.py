@@ -102,7 +102,8 @@ class HttpClient:
         failures raise TransportError; a foreign host raises ForeignHostError.
 
         `replay_safe=False` (a write that must not happen twice) retries only failures after
-        which the server certainly did not act: a connection never made, 429, 503, a 2xx that
+        which the server certainly did not act: a connection never made, a request not fully
+        written (reset while sending), 429, 503, a 2xx that
         `retry.when` calls throttled (GraphQL's THROTTLED: the query was not run). A timeout
         or 500/502/504 may have come after the server acted, so it is raised at once for the
         caller to reconcile (find the record) before anything is sent again.
@@ -404,7 +405,8 @@ class HttpClient:
 
 
 #: Transport errors after which the request certainly never reached the server.
-UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                 httpx.WriteError)   # the request was never written whole: no server acts on half a request
 #: Seconds a throttled answer waits at least, whatever its feedback says.
 THROTTLE_FLOOR = 0.1
 #: Statuses by which a server says it did not act on the request.
