@@ -96,7 +96,16 @@ def stock_levels(r: Rig) -> Counter:
 def canceled_at_wms(r: Rig) -> None:
     r.write(flows={name: {"enabled": True} for name in ("orders", "wms_cancellations")})
     assert r.cli("run", "--flow", "orders").code == 0
-    r.wms_app.cancel(r.wms_id("1002"), "Out of stock")
+    r.wms_app.cancel(r.wms_id("1002" if r.kind == "woocommerce" else "#1002"), "Out of stock")
+
+
+def shopify_cancels(r: Rig) -> Counter:
+    """Orders canceled in the shop (a repeated orderCancel is refused, which fails the run)."""
+    with r.cart.state.lock:
+        canceled = Counter(o["name"] for o in r.cart.state.orders if o["cancelledAt"])
+    with r.ledger() as ledger:
+        assert {e.status for e in ledger.iter_status("canceled")} == {"canceled"}
+    return canceled
 
 
 def cart_cancels(r: Rig) -> Counter:
@@ -118,6 +127,8 @@ FLOWS = [
               "/wp-json/wc/v3/products/", "PUT", 0, stock_levels),
     WriteFlow("wms_cancellations-woocommerce", "woocommerce", "wms_cancellations", canceled_at_wms,
               "/wp-json/wc/v3/orders/", "PUT", 0, cart_cancels),
+    WriteFlow("wms_cancellations-shopify", "shopify", "wms_cancellations", canceled_at_wms,
+              "/admin/api/", "POST", 0, shopify_cancels),
 ]
 
 

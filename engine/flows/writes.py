@@ -178,7 +178,7 @@ async def send_step(ctx: FlowContext, side: str, operation: str, step: Step,
             return Outcome("ok", existed=True)
         request = step.request.render({**context, "pre": pre})
         statuses = step.already_exists.statuses if step.already_exists else ()
-        answer = await client.send(request, accept=statuses, replay_safe=step.replay_safe)
+        answer = await client.send(request, accept=statuses, replay_safe=step.resolution == "idempotent")
     except TemplateError as exc:
         return Outcome("error", error=f"{operation} request: {exc.message}")
     except StatusError as exc:

@@ -202,7 +202,8 @@ class Step:
     @property
     def resolution(self) -> str | None:
         """How an unknown outcome of this step is resolved: `idempotent`, `verify`,
-        `skip_when`, or None (it cannot be)."""
+        `skip_when`, or None (it cannot be). Only `idempotent` lets the HTTP client resend blindly:
+        a step with a reconcile read is resolved by it before any resend."""
         if self.verify is not None:
             return "verify"
         if self.skip_when is not None and self.precondition is not None:
