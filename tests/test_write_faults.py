@@ -43,6 +43,19 @@ class WriteFlow:
     effects: Callable[[Rig], Counter]        # what the other side holds; each must be 1
 
 
+def integration_only(r: Rig) -> None:
+    r.write()
+
+
+def wms_orders(r: Rig) -> Counter:
+    """Orders the WMS holds, per reference (it refuses a second one; the ledger must say delivered)."""
+    with r.wms.state.lock:
+        held = Counter(o["referenceNum"] for o in r.wms.state.created)
+    with r.ledger() as ledger:
+        assert ledger.counts().get("delivered") == len(held) == 6, ledger.counts()
+    return held
+
+
 def shipped(r: Rig) -> None:
     r.write()
     assert r.cli("run", "--flow", "orders").code == 0
@@ -117,6 +130,7 @@ def cart_cancels(r: Rig) -> Counter:
 
 
 FLOWS = [
+    WriteFlow("orders-extensiv", "woocommerce", "orders", integration_only, "/orders", "POST", 0, wms_orders),
     WriteFlow("shipments-woocommerce", "woocommerce", "shipments", shipped,
               "/wp-json/wc-shipment-tracking/", "POST", 0, woo_trackings),
     WriteFlow("shipments-shopify", "shopify", "shipments", shipped,
@@ -141,7 +155,7 @@ def test_a_write_hit_by_a_fault_happens_exactly_once(tmp_path: Path, monkeypatch
         r.patch(case.kind, lambda spec: spec["http"].update(timeout=1))
         r.patch("extensiv", lambda spec: spec["http"].update(timeout=1))
         case.prepare(r)
-        server = r.wms if case.flow == "cancellations" else r.cart
+        server = r.wms if case.flow in ("orders", "cancellations") else r.cart
         server.faults.add(path_prefix=case.path, method=case.method, after=case.after, **FAULTS[fault])
         codes = []
         while len(codes) < 3 and 0 not in codes:          # reruns until one goes through cleanly
