@@ -140,3 +140,27 @@ def test_dry_run_prints_the_tracking_it_would_send_and_writes_nothing(tmp_path: 
             assert ledger.get("1001").status == "delivered" and ledger.watermark("shipments") is None
             assert Counter(k for k, _ in ledger.kv_items(PACKAGES)) == Counter()
         assert NAME in r.status()
+
+
+def test_a_shipment_whose_enrichment_fails_is_read_again_and_sent_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`enrich` on list_shipments: a sub-request failing after its retries parks that shipment
+    and holds the watermark at it; the next run reads it again, enriches it and sends its
+    tracking once, while the other order's tracking went out in the first run."""
+    def enriched(spec: dict) -> None:
+        spec["operations"]["list_shipments"]["enrich"] = [
+            {"request": {"path": "/orders/{{ record.readOnly.orderId }}"}, "into": "detail"}]
+        spec["examples"] = [case for case in spec["examples"] if case["operation"] != "list_shipments"]
+
+    with rig(tmp_path, monkeypatch) as r:
+        r.patch("extensiv", enriched)
+        delivered(r, overlap="0s")           # only the held watermark brings 1002 back
+        for ref in ("1002", "1001"):         # 1002 shipped first: the later 1001 sets the mark
+            r.wms_app.ship(r.wms_id(ref))
+        r.wms.faults.add(path_prefix=f"/orders/{r.wms_id('1002')}", method="GET", status=500, times=20)
+        first = r.cli("run", "--flow", "shipments")
+        assert first.code == 1 and "sent 1" in first.out and "quarantined 1" in first.out, first.out
+        assert r.trackings() == {"1001": [tracking(r, "1001")]}
+        r.wms.faults.clear()
+        second = r.cli("run", "--flow", "shipments")
+        assert second.code == 0 and "sent 1, confirmed 1" in second.out, second.out
+        assert sorted(n for numbers in r.trackings().values() for n in numbers) == [tracking(r, "1001"), tracking(r, "1002")]
