@@ -165,3 +165,23 @@ def test_a_write_hit_by_a_fault_happens_exactly_once(tmp_path: Path, monkeypatch
         assert codes[-1] == 0, codes
         with r.ledger() as ledger:
             assert unresolved(ledger) == []
+
+
+def test_a_write_that_cannot_be_resolved_yet_fails_the_run_and_shows_in_status(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is lost and the verify read keeps failing: nothing is resent, the run counts the
+    write unresolved and exits 1, `status` lists it; once the cart answers, the next run finds the
+    tracking there and sends nothing more."""
+    with rig(tmp_path, monkeypatch) as r:
+        shipped(r)
+        trackings = "/wp-json/wc-shipment-tracking/"
+        r.cart.faults.add(path_prefix=trackings, method="POST", drop="after")
+        r.cart.faults.add(path_prefix=trackings, method="GET", status=500, times=50)
+        first = r.cli("run", "--flow", "shipments")
+        assert first.code == 1 and "unresolved 1" in first.out, first.out
+        assert "write unresolved" in r.status()
+        assert sum(woo_trackings(r).values()) == 2           # one package taken, one with its answer lost
+        r.cart.faults.clear()
+        second = r.cli("run", "--flow", "shipments")
+        assert second.code == 0 and "unresolved 0" in second.out, second.out
+        assert set(woo_trackings(r).values()) == {1} and "write unresolved" not in r.status()
