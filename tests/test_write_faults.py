@@ -185,3 +185,4 @@ def test_a_write_that_cannot_be_resolved_yet_fails_the_run_and_shows_in_status(t
         second = r.cli("run", "--flow", "shipments")
         assert second.code == 0 and "unresolved 0" in second.out, second.out
         assert set(woo_trackings(r).values()) == {1} and "write unresolved" not in r.status()
+

@@ -147,7 +147,8 @@ class InventoryFlow:
             self.counts.pushed += 1
             return show(self.ctx, self.update, context)
         journal = protocol.journal(self.ctx, self.update, sku)
-        outcome = await protocol.perform(self.ctx, "source", self.update, {"inventory": inventory, "item": item}, journal)
+        outcome = await protocol.perform(self.ctx, "source", self.update, {"inventory": inventory, "item": item},
+                                         journal, supersede=True)
         if outcome.status == "unknown":
             self.counts.unresolved += 1
             return self._note(sku, f"outcome unknown, resolved before the next push: {outcome.error}")

@@ -21,9 +21,11 @@ A write's journal is one ledger kv record (namespace `writes`, key `<operation>|
    clears it after a refusal: certainly not done, safe to try later); an unknown one is resolved
    at once the same way and, when certainly not done, sent again, up to ROUNDS sends a run.
 
-A journal whose subject changed (a newer stock level for the same SKU) first resolves what was
-in flight for the old one, then starts over. The caller records its own result (confirmed,
-pushed, canceled) and the journal stays `done`, so a crash between the two repeats nothing.
+A journal whose subject changed supersedes it when the flow says so (a newer stock level for the
+same SKU): what was in flight for the old one is resolved first, then the write starts over.
+Otherwise (a package, a cancel) it is the same write and its done steps stay done. The caller
+records its own result (confirmed, pushed, canceled) and the journal stays `done`, so a crash
+between the two repeats nothing.
 """
 
 from __future__ import annotations
@@ -71,11 +73,16 @@ def unresolved(ledger: Ledger) -> list[tuple[str, dict]]:
 
 
 async def perform(ctx: FlowContext, side: str, operation: Operation, subject: Mapping[str, Any],
-                  journal: Journal) -> Outcome:
+                  journal: Journal, *, supersede: bool = False) -> Outcome:
     """Carry out one write about `subject` (the template values it needs besides `config`)
-    exactly once, whatever happened to earlier attempts. Never raises for the write."""
+    exactly once, whatever happened to earlier attempts. Never raises for the write.
+
+    The journal key names the write. With `supersede` (a stock level: the newest value is what
+    counts), a changed subject is a new write once the old one is resolved; without it (a
+    tracking number, a cancel), it is the same write with fresher details, and what the journal
+    says is done stays done."""
     state = journal.load()
-    if state and state.get("subject") != _plain(subject):
+    if state and state.get("subject") != _plain(subject) and supersede:
         if state.get("inflight"):
             earlier = await _Run(ctx, side, operation, state["subject"], journal, state).settle()
             if earlier is not None and earlier.status == "unknown":
