@@ -99,9 +99,10 @@ def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], cancele
     """What came back to the carts: tracking, stock levels, and what became of the cancellations."""
     woo, shop = servers["woocommerce"].state, servers["shopify"].state
     stdout.write("\ntracking now in the carts:\n")
-    for order_id, items in sorted(woo.trackings.items()):
-        numbers = ", ".join(f"{t['tracking_provider']} {t['tracking_number']}" for t in items)
-        stdout.write(f"  WooCommerce order {order_id}: {numbers}\n")
+    statuses = {o["id"]: o["status"] for o in woo.orders}
+    for order_id, notes in sorted(woo.notes.items()):          # core tracking: customer notes
+        numbers = ", ".join(n["note"] for n in notes if n["customer_note"])
+        stdout.write(f"  WooCommerce order {order_id} ({statuses.get(order_id)}): {numbers}\n")
     for fulfillment in shop.fulfillments:
         numbers = ", ".join(f"{t['company']} {t['number']}" for t in fulfillment["trackingInfo"])
         stdout.write(f"  Shopify {fulfillment['orders'][0]}: {numbers}\n")

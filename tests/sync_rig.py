@@ -136,9 +136,26 @@ class Rig:
         return backorder["readOnly"]["orderId"]
 
     def trackings(self) -> dict[str, list[str]]:
-        """WooCommerce order id -> tracking numbers the cart holds."""
+        """WooCommerce order id -> tracking numbers the cart holds: its customer notes
+        "<carrier> tracking <number>" (core), then the Shipment Tracking extension's items."""
+        held: dict[str, list[str]] = {}
         with self.cart.state.lock:
-            return {str(oid): [t["tracking_number"] for t in items] for oid, items in self.cart.state.trackings.items()}
+            for oid, notes in self.cart.state.notes.items():
+                held.setdefault(str(oid), []).extend(
+                    n["note"].rsplit(" tracking ", 1)[1] for n in notes if n["customer_note"] and " tracking " in n["note"])
+            for oid, items in self.cart.state.trackings.items():
+                held.setdefault(str(oid), []).extend(t["tracking_number"] for t in items)
+        return {oid: numbers for oid, numbers in held.items() if numbers}
+
+    def carriers(self, order_id: int) -> set[str]:
+        """The carriers named in a WooCommerce order's tracking notes."""
+        with self.cart.state.lock:
+            return {n["note"].rsplit(" tracking ", 1)[0] for n in self.cart.state.notes.get(order_id, [])}
+
+    def completed(self) -> set[str]:
+        """The WooCommerce orders whose status is `completed`."""
+        with self.cart.state.lock:
+            return {str(o["id"]) for o in self.cart.state.orders if o["status"] == "completed"}
 
     def status(self) -> str:
         return self.cli("status").out
@@ -170,13 +187,13 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6,
-        **wms_options: Any) -> Iterator[Rig]:
-    """A cart of `kind` holding `orders` orders and the WMS (with `wms_options`, e.g. its
-    `time_zone`), both on 127.0.0.1, for the block."""
+        cart_options: dict[str, Any] | None = None, **wms_options: Any) -> Iterator[Rig]:
+    """A cart of `kind` holding `orders` orders (with `cart_options`, e.g. `shipment_tracking`)
+    and the WMS (with `wms_options`, e.g. its `time_zone`), both on 127.0.0.1, for the block."""
     secrets = SECRETS[kind]
     for name, value in {**secrets, **WMS_SECRETS}.items():
         monkeypatch.setenv(name, value)
-    options: dict[str, Any] = {"orders": orders, "seed": 5}
+    options: dict[str, Any] = {"orders": orders, "seed": 5, **(cart_options or {})}
     if kind == "woocommerce":
         options.update(consumer_key=secrets["SYNC_CART_KEY"], consumer_secret=secrets["SYNC_CART_SECRET"])
     else:

@@ -30,7 +30,8 @@ def test_the_demo_moves_orders_both_ways_and_a_second_run_delivers_nothing(tmp_p
     assert "globex-shopify-to-extensiv: cancellations: pulled 1, skipped 0, quarantined 0, canceled 0, sent 1" in out
     assert "acme-woo-to-extensiv: wms_cancellations: pulled 1, skipped 0, quarantined 0, canceled 0, sent 1" in out
     assert "cancellation of 1004: canceled by the WMS, then in the cart (Canceled: Out of stock)" in out
-    assert "WooCommerce order 1001: FedEx 1Z" in out
+    assert "WooCommerce order 1001 (cancelled): FedEx tracking 1Z" in out      # shipped, then cancelled: not re-opened
+    assert "(completed): UPS tracking 1Z" in out
     again_code, again = demo(tmp_path / "state")
     assert again_code == 0, again
     assert "acme-woo-to-extensiv: orders: pulled 2, new 0, delivered 0" in again

@@ -109,3 +109,32 @@ def test_dry_run_prints_the_pushes_and_remembers_nothing(tmp_path: Path, monkeyp
         out = r.cli("run", "--flow", "inventory", "--dry-run").out
         assert out.count("update_inventory: would PUT") == 8
         assert set(cart_stock(r).values()) == {100} and not r.state.exists()
+
+
+@pytest.mark.parametrize("parent", ["absent", "null"])
+def test_a_product_without_a_parent_id_is_updated_as_a_simple_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       parent: str) -> None:
+    """A looked-up product whose parent_id is absent or null is set with PUT /products/{id}, never under a "null" parent."""
+    with rig(tmp_path, monkeypatch) as r:
+        with r.cart.state.lock:
+            for product in r.cart.state.products.values():
+                if parent == "absent":
+                    del product["parent_id"]
+                else:
+                    product["parent_id"] = None
+        r.write()
+        result = r.cli("run", "--flow", "inventory")
+        assert result.code == 0 and "pushed 8" in result.out, result.out
+        puts = [path for method, path in r.cart_app.requests if method == "PUT"]
+        assert len(puts) == 8 and all("variations" not in path for path in puts), puts
+
+
+def test_a_variation_is_updated_under_its_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SKU that is a variation (parent_id set) is set with PUT /products/{parent_id}/variations/{id}."""
+    with rig(tmp_path, monkeypatch) as r:
+        with r.cart.state.lock:
+            r.cart.state.products[501].update(type="variation", parent_id=731)
+        r.write()
+        assert r.cli("run", "--flow", "inventory").code == 0
+        assert ("PUT", PRODUCTS + "/731/variations/501") in r.cart_app.requests
+        assert cart_stock(r)["TSHIRT-BLK-M"] == r.wms.state.stock["TSHIRT-BLK-M"]

@@ -277,8 +277,8 @@ def test_a_fault_can_let_earlier_requests_through():
         assert client.get(WOO).status_code == 200 and client.get(WOO).status_code == 503
 
 
-def test_woocommerce_order_notes_and_trackings_are_listed():
-    """Order notes (note required, customer_note kept) and Shipment Tracking items are readable back."""
+def test_woocommerce_order_notes_are_listed_and_a_core_store_has_no_shipment_tracking_routes():
+    """Order notes (note required, customer_note kept) read back; without the extension its routes answer rest_no_route 404."""
     with start("woocommerce", orders=1, seed=1) as srv, woo_client(srv) as client:
         assert client.post(WOO + "/1001/notes", json={"customer_note": True}).status_code == 400
         note = client.post(WOO + "/1001/notes", json={"note": "Tracking 1Z9", "customer_note": True})
@@ -286,5 +286,25 @@ def test_woocommerce_order_notes_and_trackings_are_listed():
         assert [n["note"] for n in client.get(WOO + "/1001/notes").json()] == ["Tracking 1Z9"]
         assert client.get(WOO + "/4242/notes").status_code == 404
         tracking = "/wp-json/wc-shipment-tracking/v3/orders/1001/shipment-trackings"
-        client.post(tracking, json={"tracking_number": "1Z9", "custom_tracking_provider": "UPS"})
+        refused = client.post(tracking, json={"tracking_number": "1Z9", "custom_tracking_provider": "UPS"})
+        assert refused.status_code == 404 and refused.json()["code"] == "rest_no_route"
+
+
+def test_woocommerce_with_the_shipment_tracking_extension_lists_tracking_items():
+    """With shipment_tracking=True, a posted tracking item is listed back on its order."""
+    with start("woocommerce", orders=1, seed=1, shipment_tracking=True) as srv, woo_client(srv) as client:
+        tracking = "/wp-json/wc-shipment-tracking/v3/orders/1001/shipment-trackings"
+        added = client.post(tracking, json={"tracking_number": "1Z9", "custom_tracking_provider": "UPS"})
+        assert added.status_code == 201
         assert [t["tracking_number"] for t in client.get(tracking).json()] == ["1Z9"]
+
+
+def test_woocommerce_variation_stock_is_set_only_under_its_parent():
+    """PUT /products/{parent}/variations/{id} updates a variation of that parent, 404 for any other pair."""
+    with start("woocommerce", orders=1, seed=1) as srv, woo_client(srv) as client:
+        srv.state.products[501].update(type="variation", parent_id=731)
+        products = "/wp-json/wc/v3/products"
+        assert client.put(products + "/731/variations/501", json={"stock_quantity": 4}).status_code == 200
+        assert srv.state.products[501]["stock_quantity"] == 4
+        assert client.put(products + "/731/variations/502", json={"stock_quantity": 4}).status_code == 404
+        assert client.put(products + "/null/variations/501", json={"stock_quantity": 4}).status_code == 404

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sync_rig import NAME, rig
+from sync_rig import NAME, integration, rig
 
 from engine.flows.shipments import PACKAGES
 
@@ -41,8 +41,7 @@ def test_two_packages_reach_the_cart_once_each(tmp_path: Path, monkeypatch: pyte
         again = r.cli("run", "--flow", "shipments")
         assert "pulled 1" in again.out and "sent 0" in again.out
         assert r.trackings() == {"1002": [tracking(r, "1002", 1), tracking(r, "1002", 2)]}
-        with r.cart.state.lock:
-            assert {t["tracking_provider"] for t in r.cart.state.trackings[1002]} == {"FedEx"}   # carrier_map
+        assert r.carriers(1002) == {"FedEx"} and r.completed() == {"1002"}   # carrier_map; core status
         with r.ledger() as ledger:
             assert ledger.get("1002").status == "confirmed" and ledger.get("1001").status == "delivered"
             assert ledger.kv_get(PACKAGES, f"1002|{tracking(r, '1002')}")["state"] == "confirmed"
@@ -103,8 +102,8 @@ def test_failed_package_is_sent_again_and_an_interrupted_one_is_resolved(tmp_pat
         with r.ledger() as ledger:          # a crash between claiming 1002's package and its send
             ledger.kv_add(PACKAGES, f"1002|{tracking(r, '1002')}",
                           {"state": "sending", "shipment": "1002", "attempts": 1, "at": "2026-01-01T00:00:00Z"})
-        r.cart.faults.add(path_prefix="/wp-json/wc-shipment-tracking/", method="POST", status=400, times=1)
-        r.cart.faults.add(path_prefix="/wp-json/wc-shipment-tracking/", method="POST", drop="after", times=1)
+        r.cart.faults.add(path_prefix="/wp-json/wc/v3/orders/", method="POST", status=400, times=1)
+        r.cart.faults.add(path_prefix="/wp-json/wc/v3/orders/", method="POST", drop="after", times=1)
         first = r.cli("run", "--flow", "shipments")
         assert first.code == 1 and "sent 2" in first.out and "failed 1" in first.out, first.out
         assert "failed 1x" in r.status()
@@ -164,3 +163,33 @@ def test_a_shipment_whose_enrichment_fails_is_read_again_and_sent_once(tmp_path:
         second = r.cli("run", "--flow", "shipments")
         assert second.code == 0 and "sent 1, confirmed 1" in second.out, second.out
         assert sorted(n for numbers in r.trackings().values() for n in numbers) == [tracking(r, "1001"), tracking(r, "1002")]
+
+
+def test_a_core_store_gets_a_customer_note_per_package_and_the_order_completed(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the Shipment Tracking extension (its routes answer 404), tracking is customer notes and status completed."""
+    with rig(tmp_path, monkeypatch) as r:
+        delivered(r)
+        r.wms_app.ship(r.wms_id("1001"), packages=2)
+        result = r.cli("run", "--flow", "shipments")
+        assert result.code == 0 and "sent 2, confirmed 1" in result.out, result.out
+        with r.cart.state.lock:
+            notes = [(n["note"], n["customer_note"]) for n in r.cart.state.notes[1001]]
+            assert r.cart.state.trackings == {}
+        assert notes == [(f"UPS tracking {tracking(r, '1001', n)}", True) for n in (1, 2)]
+        assert r.completed() == {"1001"}
+
+
+def test_the_extension_connector_writes_tracking_items_to_a_store_with_the_extension(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """woocommerce-shipment-tracking posts one extension tracking item per package, and no note."""
+    with rig(tmp_path, monkeypatch, cart_options={"shipment_tracking": True}) as r:
+        source = integration("woocommerce", r.cart.url, r.wms.url)["source"]
+        delivered(r, source={**source, "connector": "woocommerce-shipment-tracking"})
+        r.wms_app.ship(r.wms_id("1001"), packages=2)
+        assert r.cli("run", "--flow", "shipments").code == 0
+        again = r.cli("run", "--flow", "shipments")
+        assert again.code == 0 and "sent 0" in again.out
+        with r.cart.state.lock:
+            assert [t["tracking_number"] for t in r.cart.state.trackings[1001]] == [tracking(r, "1001", n) for n in (1, 2)]
+            assert r.cart.state.notes == {}

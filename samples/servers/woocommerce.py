@@ -5,8 +5,10 @@ consumer key/secret (401 otherwise), ``page``/``per_page`` (max 100) with
 ``X-WP-Total``/``X-WP-TotalPages``/``Link`` headers, ``status``,
 ``modified_after`` + ``dates_are_gmt``, ``orderby``/``order``; ``PUT /orders/{id}``
 (a new ``status``, e.g. ``cancelled``); products looked up
-by ``?sku=`` and updated with ``PUT``; and the Shipment Tracking extension at
-``/wp-json/wc-shipment-tracking/v3/orders/{id}/shipment-trackings``.
+by ``?sku=`` and updated with ``PUT``; order notes (``/orders/{id}/notes``); and, only with
+``shipment_tracking=True`` (a store with the paid Shipment Tracking extension), the extension at
+``/wp-json/wc-shipment-tracking/v3/orders/{id}/shipment-trackings`` (a core store answers
+``rest_no_route`` 404 there, as WordPress does for an unregistered route).
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ class WooState:
 
 class WooCommerceApp(App):
     def __init__(self, orders: int = 20, seed: int = 1, consumer_key: str = "ck_test",
-                 consumer_secret: str = "cs_test") -> None:
+                 consumer_secret: str = "cs_test", shipment_tracking: bool = False) -> None:
         super().__init__()
         self._auth = "Basic " + base64.b64encode(f"{consumer_key}:{consumer_secret}".encode()).decode()
         self._factory = OrderFactory(seed)
@@ -95,8 +97,10 @@ class WooCommerceApp(App):
         self.route("PUT", PREFIX + r"/orders/(?P<oid>\d+)", self.update_order)
         self.route("GET", PREFIX + "/products", self.list_products)
         self.route("PUT", PREFIX + r"/products/(?P<pid>\d+)", self.update_product)
-        self.route("POST", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.add_tracking)
-        self.route("GET", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.list_trackings)
+        self.route("PUT", PREFIX + r"/products/(?P<parent>\d+)/variations/(?P<pid>\d+)", self.update_variation)
+        if shipment_tracking:
+            self.route("POST", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.add_tracking)
+            self.route("GET", TRACKING + r"/orders/(?P<oid>\d+)/shipment-trackings", self.list_trackings)
         self.route("POST", PREFIX + r"/orders/(?P<oid>\d+)/notes", self.add_note)
         self.route("GET", PREFIX + r"/orders/(?P<oid>\d+)/notes", self.list_notes)
 
@@ -175,6 +179,15 @@ class WooCommerceApp(App):
                                     "data": {"status": 400}})
             product.update({k: v for k, v in body.items() if k in ("stock_quantity", "manage_stock")})
             return Answer(200, dict(product))
+
+    def update_variation(self, request: Request, parent: str, pid: str) -> Answer:
+        """``PUT /products/{parent_id}/variations/{id}``: only a variation of that parent (404 otherwise)."""
+        with self.state.lock:
+            product = self.state.products.get(int(pid))
+            if product is None or product.get("type") != "variation" or product.get("parent_id") != int(parent):
+                return Answer(404, {"code": "woocommerce_rest_product_variation_invalid_id",
+                                    "message": "Invalid ID.", "data": {"status": 404}})
+        return self.update_product(request, pid)
 
     def add_tracking(self, request: Request, oid: str) -> Answer:
         body = request.json() or {}
