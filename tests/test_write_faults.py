@@ -175,9 +175,9 @@ def test_a_write_that_cannot_be_resolved_yet_fails_the_run_and_shows_in_status(t
     tracking there and sends nothing more."""
     with rig(tmp_path, monkeypatch) as r:
         shipped(r)
-        trackings = "/wp-json/wc-shipment-tracking/"
-        r.cart.faults.add(path_prefix=trackings, method="POST", drop="after")
-        r.cart.faults.add(path_prefix=trackings, method="GET", status=500, times=50)
+        notes = "/wp-json/wc/v3/orders/1001/notes"
+        r.cart.faults.add(path_prefix=notes, method="POST", drop="after")
+        r.cart.faults.add(path_prefix=notes, method="GET", status=500, times=50)
         first = r.cli("run", "--flow", "shipments")
         assert first.code == 1 and "unresolved 1" in first.out, first.out
         assert "write unresolved" in r.status()
