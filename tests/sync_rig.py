@@ -26,6 +26,7 @@ from engine import ROOT, cli
 from engine.http import reset_buckets, set_testing
 from engine.ledger import DiskLedger
 from samples.servers import Server, start
+from samples.servers.extensiv import order_items
 
 CONNECTORS = ROOT / "connectors"
 NAME = "sync-shop"
@@ -125,10 +126,11 @@ class Rig:
         state, oid = self.wms.state, self.wms_id(ref)
         with state.lock:
             order = state.orders[oid]
+            items = order_items(order)
             rest = [{"itemIdentifier": i["itemIdentifier"], "qty": i["qty"] - shipped.get(i["itemIdentifier"]["sku"], 0)}
-                    for i in order["orderItems"]]
-            order["orderItems"] = [i for i in order["orderItems"] if shipped.get(i["itemIdentifier"]["sku"])]
-            for item in order["orderItems"]:
+                    for i in items]
+            items[:] = [i for i in items if shipped.get(i["itemIdentifier"]["sku"])]
+            for item in items:
                 item["qty"] = shipped[item["itemIdentifier"]["sku"]]
             body = copy.deepcopy({**order, "orderItems": [i for i in rest if i["qty"] > 0]})
             backorder = self.wms_app._new_order(body, order["readOnly"]["customerIdentifier"]["id"])

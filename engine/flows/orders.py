@@ -255,11 +255,14 @@ class OrdersFlow:
     def _index(self, key: str, order: dict, fields: dict) -> dict:
         """Index a delivered order by number and id, and keep what the later flows need of it.
 
-        Shipments match by `order_number` (or key), cancellations by `order_id` (or key); the
+        Shipments match by `order_number` or create_order's `reference` (or key), cancellations by `order_id` (or key); the
         lines as the WMS got them (SKU map and kits applied) let shipments tell a partial shipment
         from a complete one without asking the cart again.
         """
         self.ctx.ledger.kv_set("order_number", str(order["order_number"]), key)
+        if self.create.reference is not None:       # the reference the destination keeps it under
+            reference = self.create.reference.render(self.ctx.context("destination", order=order))
+            self.ctx.ledger.kv_set("order_number", str(reference), key)
         self.ctx.ledger.kv_set("order_id", str(order["order_id"]), key)
         kept = {"order_id": order["order_id"], "order_number": order["order_number"],
                 "lines": [[line["sku"], line["quantity"]] for line in order["lines"]]}
