@@ -243,7 +243,7 @@ class ExtensivApp(App):
             now = self.state.tick()
             ro.update(isClosed=True, status=2, processDate=now, lastModifiedDate=now, version=ro["version"] + 1)
             order["notes"] = ((order.get("notes") or "") + f" Canceled: {(request.json() or {}).get('reason', '')}").strip()
-            return _hal(200, order, {"ETag": _etag(order)})
+            return Answer(204)                  # the vendor answers the canceler with no content
 
     def stock_summaries(self, request: Request) -> Answer:
         size, page = int_param(request.query, "pgsiz", 100), int_param(request.query, "pgnum", 1)
