@@ -109,8 +109,19 @@ def canceled_once(r: Rig) -> bool:
         return om_order(r, "1002")["orderStatus"] == "CANCELLED" and ledger.get(str(BASE + 1002)).status == "canceled"
 
 
+def canceled_by_merchant(r: Rig) -> None:
+    r.cart_app.cancel(BASE + 1003, "Buyer cancelled")
+
+
+def wms_canceled_once(r: Rig) -> bool:
+    """Canceled at the WMS (a second cancel of the closed order is refused, failing the run)."""
+    with r.ledger() as ledger:
+        return wms_status(r, "1003") == 2 and ledger.get(str(BASE + 1003)).status == "canceled"
+
+
 WRITES = {
     "shipments": (shipped, "/v1.1/shipment/external", "PUT", trackings_once),
+    "cancellations": (canceled_by_merchant, "/orders/", "POST", wms_canceled_once),   # the WMS's write
     "inventory": (lambda r: None, "/v1.1/inventory/adjust", "POST", stock_set),
     "wms_cancellations": (canceled_at_wms, "/v1/orders/cancel", "POST", canceled_once),
 }
@@ -121,18 +132,20 @@ FAULTS = {"drop-after": {"drop": "after"}, "502-after": {"acted_status": 502}, "
 @pytest.mark.parametrize("flow", WRITES, ids=list(WRITES))
 def test_an_order_manager_write_whose_answer_is_lost_happens_exactly_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flow: str, fault: str) -> None:
-    """The answer of a tracking, stock or cancel write is lost (dropped, or a 5xx after or before
+    """The answer of a tracking, stock or cancel write (and of the WMS cancel a merchant's cancel
+    makes) is lost (dropped, or a 5xx after or before
     the server acted): reruns leave it applied once and nothing unresolved."""
     prepare, path, method, done = WRITES[flow]
     with rig(tmp_path, monkeypatch, kind=KIND) as r:
         r.write(flows={name: {"enabled": True} for name in ("orders", flow)})
         assert r.cli("run", "--flow", "orders").code == 0
         prepare(r)
-        r.cart.faults.add(path_prefix=path, method=method, **FAULTS[fault])
+        server = r.wms if flow == "cancellations" else r.cart
+        server.faults.add(path_prefix=path, method=method, **FAULTS[fault])
         codes = []
         while len(codes) < 3 and 0 not in codes:
             codes.append(r.cli("run", "--flow", flow).code)
-        assert r.cart.faults.fired == [(method, path)]
+        assert [m for m, _ in server.faults.fired] == [method]
         assert done(r) and codes[-1] == 0, codes
         with r.ledger() as ledger:
             assert unresolved(ledger) == []
