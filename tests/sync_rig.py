@@ -32,7 +32,8 @@ CONNECTORS = ROOT / "connectors"
 NAME = "sync-shop"
 SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": "cs_sync_e52a"},
            "shopify": {"SYNC_CART_TOKEN": "shpat_sync_9b14"},
-           "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"}}
+           "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"},
+           "extensiv-order-manager": {"SYNC_CART_TOKEN": "om_sync_6a19"}}
 WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
 SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
 
@@ -172,6 +173,7 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
                     "location_id": "gid://shopify/Location/76543210"},
         # BigCommerce writes no tracking or stock yet: its tests pass their own `flows`
         "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}"},
+        "extensiv-order-manager": {"api_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}", "warehouse_id": 5},
     }[kind]
     return {
         "name": NAME, "spec_version": 1,
