@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         raise UsageError("no such file or directory: " + ", ".join(missing))
     documents: list = []
     findings = lint_paths(args.paths, documents=documents)
+    if not documents and not findings:
+        raise UsageError(f"no spec files (*.yaml, *.yml) in {', '.join(args.paths)}")
     if args.format == "json":
         json.dump([finding.to_json() for finding in findings], stdout, indent=2)
         stdout.write("\n")
@@ -175,6 +178,8 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
     except (UsageError, SyncEngineError) as exc:
         stderr.write(f"syncengine {namespace.command}: error: {exc}\n")
         return 2
+    except BrokenPipeError:        # `syncengine status | head`: the reader has all it wanted
+        return 141                 # what a shell reports for a command ended by SIGPIPE
     except KeyboardInterrupt:      # Ctrl-C before a run installed its own handler (loading specs)
         stderr.write(f"syncengine {namespace.command}: interrupted\n")
         return 130
@@ -186,7 +191,11 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: `syncengine ...`."""
-    return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+    code = run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+    if code == 141:
+        # stdout's reader is gone: flushing it again at exit would print "Exception ignored"
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
 
 
 def configure_logging(verbosity: int, stream: TextIO) -> None:

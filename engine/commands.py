@@ -43,6 +43,7 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     project = load(args, stdout)
     options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
                              workers=args.workers)
+    _disabled_flows(project.select(args.integration), args.flow, stdout)
     if args.every is not None:
         return _run_every(project, args, options, stdout)
     integrations = project.select(args.integration)
@@ -90,6 +91,20 @@ async def _run_once(project: runner.Project, integrations: list, options: runner
             if not cut:
                 raise
     return stopper.signum, cut
+
+
+def _disabled_flows(integrations: list, flows: list[str] | None, stdout: TextIO) -> None:
+    """Say which flows named with --flow an integration does not enable (they are not run there);
+    refuse when none of them is enabled anywhere, since the run would do nothing."""
+    if not flows:
+        return
+    for integration in integrations:
+        off = [flow for flow in flows if flow not in integration.flows]
+        if off:
+            stdout.write(f"{integration.name}: not enabled, not run: {', '.join(off)} "
+                         f"(set flows.<name>.enabled: true in {integration.path})\n")
+    if not any(flow in integration.flows for integration in integrations for flow in flows):
+        raise ConfigError(f"no selected integration enables {' or '.join(flows)}: nothing to run")
 
 
 def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO) -> int:
@@ -184,6 +199,7 @@ def ledger_names(state_dir: Path, only: str | None) -> list[str]:
 
 def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
+    ledger_names(Path(args.state_dir), args.integration)     # refuses a state dir where nothing ran
     project = load(args, stdout)
     options = runner.Options(Path(args.state_dir), ["orders"])
     failed = False

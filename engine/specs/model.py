@@ -7,9 +7,11 @@ module runs per record except the small `render`/`extract` methods the flows cal
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine import extract, http, template, zones
 from engine.errors import ConfigError, TemplateError
@@ -53,10 +55,36 @@ class RequestTemplate:
         if self.headers is not None:
             fields["headers"] = {k: str(v) for k, v in self.headers.render(context).items()}
         if self.json is not None:
-            fields["json"] = self.json.render(context)
+            fields["json"] = _json_value(self.json.render(context), "json")
         if self.form is not None:
-            fields["form"] = self.form.render(context)
+            fields["form"] = _json_value(self.form.render(context), "form")
+        if "params" in fields:
+            _json_value(fields["params"], "params")
         return http.Request(**fields)
+
+
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """`value` when it is JSON (tuples count as lists); else a TemplateError naming the field
+    whose template gave something else (a range, a function, a Jinja object...)."""
+    if isinstance(value, JSON_SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TemplateError(f"{where}: the template gives {value!r}, which JSON cannot carry")
+        return value
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TemplateError(f"{where}: a key is a {type(key).__name__} ({key!r}), not a string")
+            _json_value(item, f"{where}.{key}")
+        return value
+    if isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            _json_value(item, f"{where}[{n}]")
+        return value
+    raise TemplateError(f"{where}: the template gives a {type(value).__name__}, not a JSON value "
+                        "(a string, number, boolean, null, list or object)")
 
 
 def _replay_safe(name: str, data: Mapping[str, Any]) -> bool:
@@ -329,7 +357,7 @@ class Connector:
         context = {"config": config}
         auth = spec.get("auth")
         return http.HttpClient(
-            template.compile_template(spec.get("base_url", "")).render(context),
+            _base_url(self.name, spec.get("base_url", ""), context),
             auth=_auth(auth, context) if auth else None,
             headers=template.compile_structure(spec.get("headers") or {}).render(context),
             timeout=float(spec.get("timeout", 30)),
@@ -340,6 +368,19 @@ class Connector:
             transport=transport,
             secrets=secrets,
         )
+
+
+def _base_url(connector: str, source: str, context: Mapping[str, Any]) -> str:
+    """`http.base_url` rendered with the integration's config; a config value that leaves it
+    empty or relative (an empty `${env:...}`, a host without `https://`) is a config error that
+    names the connector and what it rendered, not a failure inside the HTTP client."""
+    url = template.compile_template(source).render(context)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"connector {connector}: http.base_url `{source}` gives {url!r} with this config, "
+                          "not an absolute http(s) URL: check the integration's config values (e.g. "
+                          "https://shop.example.com)")
+    return url
 
 
 def _in_zone(connector: Connector, name: str, zone: str) -> Operation:

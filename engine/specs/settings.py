@@ -125,6 +125,11 @@ def _sku_map(value: Any, base: Path) -> dict[str, str]:
             rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
     except OSError as exc:
         raise ConfigError(f"cannot read sku_map file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sku_map file {path} is not UTF-8 text (byte {exc.start}): "
+                          "expected a CSV of cart_sku,wms_sku lines") from None
+    except csv.Error as exc:
+        raise ConfigError(f"sku_map file {path} is not a CSV of cart_sku,wms_sku lines: {exc}") from None
     if rows and rows[0][:2] == ["cart_sku", "wms_sku"]:
         rows = rows[1:]
     return {row[0].strip(): row[1].strip() for row in rows if len(row) >= 2}
