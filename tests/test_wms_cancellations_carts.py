@@ -16,7 +16,7 @@ from sync_rig import rig
 from samples.servers import start
 
 FLOWS = {name: {"enabled": True} for name in ("orders", "cancellations", "wms_cancellations")}
-GRAPHQL = "/admin/api/2025-01/graphql.json"
+GRAPHQL = "/admin/api/2026-10/graphql.json"
 CANCEL = """mutation($id: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!) {
   orderCancel(orderId: $id, reason: $reason, refund: $refund, restock: $restock) {
     job { id } orderCancelUserErrors { field message code } } }"""
