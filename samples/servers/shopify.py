@@ -43,6 +43,8 @@ from typing import Any
 from . import gql
 from .base import Answer, App, Request, apply_page_faults, parse_time
 from .quotas import CostBucket
+
+from engine.http.waits import clock as engine_clock
 from .data import PRODUCTS, OrderFactory, SampleLine, SampleOrder, iso_z, money
 
 PATH = r"/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json"
@@ -128,6 +130,7 @@ class ShopifyState:
     fulfillments: list[dict[str, Any]] = field(default_factory=list)
     cancellations: list[dict[str, Any]] = field(default_factory=list)
     adjustments: int = 0
+    applied: dict[str, int] = field(default_factory=dict)     # inventory item -> sets applied
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -155,14 +158,17 @@ class ShopifyApp(App):
     def __init__(self, orders: int = 20, seed: int = 1, access_token: str = "shpat_test",
                  client_id: str | None = None, client_secret: str | None = None,
                  token_lifetime: int = TOKEN_LIFETIME, today: str = "2026-12-03",
-                 bucket_size: float = 2000.0, restore_rate: float = 100.0) -> None:
+                 bucket_size: float = 2000.0, restore_rate: float = 100.0,
+                 clock: Any = engine_clock) -> None:
         super().__init__()
         self._token = access_token
         self._client = (client_id, client_secret) if client_id else None
         self._lifetime = token_lifetime
         self.issued: dict[str, float] = {}          # client-credentials token -> expiry (monotonic)
         self.today = today
-        self.bucket = CostBucket(maximum=bucket_size, restore=restore_rate)
+        # the engine's clock: monotonic, plus the waits a test skipped (engine.http.set_testing),
+        # so the bucket restores as if the engine had waited what it asked for
+        self.bucket = CostBucket(maximum=bucket_size, restore=restore_rate, clock=clock)
         self.served: list[tuple[str, str]] = []     # (version asked, version that answered)
         self.idempotency: dict[str, tuple[str, Any]] = {}   # key -> (variables, first answer)
         self._factory = OrderFactory(seed)
@@ -398,6 +404,7 @@ class ShopifyApp(App):
                                    "CHANGE_FROM_QUANTITY_STALE")
         for q in quantities:
             self.state.levels[q["inventoryItemId"]] = int(q["quantity"])
+            self.state.applied[q["inventoryItemId"]] = self.state.applied.get(q["inventoryItemId"], 0) + 1
         self.state.adjustments += 1
         return {"inventoryAdjustmentGroup": {"id": f"gid://shopify/InventoryAdjustmentGroup/{self.state.adjustments}",
                                              "reason": spec["reason"]}, "userErrors": []}
