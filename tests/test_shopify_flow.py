@@ -48,3 +48,21 @@ def test_a_dev_dashboard_app_syncs_with_the_client_credentials_grant(tmp_path: P
         tokens = [p for m, p in r.cart_app.requests if p == "/admin/oauth/access_token"]
         assert len(tokens) == 1                                  # one token for the whole run
         assert r.cart_app.issued and "shpss_cc_51f0" not in result.out + result.err
+
+
+def test_stock_set_back_to_an_earlier_value_is_applied_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2026-04 requires @idempotent(key:); a key is a fresh UUID per write, so 10, 9, then 10 again
+    are three operations (a key made of the values would have the third answered, not applied)."""
+    with rig(tmp_path, monkeypatch, kind="shopify", orders=0) as r:
+        r.write(flows={"inventory": {"enabled": True}})
+        with r.wms.state.lock:
+            sku = next(s for s in r.wms.state.stock if s in r.cart.state.variants)
+        item = r.cart.state.variants[sku]["inventoryItem"]["id"]
+        for level in (10, 9, 10):
+            with r.wms.state.lock:
+                r.wms.state.stock[sku] = level
+            result = r.cli("run", "--flow", "inventory")
+            assert result.code == 0, result
+            assert r.cart.state.levels[item] == level
+        assert r.cart.state.applied[item] == 3
+        assert len(r.cart_app.idempotency) >= 3

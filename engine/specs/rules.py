@@ -171,7 +171,7 @@ def step_rule(step: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     if isinstance(verify, Mapping):
         yield from descend(request_rule(verify.get("request"), allowed), ("verify", "request"))
     key = step.get("idempotency_key")
-    yield from descend(template_rule(key, allowed - {"now", "idempotency_key"}), ("idempotency_key",))
+    yield from descend(template_rule(key, (allowed | {"uuid"}) - {"now", "idempotency_key"}), ("idempotency_key",))
 
 
 def request_rule(request: Any, allowed: frozenset[str]) -> Iterator[Problem]:
