@@ -66,3 +66,22 @@ def test_stock_set_back_to_an_earlier_value_is_applied_again(tmp_path: Path, mon
             assert r.cart.state.levels[item] == level
         assert r.cart.state.applied[item] == 3
         assert len(r.cart_app.idempotency) >= 3
+
+
+def test_a_refused_stock_write_is_retried_under_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal (wrong location) means the write was not done: the retry after the config is
+    fixed is a new operation with a new key (the old key with other variables is refused)."""
+    with rig(tmp_path, monkeypatch, kind="shopify", orders=0) as r:
+        path = r.write(flows={"inventory": {"enabled": True}})
+        good = path.read_text(encoding="utf-8")
+        path.write_text(good.replace("gid://shopify/Location/76543210", "gid://shopify/Location/1"), encoding="utf-8")
+        with r.wms.state.lock:
+            sku = next(s for s in r.wms.state.stock if s in r.cart.state.variants)
+            r.wms.state.stock = {sku: 7}
+        refused = r.cli("run", "--flow", "inventory")
+        assert refused.code == 1 and "failed 1" in refused.out, refused
+        path.write_text(good, encoding="utf-8")
+        result = r.cli("run", "--flow", "inventory")
+        assert result.code == 0, result
+        item = r.cart.state.variants[sku]["inventoryItem"]["id"]
+        assert r.cart.state.levels[item] == 7

@@ -375,7 +375,7 @@ class ShopifyApp(App):
                                            "IDEMPOTENCY_KEY_PARAMETER_MISMATCH")
                 return answer
             answer = self._apply_quantities(spec, strict)
-            if key and not answer["userErrors"]:        # guess: a refusal is not remembered
+            if key:                     # guess: the first answer is kept, a refusal too
                 self.idempotency[key] = (fingerprint, answer)
         return answer
 
