@@ -34,7 +34,7 @@ from samples.servers.base import Answer, Request, Server, _Handler
 from samples.servers.extensiv import ExtensivApp, _hal
 
 CONNECTORS = ROOT / "connectors"
-LIST_PATHS = {"woocommerce": "/wp-json/wc/v3/orders", "shopify": "/admin/api/2025-01/graphql.json",
+LIST_PATHS = {"woocommerce": "/wp-json/wc/v3/orders", "shopify": "/admin/api/2026-10/graphql.json",
               "bigcommerce": "/stores/abc123/v2/orders"}
 WMS_ORDERS = "/orders"
 NAME = "flow-shop"

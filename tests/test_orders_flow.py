@@ -37,7 +37,7 @@ def delivered(result) -> int:
 
 @pytest.mark.parametrize(("kind", "orders", "list_calls"), [
     ("woocommerce", 230, 3),      # page=1..3 of 100; stops at X-WP-TotalPages
-    ("shopify", 120, 3),          # first: 50, after: endCursor until hasNextPage is false
+    ("shopify", 120, 6),          # first: 20 (1,000-point query limit), after: endCursor until hasNextPage is false
     ("bigcommerce", 250, 2),      # page 1 is a full 250; page 2 is 204 No Content
 ])
 def test_each_paging_style_delivers_every_order_exactly_once(flow_rigs, kind, orders, list_calls) -> None:
@@ -193,7 +193,7 @@ def test_fixing_the_spec_and_retry_delivers_a_quarantined_order(flow_rigs) -> No
 #: cart -> orders at the start, {list call number: orders the cart creates right after answering it}
 ARRIVALS = {
     "woocommerce": (150, {1: 80, 3: 20}),      # page 2 fills up and a page 3 appears; 20 after the last page
-    "shopify": (70, {1: 40, 3: 15}),
+    "shopify": (30, {1: 20, 3: 15}),           # pages of 20: page 3 is the last (10 orders)
     "bigcommerce": (250, {1: 10, 2: 5}),
 }
 

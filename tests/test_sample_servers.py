@@ -9,7 +9,7 @@ import pytest
 from samples.servers import start
 
 WOO = "/wp-json/wc/v3/orders"
-SHOPIFY = "/admin/api/2025-01/graphql.json"
+SHOPIFY = "/admin/api/2026-10/graphql.json"
 ORDERS_QUERY = """query($first: Int!, $after: String, $query: String) {
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor } nodes { id name updatedAt } } }"""
@@ -146,11 +146,12 @@ def test_shopify_fulfillment_and_inventory_mutations_answer_user_errors():
         assert done["data"]["fulfillmentCreate"]["userErrors"] == []
         again = client.post(SHOPIFY, json={"query": mutation, "variables": {"f": f}}).json()
         assert again["data"]["fulfillmentCreate"]["userErrors"][0]["message"].startswith("Fulfillment order is not")
-        stock = """mutation($i: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $i) {
+        stock = """mutation($i: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $i) @idempotent(key: "k1") {
             inventoryAdjustmentGroup { id } userErrors { field message } } }"""
         item = srv.state.variants["MUG-CERAMIC"]["inventoryItem"]["id"]
-        bad = {"name": "available", "reason": "correction", "ignoreCompareQuantity": True,
-               "quantities": [{"inventoryItemId": item, "locationId": "gid://shopify/Location/1", "quantity": 3}]}
+        bad = {"name": "available", "reason": "correction",
+               "quantities": [{"inventoryItemId": item, "locationId": "gid://shopify/Location/1", "quantity": 3,
+                               "changeFromQuantity": None}]}
         answer = client.post(SHOPIFY, json={"query": stock, "variables": {"i": bad}}).json()
         assert "location" in answer["data"]["inventorySetQuantities"]["userErrors"][0]["message"]
 
@@ -281,7 +282,7 @@ def test_shopify_pages_an_orders_line_items_connection():
         [order] = srv.app.add_orders(1, lines=5)
         query = ("query($id: ID!, $after: String) { order(id: $id) { lineItems(first: 3, after: $after) "
                  "{ pageInfo { hasNextPage endCursor } nodes { sku } } } }")
-        path, seen, after = "/admin/api/2025-01/graphql.json", [], None
+        path, seen, after = "/admin/api/2026-10/graphql.json", [], None
         for more in (True, False):
             body = client.post(path, json={"query": query, "variables": {"id": order["id"], "after": after}}).json()
             items = body["data"]["order"]["lineItems"]

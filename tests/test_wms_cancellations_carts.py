@@ -16,7 +16,7 @@ from sync_rig import rig
 from samples.servers import start
 
 FLOWS = {name: {"enabled": True} for name in ("orders", "cancellations", "wms_cancellations")}
-GRAPHQL = "/admin/api/2025-01/graphql.json"
+GRAPHQL = "/admin/api/2026-10/graphql.json"
 CANCEL = """mutation($id: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!) {
   orderCancel(orderId: $id, reason: $reason, refund: $refund, restock: $restock) {
     job { id } orderCancelUserErrors { field message code } } }"""
@@ -122,7 +122,8 @@ def test_shopify_gets_order_cancel_without_refund_or_email_even_when_throttled(
         assert "sent 1" in r.cli("run", "--flow", "wms_cancellations").out and r.cart.faults.fired
         [sent] = r.cart.state.cancellations
         assert {k: v for k, v in sent.items() if k != "staffNote"} == {
-            "orderId": SHOPIFY.order_id, "reason": "OTHER", "refund": False, "restock": True, "notifyCustomer": False}
+            "orderId": SHOPIFY.order_id, "reason": "OTHER", "refund": False,
+            "refundMethod": {"originalPaymentMethodsRefund": False}, "restock": True, "notifyCustomer": False}
         assert sent["staffNote"].startswith("From the warehouse: ") and "Out of stock" in sent["staffNote"]
         order = next(o for o in r.cart.state.orders if o["id"] == SHOPIFY.order_id)
         assert order["displayFinancialStatus"] == "PAID"

@@ -107,6 +107,19 @@ def stock_levels(r: Rig) -> Counter:
     return Counter(p["sku"] for p in products if p["sku"] in wanted)
 
 
+def shopify_stock(r: Rig) -> Counter:
+    """Sets applied per cart SKU (a resend under the same @idempotent key is answered, not applied),
+    each level what the WMS has available."""
+    with r.wms.state.lock:
+        wms = dict(r.wms.state.stock)
+    wanted = {cart: wms[stocked_as] for cart, stocked_as in r.sku_map.items() if stocked_as in wms}
+    wanted |= {sku: n for sku, n in wms.items() if sku not in r.sku_map.values()}
+    with r.cart.state.lock:
+        skus = {v["inventoryItem"]["id"]: sku for sku, v in r.cart.state.variants.items()}
+        assert all(r.cart.state.levels[item] == wanted[sku] for item, sku in skus.items() if sku in wanted)
+        return Counter({skus[item]: n for item, n in r.cart.state.applied.items()})
+
+
 def canceled_at_wms(r: Rig) -> None:
     r.write(flows={name: {"enabled": True} for name in ("orders", "wms_cancellations")})
     assert r.cli("run", "--flow", "orders").code == 0
@@ -140,6 +153,8 @@ FLOWS = [
               "/orders/", "POST", 0, wms_cancels),
     WriteFlow("inventory-woocommerce", "woocommerce", "inventory", stocked,
               "/wp-json/wc/v3/products/", "PUT", 0, stock_levels),
+    WriteFlow("inventory-shopify", "shopify", "inventory", stocked,
+              "/admin/api/", "POST", 1, shopify_stock),
     WriteFlow("wms_cancellations-woocommerce", "woocommerce", "wms_cancellations", canceled_at_wms,
               "/wp-json/wc/v3/orders/", "PUT", 0, cart_cancels),
     WriteFlow("wms_cancellations-shopify", "shopify", "wms_cancellations", canceled_at_wms,

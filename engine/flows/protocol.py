@@ -30,6 +30,7 @@ between the two repeats nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,8 +140,8 @@ class _Run:
                 return self._done(step, found)
         for _ in range(ROUNDS):
             outcome = await self.send(step, context)
-            if outcome.status == "error":
-                self._save(inflight=None, error=outcome.error)
+            if outcome.status == "error":      # refused, certainly not done: a later try is a new
+                self._save(inflight=None, error=outcome.error, key=None)   # write with a new key
                 return outcome
             if outcome.ok:
                 return self._done(step, outcome)
@@ -162,7 +163,9 @@ class _Run:
         """Mark the step in flight (durably), then send it."""
         if step.idempotency_key is not None and not self.state.get("key"):
             try:
-                self.state["key"] = step.idempotency_key.render(context)
+                # `uuid`: a fresh one per write (a key that must differ between two writes of the
+                # same values); journaled below before the send, so every resend reuses it
+                self.state["key"] = step.idempotency_key.render({**context, "uuid": str(uuid.uuid4())})
             except TemplateError as exc:
                 return Outcome("error", error=f"{self.operation.name} idempotency_key: {exc.message}")
             context = {**context, "idempotency_key": self.state["key"]}

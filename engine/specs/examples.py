@@ -189,7 +189,8 @@ def run_write_case(document: Document, example: Mapping, operation: Mapping) -> 
     elif "idempotency_key" in expect:
         if not step.get("idempotency_key"):
             raise CaseFailed("the write declares no idempotency_key")
-        wanted, got = expect["idempotency_key"], compile_template(step["idempotency_key"]).render(context)
+        wanted, got = expect["idempotency_key"], compile_template(step["idempotency_key"]).render(
+            {**context, "uuid": EXAMPLE_UUID})
     else:
         rendered = render_request(step.get("request") or {}, context)
         wanted = expect.get("request") or {}
@@ -229,6 +230,10 @@ def resolve_case(document: Document, example: Mapping, operation: Mapping, step:
                for name, c in ((step["precondition"].get("capture")) or {}).items()}
         return {"done": bool(compile_predicate(step["skip_when"])({**context, "pre": pre})), "id": None}
     raise CaseFailed("expect.resolved needs find_order, or a write with verify or skip_when")
+
+
+#: The `uuid` an idempotency key renders with in a golden case.
+EXAMPLE_UUID = "00000000-0000-4000-8000-000000000000"
 
 
 def write_context(name: str, example: Mapping) -> dict[str, Any]:

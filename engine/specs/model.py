@@ -355,7 +355,7 @@ class Connector:
         """An HTTP client for this connector with `config` (references already resolved)."""
         spec = self.data.get("http") or {}
         context = {"config": config}
-        auth = spec.get("auth")
+        auth = _chosen_auth(spec.get("auth"), context)
         return http.HttpClient(
             _base_url(self.name, spec.get("base_url", ""), context),
             auth=_auth(auth, context) if auth else None,
@@ -402,6 +402,18 @@ def _render_zone(connector: str, operation: str, source: Any, config: Mapping[st
     if message is not None:
         raise ConfigError(f"connector {connector}: {operation}.time_zone: {message}")
     return name
+
+
+def _chosen_auth(spec: Any, context: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """`http.auth` itself, or, when it is a list of alternatives, the `auth` of the first whose
+    `when` (a template over `config`) is true; None when none is (no auth)."""
+    if not isinstance(spec, list):
+        return spec
+    for choice in spec:
+        when = choice.get("when")
+        if when is None or template.compile_template(str(when)).evaluate(context) not in (None, False, "", 0):
+            return choice.get("auth")
+    return None
 
 
 def _auth(spec: Mapping[str, Any], context: Mapping[str, Any]) -> Any:

@@ -89,6 +89,12 @@ def http_rule(http: Mapping[str, Any]) -> Iterator[Problem]:
     auth = http.get("auth")
     if isinstance(auth, Mapping):
         yield from descend(auth_rule(auth, http.get("base_url")), ("auth",))
+    for i, choice in enumerate(auth if isinstance(auth, list) else ()):
+        if not isinstance(choice, Mapping):
+            continue
+        yield from descend(template_rule(choice.get("when"), BASE), ("auth", i, "when"))
+        if isinstance(choice.get("auth"), Mapping):
+            yield from descend(auth_rule(choice["auth"], http.get("base_url")), ("auth", i, "auth"))
 
 
 def auth_rule(auth: Mapping[str, Any], base_url: Any) -> Iterator[Problem]:
@@ -166,7 +172,7 @@ def step_rule(step: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     if isinstance(verify, Mapping):
         yield from descend(request_rule(verify.get("request"), allowed), ("verify", "request"))
     key = step.get("idempotency_key")
-    yield from descend(template_rule(key, allowed - {"now", "idempotency_key"}), ("idempotency_key",))
+    yield from descend(template_rule(key, (allowed | {"uuid"}) - {"now", "idempotency_key"}), ("idempotency_key",))
 
 
 def request_rule(request: Any, allowed: frozenset[str]) -> Iterator[Problem]:

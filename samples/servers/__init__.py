@@ -30,7 +30,8 @@ def start(kind: str, *, port: int = 0, **options: Any) -> Server:
     """Start a loopback server of ``kind`` on 127.0.0.1 (port 0: a free one).
 
     ``options`` go to the app: ``orders``/``seed`` and credentials for carts
-    (``consumer_key``/``consumer_secret``, ``access_token``, ``store_hash``);
+    (``consumer_key``/``consumer_secret``, ``access_token``, ``store_hash``; Shopify also
+    ``client_id``/``client_secret`` for its token endpoint, ``today``, ``bucket_size``/``restore_rate``);
     ``client_id``/``client_secret``/``user_login_id`` for the WMS.
     """
     try:

@@ -1,9 +1,11 @@
 """Just enough GraphQL for the Shopify-like server: parse, bind variables, project.
 
 Supports one operation with a selection set of fields, each with optional
-arguments (variables, strings, numbers, enums, booleans, null) and an optional
-sub-selection. No fragments, aliases or directives. Answers contain exactly the
-selected fields; a field the type does not have is an error, like the real API.
+arguments (variables, strings, numbers, enums, booleans, null), optional directives
+(``@idempotent(key: "...")``) and an optional sub-selection. No fragments or aliases. Answers
+contain exactly the selected fields; a field the type does not have is an error, like the real
+API. :func:`cost` computes a query's requested (or, given the answer, actual) cost the way
+Shopify documents it (see its docstring).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Field:
     name: str
     args: dict[str, Any]
     selection: list[Field] | None
+    directives: dict[str, dict[str, Any]] | None = None
 
 
 def tokenize(text: str) -> list[str]:
@@ -83,8 +86,13 @@ class _Parser:
         while self.peek() != "}":
             name = self.take()
             args = self.arguments() if self.peek() == "(" else {}
+            directives = {}
+            while self.peek() == "@":
+                self.take("@")
+                directive = self.take()
+                directives[directive] = self.arguments() if self.peek() == "(" else {}
             sub = self.selection() if self.peek() == "{" else None
-            fields.append(Field(name, args, sub))
+            fields.append(Field(name, args, sub, directives))
         self.take("}")
         return fields
 
@@ -133,3 +141,65 @@ def project(value: Any, selection: list[Field] | None, type_name: str = "Object"
             found = found(field.args)
         out[field.name] = project(found, field.selection, field.name)
     return out
+
+
+#: Fields of a connection that cost nothing themselves: the page's nodes are counted through
+#: the connection's page size, `pageInfo` and `cursor` are free.
+_CONNECTION_PARTS = ("nodes", "edges", "node", "pageInfo", "cursor")
+
+
+def cost(kind: str, fields: list[Field], data: Any = None) -> int:
+    """A query's cost as Shopify's "API rate limits" documents it: a scalar or enum 0, an object 1
+    plus its selection, a connection (any field sized by ``first``/``last``) 2 plus the page size
+    times (1 + the selection of one node) — nested connections multiply — and a mutation field 10.
+    With ``data`` (the answer), the actual cost: a connection counts the nodes it returned and a
+    null object nothing (Shopify refunds the difference)."""
+    if kind == "mutation":
+        return 10 * len(fields)
+    return sum(_field_cost(f, None if data is None else (data or {}).get(f.name), data is not None)
+               for f in fields)
+
+
+def _field_cost(f: Field, value: Any, actual: bool) -> int:
+    if f.selection is None:
+        return 0
+    if actual and value is None:
+        return 0
+    size = f.args.get("first") or f.args.get("last")
+    if isinstance(size, int):
+        items = _items(value) if actual else [None]
+        count = len(items) if actual else size
+        each = max((_node_cost(f.selection, item, actual) for item in items), default=_node_cost(f.selection, None, False))
+        return 2 + count * (1 + each)
+    if isinstance(value, list):
+        return sum(1 + _children(f.selection, item, actual) for item in value)
+    return 1 + _children(f.selection, value, actual)
+
+
+def _items(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if isinstance(value.get("nodes"), list):
+            return value["nodes"]
+        if isinstance(value.get("edges"), list):
+            return [edge.get("node") for edge in value["edges"]]
+    return []
+
+
+def _node_cost(selection: list[Field], item: Any, actual: bool) -> int:
+    """The selection of one node of a connection (through ``nodes`` or ``edges { node }``)
+    or of one item of a sized list."""
+    parts = {f.name: f for f in selection}
+    if "nodes" in parts or "edges" in parts:
+        via_nodes = _children(parts["nodes"].selection or [], item, actual) if "nodes" in parts else 0
+        edge = parts.get("edges")
+        node = next((f for f in (edge.selection or []) if f.name == "node"), None) if edge else None
+        via_edges = _children(node.selection or [], item, actual) if node else 0
+        return max(via_nodes, via_edges)
+    return _children([f for f in selection if f.name not in _CONNECTION_PARTS], item, actual)
+
+
+def _children(selection: list[Field], value: Any, actual: bool) -> int:
+    return sum(_field_cost(f, value.get(f.name) if isinstance(value, dict) else None, actual)
+               for f in selection if f.name not in ("pageInfo", "cursor"))

@@ -1,30 +1,57 @@
-"""A Shopify-like server: the GraphQL Admin API at ``/admin/api/2025-01/graphql.json``.
+"""A Shopify-like server: the GraphQL Admin API at ``/admin/api/{version}/graphql.json``.
 
 Root fields: ``orders(first, after, query, sortKey, reverse)`` with real opaque
 cursors and ``pageInfo``; ``order(id)``; an order's ``lineItems(first, after)`` is a connection
 too (at most 250 a page, ``pageInfo``), as in the real API; ``productVariants(first, query: "sku:…")``;
 mutations ``fulfillmentCreate(fulfillment)`` and ``inventorySetQuantities(input)``
-answering ``userErrors``, and ``orderCancel(orderId, reason, refund, restock,
+answering ``userErrors``, and ``orderCancel(orderId, reason, refund | refundMethod, restock,
 notifyCustomer, staffNote)`` answering ``job`` and ``orderCancelUserErrors`` (an
 unknown or an already cancelled order), like the real API; the cancel job is done at
-once. Auth is the ``X-Shopify-Access-Token`` header (401 otherwise). Throttling is a
-200 with ``errors[].extensions.code == "THROTTLED"``: see :meth:`ShopifyApp.throttle`.
+once. Sources: connectors/carts/shopify.md.
+
+- **Cost**: every query's requested cost is computed as Shopify documents it
+  (:func:`gql.cost`); above 1,000 it is refused with ``MAX_COST_EXCEEDED`` before anything runs.
+  Admitted queries draw on a leaky bucket (``bucket_size`` points restoring ``restore_rate`` a
+  second, the Standard plan by default); a query the bucket cannot hold answers 200 with a
+  ``THROTTLED`` error; every answer carries ``extensions.cost`` with ``throttleStatus``, the
+  actual cost (what the answer returned) refunded to the bucket.
+- **Versions**: quarterly stable versions, each supported 12 months from its release (as of
+  ``today``). A request to an unsupported older stable version falls forward to the oldest
+  supported one; ``X-Shopify-API-Version`` names the version that answered. A version that was
+  never released is 404.
+- **2026-04 and later**: ``inventorySetQuantities`` needs ``@idempotent(key:)`` (a repeat with the
+  same key and variables answers the first result, unapplied; other variables are refused) and
+  ``changeFromQuantity`` on every quantity (``null`` opts out of the compare); ``compareQuantity``
+  and ``ignoreCompareQuantity`` are gone.
+- **Auth**: the ``X-Shopify-Access-Token`` header (401 otherwise): the static token, or one the
+  client-credentials grant issued (``POST /admin/oauth/access_token``, ``expires_in`` 86399 s,
+  refused once expired).
 """
 from __future__ import annotations
 
 import base64
 import json
 import re
+import secrets
 import threading
+import time
 import uuid
+from datetime import date
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import gql
 from .base import Answer, App, Request, apply_page_faults, parse_time
+from .quotas import CostBucket
+
+from engine.http.waits import clock as engine_clock
 from .data import PRODUCTS, OrderFactory, SampleLine, SampleOrder, iso_z, money
 
-PATH = r"/admin/api/(?P<version>\d{4}-\d{2})/graphql\.json"
+PATH = r"/admin/api/(?P<version>\d{4}-\d{2}|unstable)/graphql\.json"
+TOKEN_PATH = r"/admin/oauth/access_token"
+MAX_QUERY_COST = 1000
+TOKEN_LIFETIME = 86399          # seconds: client-credentials tokens last 24 hours
+MANDATORY_IDEMPOTENCY = "2026-04"   # inventorySetQuantities needs @idempotent and changeFromQuantity
 LOCATION = "gid://shopify/Location/76543210"
 CANCEL_REASONS = ("CUSTOMER", "DECLINED", "FRAUD", "INVENTORY", "OTHER", "STAFF")
 SORT_KEYS = {"ID": "legacyResourceId", "UPDATED_AT": "updatedAt", "CREATED_AT": "createdAt",
@@ -102,13 +129,48 @@ class ShopifyState:
     levels: dict[str, int] = field(default_factory=dict)
     fulfillments: list[dict[str, Any]] = field(default_factory=list)
     cancellations: list[dict[str, Any]] = field(default_factory=list)
+    adjustments: int = 0
+    applied: dict[str, int] = field(default_factory=dict)     # inventory item -> sets applied
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def released_versions(today: str) -> list[str]:
+    """Stable versions released by ``today`` (quarterly, on the first day of the quarter)."""
+    day = date.fromisoformat(today)
+    return [f"{year}-{month:02d}" for year in range(2019, day.year + 1) for month in (1, 4, 7, 10)
+            if date(year, month, 1) <= day]
+
+
+def supported_versions(today: str) -> list[str]:
+    """Stable versions still supported on ``today``: 12 months from each release."""
+    day = date.fromisoformat(today)
+    return [v for v in released_versions(today)
+            if date(int(v[:4]) + 1, int(v[5:]), 1) > day]
+
+
+def release_candidate(today: str) -> str:
+    """The next quarter's version, served as a release candidate before its release."""
+    year, month = (int(x) for x in released_versions(today)[-1].split("-"))
+    return f"{year + 1}-01" if month == 10 else f"{year}-{month + 3:02d}"
+
+
 class ShopifyApp(App):
-    def __init__(self, orders: int = 20, seed: int = 1, access_token: str = "shpat_test") -> None:
+    def __init__(self, orders: int = 20, seed: int = 1, access_token: str = "shpat_test",
+                 client_id: str | None = None, client_secret: str | None = None,
+                 token_lifetime: int = TOKEN_LIFETIME, today: str = "2026-12-03",
+                 bucket_size: float = 2000.0, restore_rate: float = 100.0,
+                 clock: Any = engine_clock) -> None:
         super().__init__()
         self._token = access_token
+        self._client = (client_id, client_secret) if client_id else None
+        self._lifetime = token_lifetime
+        self.issued: dict[str, float] = {}          # client-credentials token -> expiry (monotonic)
+        self.today = today
+        # the engine's clock: monotonic, plus the waits a test skipped (engine.http.set_testing),
+        # so the bucket restores as if the engine had waited what it asked for
+        self.bucket = CostBucket(maximum=bucket_size, restore=restore_rate, clock=clock)
+        self.served: list[tuple[str, str]] = []     # (version asked, version that answered)
+        self.idempotency: dict[str, tuple[str, Any]] = {}   # key -> (variables, first answer)
         self._factory = OrderFactory(seed)
         self.state = ShopifyState()
         for i, (sku, name, _) in enumerate(PRODUCTS, start=1):
@@ -118,6 +180,7 @@ class ShopifyApp(App):
             self.state.levels[item] = 100
         self.add_orders(orders)
         self.route("POST", PATH, self.graphql)
+        self.route("POST", TOKEN_PATH, self.access_token)
 
     def add_orders(self, n: int, lines: int | None = None) -> list[dict[str, Any]]:
         """``n`` new orders; with ``lines``, each has that many lines (a big wholesale order)."""
@@ -140,24 +203,86 @@ class ShopifyApp(App):
         self.faults.add(path_prefix="/admin/api/", times=times, status=200, body=THROTTLED)
 
     def authorize(self, request: Request) -> Answer | None:
-        if request.headers.get("x-shopify-access-token") == self._token:
+        if re.fullmatch(TOKEN_PATH, request.path):
+            return None
+        token = request.headers.get("x-shopify-access-token")
+        if token == self._token or self.issued.get(token or "", 0) > time.monotonic():
             return None
         return Answer(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})
 
+    def access_token(self, request: Request) -> Answer:
+        """The client-credentials grant of a Dev Dashboard app installed on this shop."""
+        form = request.form()
+        if form.get("grant_type") != "client_credentials":
+            return Answer(400, {"error": "unsupported_grant_type",
+                                "error_description": "The grant type is not supported."})
+        if self._client is None or (form.get("client_id"), form.get("client_secret")) != self._client:
+            return Answer(400, {"error": "invalid_client",
+                                "error_description": "Client authentication failed."})
+        token = "shpat_" + secrets.token_hex(16)
+        self.issued[token] = time.monotonic() + self._lifetime
+        return Answer(200, {"access_token": token, "scope": "read_orders,write_orders,"
+                            "write_merchant_managed_fulfillment_orders,read_products,write_inventory",
+                            "expires_in": self._lifetime})
+
+    def version(self, asked: str) -> str | None:
+        """The version that answers a request for ``asked``: itself when supported (or the
+        release candidate, or unstable), the oldest supported one for an older stable version,
+        None for one that was never released."""
+        supported = supported_versions(self.today)
+        if asked in supported or asked in ("unstable", release_candidate(self.today)):
+            return asked
+        if asked in released_versions(self.today):
+            return supported[0]
+        return None
+
     def graphql(self, request: Request, version: str) -> Answer:
+        served = self.version(version)
+        if served is None:
+            return Answer(404, {"errors": "Not Found"})
+        self.served.append((version, served))
+        headers = {"X-Shopify-API-Version": served}
         try:
             body = request.json()
             kind, fields = gql.parse(body["query"], body.get("variables") or {})
-            data = {f.name: self._resolve(kind, f, request) for f in fields}
         except gql.GraphQLError as exc:
-            return Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": exc.code}}]})
+            return Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": exc.code}}]}, headers)
         except (ValueError, KeyError, TypeError):
-            return Answer(400, {"errors": "Bad Request"})
-        return Answer(200, {"data": data, "extensions": {"cost": {
-            "requestedQueryCost": 12, "actualQueryCost": 12, "throttleStatus": {
-                "maximumAvailable": 2000.0, "currentlyAvailable": 1988, "restoreRate": 100.0}}}})
+            return Answer(400, {"errors": "Bad Request"}, headers)
+        requested = gql.cost(kind, fields)
+        if requested > MAX_QUERY_COST:
+            return Answer(200, {"errors": [{"message": (
+                f"Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\n"
+                "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
+                "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk "
+                "operations should be used instead.\nSee https://shopify.dev/tutorials/perform-bulk-operations-"
+                "with-admin-api for usage details.\n"),
+                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST,
+                               "documentation": "https://shopify.dev/api/usage/limits#rate-limits"}}]}, headers)
+        _, _, refused = self.bucket.admit(requested, requested)
+        if "errors" in refused:                       # the bucket cannot hold it: THROTTLED
+            refused["errors"][0]["extensions"]["documentation"] = "https://shopify.dev/api/usage/rate-limits"
+            return Answer(200, refused, headers)
+        try:
+            data = {f.name: self._resolve(kind, f, request, served) for f in fields}
+        except gql.GraphQLError as exc:
+            return Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": exc.code}}],
+                                "extensions": {"cost": self._refund(requested, 0)}}, headers)
+        except (ValueError, KeyError, TypeError):
+            return Answer(400, {"errors": "Bad Request"}, headers)
+        actual = requested if kind == "mutation" else gql.cost(kind, fields, data)
+        return Answer(200, {"data": data, "extensions": {"cost": self._refund(requested, actual)}}, headers)
 
-    def _resolve(self, kind: str, f: gql.Field, request: Request) -> Any:
+    def _refund(self, requested: int, actual: int) -> dict[str, Any]:
+        """Give the bucket back what a query was charged above its actual cost; its cost report."""
+        bucket = self.bucket
+        with bucket.lock:
+            bucket.available = min(bucket.maximum, bucket.available + (requested - actual))
+            return {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": {
+                "maximumAvailable": bucket.maximum, "currentlyAvailable": int(bucket.available),
+                "restoreRate": bucket.restore}}
+
+    def _resolve(self, kind: str, f: gql.Field, request: Request, version: str = "unstable") -> Any:
         resolver = {("query", "orders"): self._orders, ("query", "order"): self._one_order,
                     ("query", "productVariants"): self._variants,
                     ("mutation", "fulfillmentCreate"): self._fulfill,
@@ -165,6 +290,8 @@ class ShopifyApp(App):
                     ("mutation", "orderCancel"): self._cancel_order}.get((kind, f.name))
         if resolver is None:
             raise gql.GraphQLError(f"Field '{f.name}' doesn't exist on type '{kind.title()}Root'", "undefinedField")
+        if f.name == "inventorySetQuantities":
+            return gql.project(self._set_quantities(f, version), f.selection)
         return gql.project(resolver(f.args, request), f.selection)
 
     def _orders(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -219,30 +346,82 @@ class ShopifyApp(App):
             self.state.fulfillments.append({**fulfillment, "orders": [o["id"] for o, _ in targets]})
         return {"fulfillment": fulfillment, "userErrors": []}
 
-    def _set_quantities(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
-        spec = args.get("input") or {}
+    def _set_quantities(self, f: gql.Field, version: str) -> dict[str, Any]:
+        """From 2026-04: ``@idempotent(key:)`` required (a repeat answers the first result and
+        changes nothing), ``changeFromQuantity`` required on each quantity (compare-and-set; null
+        opts out), ``compareQuantity``/``ignoreCompareQuantity`` removed."""
+        spec = f.args.get("input") or {}
+        strict = version == "unstable" or version >= MANDATORY_IDEMPOTENCY
+        key = (f.directives or {}).get("idempotent", {}).get("key")
+        if strict:
+            for name in ("ignoreCompareQuantity",):
+                if name in spec:
+                    raise gql.GraphQLError(f"Variable $input of type InventorySetQuantitiesInput! was provided invalid "
+                                           f"value for {name} (Field is not defined on InventorySetQuantitiesInput)",
+                                           "INVALID_VARIABLE")
+            for i, q in enumerate(spec.get("quantities") or []):
+                if "compareQuantity" in q:
+                    raise gql.GraphQLError(f"Variable $input of type InventorySetQuantitiesInput! was provided invalid "
+                                           f"value for quantities.{i}.compareQuantity (Field is not defined on "
+                                           "InventoryQuantityInput)", "INVALID_VARIABLE")
+            if not key:
+                raise gql.GraphQLError("The @idempotent directive is required for this mutation.", "BAD_REQUEST")
+        fingerprint = json.dumps(spec, sort_keys=True)
+        with self.state.lock:
+            if key and key in self.idempotency:
+                earlier, answer = self.idempotency[key]
+                if earlier != fingerprint:
+                    raise gql.GraphQLError("The idempotency key was already used with different parameters.",
+                                           "IDEMPOTENCY_KEY_PARAMETER_MISMATCH")
+                return answer
+            answer = self._apply_quantities(spec, strict)
+            if key:                     # guess: the first answer is kept, a refusal too
+                self.idempotency[key] = (fingerprint, answer)
+        return answer
+
+    def _apply_quantities(self, spec: dict[str, Any], strict: bool) -> dict[str, Any]:
+        """Check then set every quantity (lock held): nothing is set when one is refused."""
         if spec.get("name") not in ("available", "on_hand"):
             return _user_error(["input", "name"], "The quantity name must be either 'available' or 'on_hand'.")
         if not spec.get("reason"):
             return _user_error(["input", "reason"], "The specified reason is invalid.")
-        with self.state.lock:
-            for i, q in enumerate(spec.get("quantities") or []):
-                if q.get("inventoryItemId") not in self.state.levels:
-                    return _user_error(["input", "quantities", str(i), "inventoryItemId"],
-                                       "The specified inventory item could not be found.")
-                if q.get("locationId") != LOCATION:
-                    return _user_error(["input", "quantities", str(i), "locationId"],
-                                       "The specified location could not be found.")
-                self.state.levels[q["inventoryItemId"]] = int(q["quantity"])
-        return {"inventoryAdjustmentGroup": {"id": "gid://shopify/InventoryAdjustmentGroup/1",
+        quantities = spec.get("quantities") or []
+        for i, q in enumerate(quantities):
+            where = ["input", "quantities", str(i)]
+            if q.get("inventoryItemId") not in self.state.levels:
+                return _user_error([*where, "inventoryItemId"], "The specified inventory item could not be found.")
+            if q.get("locationId") != LOCATION:
+                return _user_error([*where, "locationId"], "The specified location could not be found.")
+            current = self.state.levels[q["inventoryItemId"]]
+            if strict and "changeFromQuantity" not in q:
+                return _user_error([*where, "changeFromQuantity"],
+                                   "changeFromQuantity is required; pass null to skip the check.", "INVALID")
+            compare = q.get("changeFromQuantity") if "changeFromQuantity" in q else (
+                None if spec.get("ignoreCompareQuantity") else q.get("compareQuantity"))
+            if compare is not None and int(compare) != current:
+                return _user_error([*where, "changeFromQuantity"],
+                                   "The specified compare quantity does not match the current quantity.",
+                                   "CHANGE_FROM_QUANTITY_STALE")
+        for q in quantities:
+            self.state.levels[q["inventoryItemId"]] = int(q["quantity"])
+            self.state.applied[q["inventoryItemId"]] = self.state.applied.get(q["inventoryItemId"], 0) + 1
+        self.state.adjustments += 1
+        return {"inventoryAdjustmentGroup": {"id": f"gid://shopify/InventoryAdjustmentGroup/{self.state.adjustments}",
                                              "reason": spec["reason"]}, "userErrors": []}
 
     def _cancel_order(self, args: dict[str, Any], request: Request) -> dict[str, Any]:
         """``orderCancel``, its job done at once: the order is cancelled, and marked refunded
-        with ``refund: true``; ``restock`` is only recorded (no committed stock is modelled)."""
+        with ``refundMethod: {originalPaymentMethodsRefund: true}`` (or the deprecated
+        ``refund: true``, 2025-07); ``restock`` is only recorded (no committed stock is modelled)."""
         if args.get("reason") not in CANCEL_REASONS:
             raise gql.GraphQLError(f"Variable $reason of type OrderCancelReason! was provided invalid value "
                                    f"{args.get('reason')!r}", "INVALID_VARIABLE")
+        method = args.get("refundMethod")
+        if isinstance(method, dict):
+            args = {**args, "refund": bool(method.get("originalPaymentMethodsRefund"))}
+        elif method is not None:
+            raise gql.GraphQLError("Variable $refundMethod of type OrderCancelRefundMethodInput was provided "
+                                   "invalid value", "INVALID_VARIABLE")
         for name in ("refund", "restock"):
             if not isinstance(args.get(name), bool):
                 raise gql.GraphQLError(f"Variable ${name} of type Boolean! was provided invalid value",
@@ -257,7 +436,7 @@ class ShopifyApp(App):
             if args["refund"]:
                 order["displayFinancialStatus"] = "REFUNDED"
             self.state.cancellations.append({k: args.get(k) for k in (
-                "orderId", "reason", "refund", "restock", "notifyCustomer", "staffNote")})
+                "orderId", "reason", "refund", "refundMethod", "restock", "notifyCustomer", "staffNote")})
             job = f"gid://shopify/Job/{uuid.uuid5(uuid.NAMESPACE_URL, order['id'])}"
         return {"job": {"id": job, "done": True}, "orderCancelUserErrors": [], "userErrors": []}
 
@@ -278,9 +457,9 @@ class ShopifyApp(App):
         return None
 
 
-def _user_error(path: list[str], message: str) -> dict[str, Any]:
+def _user_error(path: list[str], message: str, code: str = "INVALID") -> dict[str, Any]:
     return {"fulfillment": None, "inventoryAdjustmentGroup": None,
-            "userErrors": [{"field": path, "message": message, "code": "INVALID"}]}
+            "userErrors": [{"field": path, "message": message, "code": code}]}
 
 
 def _cancel_error(code: str, message: str) -> dict[str, Any]:
