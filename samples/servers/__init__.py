@@ -11,6 +11,7 @@ from typing import Any
 from .base import App, Fault, FaultPlan, Server
 from .bigcommerce import BigCommerceApp
 from .extensiv import ExtensivApp
+from .shipstation import ShipStationApp
 from .shopify import ShopifyApp
 from .woocommerce import WooCommerceApp
 
@@ -19,6 +20,7 @@ KINDS: dict[str, type[App]] = {
     "shopify": ShopifyApp,
     "bigcommerce": BigCommerceApp,
     "extensiv": ExtensivApp,
+    "shipstation": ShipStationApp,
 }
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "Server", "start"]
@@ -29,7 +31,8 @@ def start(kind: str, *, port: int = 0, **options: Any) -> Server:
 
     ``options`` go to the app: ``orders``/``seed`` and credentials for carts
     (``consumer_key``/``consumer_secret``, ``access_token``, ``store_hash``);
-    ``client_id``/``client_secret``/``user_login_id`` for the WMS.
+    ``client_id``/``client_secret``/``user_login_id`` for Extensiv; ``api_key``/``api_secret``
+    (and ``limit``/``window``, the rate limit) for ShipStation.
     """
     try:
         app_class = KINDS[kind]
