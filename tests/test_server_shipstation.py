@@ -141,6 +141,7 @@ def test_shipments_list_labels_only_items_on_request_voided_ones_flagged(ss) -> 
     voided = client.get("/shipments", params={"orderId": a}).json()["shipments"][0]
     assert voided["voided"] is True and voided["voidDate"]
     assert srv.state.orders[a]["orderStatus"] == "awaiting_shipment"
+    assert client.post("/orders/markasshipped", json={"orderId": b}).status_code == 400   # carrierCode required
     marked = client.post("/orders/markasshipped", json={"orderId": b, "carrierCode": "usps",
                                                         "trackingNumber": "9400100000000000000031"})
     assert marked.json() == {"orderId": b, "orderNumber": "1002"}

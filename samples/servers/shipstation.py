@@ -231,8 +231,8 @@ class ShipStationApp(App):
     def mark_as_shipped_route(self, request: Request) -> Answer:
         body = request.json() or {}
         try:
-            order = self.mark_shipped(int(body["orderId"]), body.get("trackingNumber"), body.get("carrierCode", "usps"))
-        except (KeyError, ValueError, TypeError):
+            order = self.mark_shipped(int(body["orderId"]), body.get("trackingNumber"), str(body["carrierCode"]))
+        except (KeyError, ValueError, TypeError):       # orderId unknown too
             return _error(400, "The request is invalid: orderId and carrierCode are required.")
         return Answer(200, {"orderId": order["orderId"], "orderNumber": order["orderNumber"]})
 
