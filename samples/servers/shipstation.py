@@ -299,11 +299,13 @@ class ShipStationApp(App):
             order.update(orderStatus="shipped", modifyDate=now, shipDate=now[:10])
             return order
 
-    def cancel(self, order_id: int) -> dict[str, Any]:
-        """The merchant cancels an order in ShipStation itself."""
+    def cancel(self, order_id: int, note: str | None = None) -> dict[str, Any]:
+        """The merchant cancels an order in ShipStation itself (``note`` goes to ``internalNotes``)."""
         with self.state.lock:
             order = self.state.orders[order_id]
             order.update(orderStatus="cancelled", modifyDate=self.state.tick())
+            if note:
+                order["internalNotes"] = note
             return order
 
     # -- helpers -------------------------------------------------------------------------
