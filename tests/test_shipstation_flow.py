@@ -49,6 +49,8 @@ def test_orders_go_in_once_with_their_order_key(tmp_path: Path, monkeypatch: pyt
     and a rerun delivers none and creates none."""
     with rig(tmp_path, monkeypatch, wms="shipstation") as r:
         r.write(flows=FLOWS)
+        dry = r.cli("run", "--flow", "orders", "--dry-run")
+        assert dry.code == 0 and "/orders/createorder" in dry.out and r.wms.state.created == []
         delivered(r, 6)
         order = r.wms.state.by_number("1001")
         assert order["orderKey"] == "sync-1001" and order["advancedOptions"]["customField3"] == "1001"
