@@ -63,7 +63,9 @@ def test_createorder_requires_the_documented_fields(ss) -> None:
                  order("x" * 51), {**order("1"), "orderStatus": "done"}):
         answer = client.post("/orders/createorder", json=body)
         assert answer.status_code == 400 and "invalid" in answer.json()["Message"]
-    assert client.post("/orders/createorder", json=order("1")).status_code == 200
+    assert client.post("/orders/createorder", json={**order("1"), "orderDate": "yesterday"}).status_code == 400
+    made = client.post("/orders/createorder", json=order("1"))
+    assert made.status_code == 200 and made.json()["orderDate"] == "2026-01-05T00:00:00.0000000"
 
 
 def test_the_same_order_key_updates_instead_of_duplicating(ss) -> None:

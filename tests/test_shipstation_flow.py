@@ -5,6 +5,7 @@ shipped (voided labels never), cancels both ways, under faults, paced under the 
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sync_rig import Result, rig
 
 from engine import cli
 from engine.http import set_testing
+from samples.servers.shipstation import PACIFIC
 
 FLOWS = {name: {"enabled": True} for name in ("orders", "shipments", "cancellations", "wms_cancellations")}
 CREATE = "/orders/createorder"
@@ -54,7 +56,11 @@ def test_orders_go_in_once_with_their_order_key(tmp_path: Path, monkeypatch: pyt
         delivered(r, 6)
         order = r.wms.state.by_number("1001")
         assert order["orderKey"] == "sync-1001" and order["advancedOptions"]["customField3"] == "1001"
-        assert order["orderStatus"] == "awaiting_shipment" and "T" not in order["orderDate"]
+        with r.cart.state.lock:                                  # the cart's UTC time as Pacific wall clock
+            placed = next(o["date_created_gmt"] for o in r.cart.state.orders if o["id"] == 1001)
+        pacific = datetime.fromisoformat(placed).replace(tzinfo=timezone.utc).astimezone(PACIFIC)
+        assert order["orderStatus"] == "awaiting_shipment"
+        assert order["orderDate"] == pacific.strftime("%Y-%m-%dT%H:%M:%S.0000000")
         delivered(r, 0)
         assert len(r.wms.state.created) == 6
         with r.ledger() as ledger:

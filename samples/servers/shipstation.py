@@ -24,8 +24,8 @@ Sources: connectors/wms/shipstation.md (each behaviour below is cited there).
 - ``POST /shipments/voidlabel`` voids a label; the order is awaiting shipment again (guess).
 
 Times are Pacific (PST/PDT) wall clock without a zone: answers as
-``2016-02-16T15:16:53.7070000``; filters accept ``yyyy-mm-dd hh:mm:ss`` (also with ``T``, or a
-date alone) read in Pacific time.
+``2016-02-16T15:16:53.7070000``; filters and an order's dates accept ``yyyy-mm-dd hh:mm:ss``
+(also with ``T``, or a date alone) read in Pacific time, or with a zone as that instant (guess).
 """
 from __future__ import annotations
 
@@ -159,6 +159,11 @@ class ShipStationApp(App):
         items = body.get("items") or []
         if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("sku") for i in items):
             return _error(400, "The request is invalid: items must be OrderItem objects with a sku.")
+        try:                                   # stored and answered as Pacific wall clock
+            body = {**body, **{name: pacific(read_pacific(str(body[name])))
+                               for name in ("orderDate", "paymentDate", "shipByDate") if body.get(name)}}
+        except ValueError:
+            return _error(400, "The request is invalid: a date is not a valid DateTime.")
         with self.state.lock:
             existing = next((o for o in self.state.created if body.get("orderKey") and o["orderKey"] == body["orderKey"]), None)
             if existing is not None and existing["orderStatus"] not in OPEN:
