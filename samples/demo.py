@@ -26,17 +26,23 @@ from samples.servers import start
 CONNECTORS = ROOT / "connectors"
 INTEGRATIONS = ROOT / "samples" / "integrations"
 ORDERS_PER_CART = 30
+SHIPSTATION_DEMO = "hooli-woo-to-shipstation"   # the same WooCommerce shop into ShipStation
 
 #: server kind -> (start options, {environment variable: server attribute or literal})
 SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "woocommerce": ({"orders": ORDERS_PER_CART, "seed": 1, "consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
-                    {"ACME_WOO_URL": "@url", "ACME_WOO_KEY": "ck_demo", "ACME_WOO_SECRET": "cs_demo"}),
+                    {"ACME_WOO_URL": "@url", "ACME_WOO_KEY": "ck_demo", "ACME_WOO_SECRET": "cs_demo",
+                     "HOOLI_WOO_URL": "@url", "HOOLI_WOO_KEY": "ck_demo", "HOOLI_WOO_SECRET": "cs_demo"}),
     "shopify": ({"orders": ORDERS_PER_CART, "seed": 2, "access_token": "shpat_demo"},
                 {"GLOBEX_SHOP_URL": "@url", "GLOBEX_SHOPIFY_TOKEN": "shpat_demo"}),
     "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42"},
                  {"ACME_WMS_URL": "@url", "ACME_WMS_CLIENT_ID": "demo-client", "ACME_WMS_CLIENT_SECRET": "demo-secret",
                   "GLOBEX_WMS_URL": "@url", "GLOBEX_WMS_CLIENT_ID": "demo-client",
                   "GLOBEX_WMS_CLIENT_SECRET": "demo-secret"}),
+    # ShipStation's 40 requests a minute, in a 2-second window so the demo does not wait a minute
+    "shipstation": ({"api_key": "demo-ss-key", "api_secret": "demo-ss-secret", "window": 2.0},
+                    {"HOOLI_SS_URL": "@url", "HOOLI_SS_API_KEY": "demo-ss-key",
+                     "HOOLI_SS_API_SECRET": "demo-ss-secret"}),
 }
 
 
@@ -52,10 +58,17 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         project = _with_sample_servers(runner.load_project([CONNECTORS, INTEGRATIONS]))
         outcomes = _run(project, state, ["orders"], stdout)
         _show_wms(servers["extensiv"], stdout)
+        _show_shipstation(servers["shipstation"], stdout)
         _show_held(state, outcomes, stdout)
         shipped, canceled = _warehouse_and_shoppers_act(servers, stdout)
-        later = _run(project, state, ["shipments", "inventory", "cancellations", "wms_cancellations"], stdout)
+        merchant_canceled = _shipstation_acts(servers["shipstation"], stdout)
+        flows = ["shipments", "inventory", "cancellations", "wms_cancellations"]
+        # ShipStation's integration after the others: a cart cancel it makes (the merchant canceled
+        # in ShipStation) reaches the Extensiv integrations on their next run, not mid-way through this one
+        later = _run(project, state, flows, stdout, exclude=SHIPSTATION_DEMO)
+        later += _run(project, state, flows, stdout, only=SHIPSTATION_DEMO)
         _show_back(servers, state, shipped, canceled, stdout)
+        _show_shipstation_back(state, canceled[:1] + merchant_canceled, stdout)
         _closing(outcomes, args.state_dir, stdout)
     return 1 if any(outcome.error for outcome in outcomes + later) else 0
 
@@ -66,10 +79,12 @@ def _with_sample_servers(project: runner.Project) -> runner.Project:
     return runner.Project(project.connectors, kept)
 
 
-def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO) -> list[runner.Outcome]:
+def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO,
+         only: str | None = None, exclude: str | None = None) -> list[runner.Outcome]:
     options = runner.Options(state, flows, emit=lambda line: print(line, file=stdout))
-    outcomes = asyncio.run(runner.run_project(project, list(project.integrations.values()), options))
-    stdout.write(f"\n== {', '.join(flows)} ==\n")
+    chosen = [i for i in project.integrations.values() if i.name != exclude and only in (None, i.name)]
+    outcomes = asyncio.run(runner.run_project(project, chosen, options))
+    stdout.write(f"\n== {', '.join(flows)}{f' ({only})' if only else ''} ==\n")
     report(outcomes, stdout)
     return outcomes
 
@@ -99,6 +114,23 @@ def _warehouse_and_shoppers_act(servers: dict[str, Any], stdout: TextIO) -> tupl
     stdout.write(f"\nmeanwhile: the WMS shipped {len(shipped)} order(s) in 2 packages each{canceled_there}; "
                  f"shoppers cancelled WooCommerce order {woo_first} and Shopify order {shop_last}\n")
     return shipped, [str(woo_first), shop_last] + ([str(out_of_stock)] if out_of_stock else [])
+
+
+def _shipstation_acts(server: Any, stdout: TextIO) -> list[str]:
+    """In ShipStation: a label is voided and the order shipped on a new one, an order is marked as
+    shipped outside ShipStation (no label), and the merchant cancels one."""
+    orders = sorted(server.state.created, key=lambda o: int(o["orderNumber"]))
+    if len(orders) < 8:
+        return []
+    app = server.app
+    app.void(app.ship(orders[5]["orderId"], carrier="stamps_com")[0]["shipmentId"])
+    app.ship(orders[5]["orderId"], carrier="stamps_com")
+    app.mark_shipped(orders[6]["orderId"], f"9400100000000000{orders[6]['orderId']:06d}", "usps")
+    app.cancel(orders[7]["orderId"], "Address cannot be verified")
+    numbers = [o["orderNumber"] for o in orders[5:8]]
+    stdout.write(f"meanwhile in ShipStation: order {numbers[0]} shipped on a new label after its first was voided, "
+                 f"{numbers[1]} marked as shipped outside ShipStation, {numbers[2]} canceled by the merchant\n")
+    return [orders[7]["advancedOptions"]["customField3"]]
 
 
 def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], canceled: list[str], stdout: TextIO) -> None:
@@ -154,6 +186,29 @@ def _show_wms(server: Any, stdout: TextIO) -> None:
                      f"{order.get('routingInfo', {}).get('mode')}\n")
     if len(orders) > 5:
         stdout.write(f"  … and {len(orders) - 5} more\n")
+
+
+def _show_shipstation_back(state: Path, keys: list[str], stdout: TextIO) -> None:
+    """What became of the cancellations between the WooCommerce shop and ShipStation."""
+    with DiskLedger(state, SHIPSTATION_DEMO) as ledger:
+        for key in keys:
+            entry = ledger.get(key)
+            if entry is None:
+                continue
+            how = " (the shopper asked: canceled in ShipStation)"
+            if entry.data.get("canceled_in_cart"):
+                how = f" (in ShipStation by the merchant, then in the cart: {entry.data.get('cancel_reason')})"
+            stdout.write(f"{SHIPSTATION_DEMO}: cancellation of {key}: {entry.status}{how if entry.status == 'canceled' else ''}\n")
+
+
+def _show_shipstation(server: Any, stdout: TextIO) -> None:
+    orders = server.state.created
+    stdout.write(f"the sample ShipStation now holds {len(orders)} order(s)")
+    if orders:
+        first = orders[0]
+        stdout.write(f", e.g. {first['orderId']}: number {first['orderNumber']}, orderKey {first['orderKey']}, "
+                     f"{first['orderStatus']}, ordered {first['orderDate']} (Pacific)")
+    stdout.write("\n")
 
 
 def _show_held(state: Path, outcomes: list[runner.Outcome], stdout: TextIO) -> None:

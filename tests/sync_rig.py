@@ -35,6 +35,7 @@ SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": 
            "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"},
            "extensiv-order-manager": {"SYNC_CART_TOKEN": "om_sync_6a19"}}
 WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
+SS_SECRETS = {"SYNC_SS_KEY": "ss-sync-key-2a", "SYNC_SS_SECRET": "ss-sync-secret-7c"}   # wms="shipstation"
 SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
 
 
@@ -53,6 +54,7 @@ class Rig:
     kind: str
     cart: Server
     wms: Server
+    wms_kind: str = "extensiv"
 
     @property
     def cart_app(self) -> Any:
@@ -68,7 +70,7 @@ class Rig:
 
     def write(self, **overrides: Any) -> Path:
         """Write the integration (every flow enabled) with `overrides` on top; returns its path."""
-        data = integration(self.kind, self.cart.url, self.wms.url)
+        data = integration(self.kind, self.cart.url, self.wms.url, self.wms_kind)
         data.update(overrides)
         path = self.root / "integrations" / f"{NAME}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,7 @@ class Rig:
 
     @property
     def sku_map(self) -> dict[str, str]:
-        return integration(self.kind, self.cart.url, self.wms.url)["sku_map"]
+        return integration(self.kind, self.cart.url, self.wms.url, self.wms_kind)["sku_map"]
 
     def ledger(self) -> DiskLedger:
         return DiskLedger(self.state, NAME)
@@ -164,8 +166,8 @@ class Rig:
         return self.cli("status").out
 
 
-def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
-    """Every flow enabled, `kind` -> extensiv, secrets as ${env:..} references."""
+def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -> dict[str, Any]:
+    """Every flow enabled (but inventory for ShipStation), `kind` -> `wms`, secrets as ${env:..} references."""
     source = {
         "woocommerce": {"site_url": cart_url, "consumer_key": "${env:SYNC_CART_KEY}",
                         "consumer_secret": "${env:SYNC_CART_SECRET}"},
@@ -180,9 +182,13 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
         "source": {"connector": kind, "config": source},
         "destination": {"connector": "extensiv", "config": {
             "base_url": wms_url, "client_id": "${env:SYNC_WMS_ID}", "client_secret": "${env:SYNC_WMS_SECRET}",
-            "user_login_id": "42", "customer_id": 7, "facility_id": 1}},
+            "user_login_id": "42", "customer_id": 7, "facility_id": 1}} if wms == "extensiv" else
+        {"connector": "shipstation", "config": {          # ShipStation has no inventory API
+            "base_url": wms_url, "api_key": "${env:SYNC_SS_KEY}", "api_secret": "${env:SYNC_SS_SECRET}",
+            "order_key_prefix": "sync-"}},
         "start_date": "2026-01-01T00:00:00Z",
-        "flows": {name: {"enabled": True} for name in ("orders", "shipments", "inventory", "cancellations")},
+        "flows": {name: {"enabled": True} for name in ("orders", "shipments", "inventory", "cancellations")
+                  if wms == "extensiv" or name != "inventory"},
         "sku_map": {"POSTER-A2": "POSTER-A2-TUBE"},
         "ship_method_map": {"map": SHIP_METHODS, "on_unmapped": "default", "default": "USPS Priority"},
         "carrier_map": {"FDX": "FedEx"},
@@ -191,11 +197,11 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6,
-        cart_options: dict[str, Any] | None = None, **wms_options: Any) -> Iterator[Rig]:
+        cart_options: dict[str, Any] | None = None, wms: str = "extensiv", **wms_options: Any) -> Iterator[Rig]:
     """A cart of `kind` holding `orders` orders (with `cart_options`, e.g. `shipment_tracking`)
-    and the WMS (with `wms_options`, e.g. its `time_zone`), both on 127.0.0.1, for the block."""
+    and the WMS `wms` (with `wms_options`, e.g. its `time_zone`), both on 127.0.0.1, for the block."""
     secrets = SECRETS[kind]
-    for name, value in {**secrets, **WMS_SECRETS}.items():
+    for name, value in {**secrets, **WMS_SECRETS, **SS_SECRETS}.items():
         monkeypatch.setenv(name, value)
     options: dict[str, Any] = {"orders": orders, "seed": 5, **(cart_options or {})}
     if kind == "woocommerce":
@@ -205,9 +211,13 @@ def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", 
     set_testing(True)
     reset_buckets()
     try:
-        with start(kind, **options) as cart, start("extensiv", client_id=WMS_SECRETS["SYNC_WMS_ID"],
-                                                  client_secret=WMS_SECRETS["SYNC_WMS_SECRET"], **wms_options) as wms:
-            yield Rig(root, kind, cart, wms)
+        if wms == "shipstation":
+            wms_options = {"api_key": SS_SECRETS["SYNC_SS_KEY"], "api_secret": SS_SECRETS["SYNC_SS_SECRET"], **wms_options}
+        else:
+            wms_options = {"client_id": WMS_SECRETS["SYNC_WMS_ID"], "client_secret": WMS_SECRETS["SYNC_WMS_SECRET"],
+                           **wms_options}
+        with start(kind, **options) as cart, start(wms, **wms_options) as server:
+            yield Rig(root, kind, cart, server, wms)
     finally:
         set_testing(False)
         reset_buckets()

@@ -32,7 +32,14 @@ def test_the_demo_moves_orders_both_ways_and_a_second_run_delivers_nothing(tmp_p
     assert "cancellation of 1004: canceled by the WMS, then in the cart (Canceled: Out of stock)" in out
     assert "WooCommerce order 1001 (cancelled): FedEx tracking 1Z" in out      # shipped, then cancelled: not re-opened
     assert "(completed): UPS tracking 1Z" in out
+    # the same shop into ShipStation: a re-shipped label (not the voided one), an order marked as
+    # shipped, the shopper's cancel sent there, the merchant's cancel brought back to the cart
+    assert "hooli-woo-to-shipstation: orders: pulled 30, new 30, delivered 30" in out
+    assert "hooli-woo-to-shipstation: shipments: pulled 2, skipped 0, quarantined 0, waiting 0, sent 2, confirmed 2" in out
+    assert "hooli-woo-to-shipstation: cancellation of 1001: canceled (the shopper asked" in out
+    assert "hooli-woo-to-shipstation: cancellation of 1008: canceled (in ShipStation by the merchant" in out
     again_code, again = demo(tmp_path / "state")
     assert again_code == 0, again
     assert "acme-woo-to-extensiv: orders: pulled 2, new 0, delivered 0" in again
+    assert "hooli-woo-to-shipstation: orders: pulled 2, new 0, delivered 0" in again
     assert "nothing new to deliver: every order was already delivered" in again

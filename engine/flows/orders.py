@@ -15,6 +15,8 @@ The protocol that makes a crash at any instant lose nothing and duplicate nothin
 4. Every run starts by reconciling `sending` keys through `find_order` (found -> delivered,
    absent -> pending) and then delivering every `pending` key that has its raw record (one a
    hold window or `retry` released), so nothing claimed is forgotten.
+5. A `create_order` with an `idempotency_key` renders it the first time the order is sent and
+   keeps it in the ledger (`order_idempotency`); every resend carries that very key.
 The watermark moves only after a read completed; the overlap re-read is absorbed by the claim.
 """
 
@@ -40,6 +42,7 @@ from engine.specs.settings import iso, parse_time
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
 AGAIN = {"enrich": "again"}     # entry data of an order to enrich again before it is re-assessed
+IDEMPOTENCY = "order_idempotency"   # ledger namespace: order key -> the idempotency key create_order sent
 
 
 class OrdersFlow:
@@ -253,7 +256,7 @@ class OrdersFlow:
         with ledger.batch():
             mine = [(key, order) for key, order, raw in ready
                     if ledger.transition(key, "pending", "sending", **({} if raw is None else {"raw": raw}))]
-        outcomes = await asyncio.gather(*(self.send(order) for _, order in mine))
+        outcomes = await asyncio.gather(*(self.send(order, key) for key, order in mine))
         with ledger.batch():
             for (key, order), (status, fields) in zip(mine, outcomes):
                 if status == "delivered":
@@ -280,17 +283,23 @@ class OrdersFlow:
 
     def _show(self, order: dict) -> None:
         try:
-            self.ctx.show(self.create, self.create.request.render(self.ctx.context("destination", order=order)))
+            context = {**self.ctx.context("destination", order=order), "idempotency_key": "<idempotency_key>"}
+            self.ctx.show(self.create, self.create.request.render(context))
         except TemplateError as exc:
             self.ctx.emit(self.ctx.redact(f"[dry-run] {self.ctx.integration.name}: cannot render create_order: {exc}"))
 
-    async def send(self, order: dict) -> tuple[str, dict]:
+    async def send(self, order: dict, key: str | None = None) -> tuple[str, dict]:
         """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order.
 
         A duplicate refusal (`already_exists`) counts as delivered only when `find_order` finds
         a record its `match` says is this very order: the same reference from another cart, or
         an older order, is an error with the reason, never silently "delivered"."""
-        outcome = await writes.send(self.ctx, "destination", self.create, self.ctx.context("destination", order=order))
+        context = self.ctx.context("destination", order=order)
+        try:
+            context = self._idempotency(context, key)
+        except TemplateError as exc:
+            return "error", {"last_error": self.ctx.redact(f"create_order idempotency_key: {exc.message}")}
+        outcome = await writes.send(self.ctx, "destination", self.create, context)
         if not outcome.ok:
             return ("error" if outcome.status == "error" else "sending"), {"last_error": outcome.error}
         if not outcome.existed:
@@ -305,6 +314,15 @@ class OrdersFlow:
                                            "matches this order (another order, maybe another cart's, holds its "
                                            f"reference {order.get('order_number')!r})"}
         return "delivered", {"destination_id": found, "data": {"already_existed": True}}
+
+    def _idempotency(self, context: dict, key: str | None) -> dict:
+        """`create_order`'s `idempotency_key`, rendered the first time the order is sent and kept
+        in the ledger (add-if-absent), so every resend carries the very same key."""
+        template = self.create.steps[0].idempotency_key
+        if template is None or key is None:
+            return context
+        self.ctx.ledger.kv_add(IDEMPOTENCY, key, template.render(context))
+        return {**context, "idempotency_key": self.ctx.ledger.kv_get(IDEMPOTENCY, key)}
 
     # -- recovery -------------------------------------------------------------------------
 

@@ -120,8 +120,8 @@ def read_records(name: str, operation: Mapping, body: Any, zone: str = zones.UTC
     keep = compile_predicate(operation["filter"], zone) if operation.get("filter") else None
     mapping = _mapping(json.dumps(operation["map"]), zone) if "map" in operation else None
     key = compile_path(operation["key"], zone) if operation.get("key") else None
-    kept = [record for record in found if not keep or keep(record)]
-    kept = enrich(kept) if enrich is not None else kept
+    found = enrich(found) if enrich is not None else found        # as a run does: enrich, then filter
+    kept = [record for record in found if isinstance(record, Unenriched) or not keep or keep(record)]
     return [{"quarantined": record.reason} if isinstance(record, Unenriched)
             else _one_record(name, mapping, key, record, index) for index, record in enumerate(kept)]
 

@@ -124,6 +124,8 @@ def guarantees(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 def _describe(name: str, operation: Mapping[str, Any], operations: Mapping[str, Any]) -> str:
     if name == "create_order":
         how = "find_order + match" if "find_order" in operations else _how(operation)
+        if "find_order" in operations and operation.get("idempotency_key"):
+            how = "idempotency key; find_order + match"    # resent with the key, reconciled after a crash
         return f"effectively once ({how})"
     steps = operation.get("steps") if isinstance(operation.get("steps"), list) else [operation]
     hows = [_how(step) for step in steps]

@@ -12,6 +12,7 @@ from .base import App, Fault, FaultPlan, Server
 from .bigcommerce import BigCommerceApp
 from .extensiv import ExtensivApp
 from .extensiv_order_manager import ExtensivOrderManagerApp
+from .shipstation import ShipStationApp
 from .shopify import ShopifyApp
 from .woocommerce import WooCommerceApp
 
@@ -21,6 +22,7 @@ KINDS: dict[str, type[App]] = {
     "bigcommerce": BigCommerceApp,
     "extensiv": ExtensivApp,
     "extensiv-order-manager": ExtensivOrderManagerApp,
+    "shipstation": ShipStationApp,
 }
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "Server", "start"]
@@ -32,7 +34,8 @@ def start(kind: str, *, port: int = 0, **options: Any) -> Server:
     ``options`` go to the app: ``orders``/``seed`` and credentials for carts
     (``consumer_key``/``consumer_secret``, ``access_token``, ``store_hash``; Shopify also
     ``client_id``/``client_secret`` for its token endpoint, ``today``, ``bucket_size``/``restore_rate``);
-    ``client_id``/``client_secret``/``user_login_id`` for the WMS.
+    ``client_id``/``client_secret``/``user_login_id`` for Extensiv; ``api_key``/``api_secret``
+    (and ``limit``/``window``, the rate limit) for ShipStation.
     """
     try:
         app_class = KINDS[kind]
