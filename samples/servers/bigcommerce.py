@@ -24,7 +24,7 @@ and its guides). Like the real API:
   ``PUT /v3/inventory/adjustments/absolute`` (``items`` of ``location_id`` + ``sku``|``variant_id``|
   ``product_id`` + ``quantity``, at most 2000; 422 in the v3 problem shape for an unknown item or
   location, a quantity below 0 or above 2,147,483,647; 200 ``{transaction_id}``).
-- Rate limits: with ``quota`` set, every answer carries ``X-Rate-Limit-Requests-Quota``,
+- Rate limits: ``quota`` requests per ``window`` seconds (default: plenty); every answer carries ``X-Rate-Limit-Requests-Quota``,
   ``-Requests-Left``, ``-Time-Reset-Ms``, ``-Time-Window-Ms``; a request past the quota is a 429
   with them and ``X-Retry-After`` (seconds), and no ``Retry-After``.
 """
@@ -125,12 +125,12 @@ class BigCommerceState:
 
 class BigCommerceApp(App):
     def __init__(self, orders: int = 20, seed: int = 1, store_hash: str = "abc123",
-                 access_token: str = "bc_test_token", quota: int | None = None, window: float = 30.0) -> None:
+                 access_token: str = "bc_test_token", quota: int = 10_000, window: float = 30.0) -> None:
         super().__init__()
         self._token = access_token
         self._factory = OrderFactory(seed, first_id=100)
         self._ids = itertools.count(1)
-        self.quota = FixedWindow(quota, window, style="milliseconds") if quota else None
+        self.quota = FixedWindow(quota, window, style="milliseconds")
         self.state = BigCommerceState()
         for i, (sku, _, _) in enumerate(PRODUCTS):
             self.state.inventory[sku] = {"sku": sku, "product_id": 100 + i, "variant_id": 200 + i,
@@ -167,8 +167,6 @@ class BigCommerceApp(App):
     # -- plumbing -----------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Answer:
-        if self.quota is None:
-            return super().dispatch(request)
         status, headers, body = self.quota.admit()
         if status == 429:
             wait = math.ceil(int(headers["X-Rate-Limit-Time-Reset-Ms"]) / 1000)
