@@ -7,7 +7,7 @@ and its guides). Like the real API:
 - ``X-Auth-Token`` header on every request (401 otherwise, v2 error shape
   ``[{"status": .., "message": ..}]``).
 - ``GET /v2/orders``: ``page``/``limit`` (max 250, default 50), ``min_date_modified`` (RFC-2822 or
-  ISO-8601), ``status_id``, ``sort=<field>:asc|desc``; ``include=consignments[.line_items]`` embeds
+  ISO-8601), ``min_id``/``max_id``, ``status_id``, ``sort=<field>:asc|desc``; ``include=consignments[.line_items]`` embeds
   the consignments: ``consignment_structure=object`` gives the current object
   (``{pickups, shipping, downloads, email}``), without it the legacy array (its shape here is a
   guess). Dates are RFC-2822, money a decimal string; an empty result is **204 No Content**,
@@ -408,6 +408,8 @@ def _int(value: Any) -> int | None:
 
 
 def _admits(order: dict[str, Any], q: dict[str, str]) -> bool:
+    if order["id"] < int(q.get("min_id", 0)) or order["id"] > int(q.get("max_id", order["id"])):
+        return False
     if "status_id" in q and order["status_id"] != int(q["status_id"]):
         return False
     if "min_date_modified" in q and _when(order["date_modified"]) < _when(q["min_date_modified"]):
