@@ -105,14 +105,20 @@ def test_a_split_shipment_ships_its_own_items_then_the_backorder_the_rest(tmp_pa
 ])
 def test_every_flow_under_faults_applies_each_write_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          fault: dict) -> None:
-    """The same fault on every BigCommerce write (shipment, stock, cancel) and on the orders read:
-    after reruns the WMS holds each order once, each tracking number is one shipment, stock is
-    right and the canceled order Cancelled, nothing unresolved."""
+    """The same fault on every BigCommerce write (shipment, stock, cancel) and on the orders and
+    cancellations reads: after reruns the WMS holds each order once and canceled the one the shop
+    canceled, each tracking number is one shipment, stock is right and the order the WMS canceled
+    is Cancelled, nothing unresolved."""
     with rig(tmp_path, monkeypatch, kind="bigcommerce") as r:
         r.patch("bigcommerce", lambda spec: spec["http"].update(timeout=1))
-        r.write(flows={name: {"enabled": True} for name in ("orders", "shipments", "inventory", "wms_cancellations")})
+        r.write(flows={name: {"enabled": True} for name in
+                       ("orders", "shipments", "inventory", "cancellations", "wms_cancellations")})
         r.cart.faults.add(path_prefix="/stores/abc123/v2/orders", method="GET", **fault)
         run_until_clean(r, "orders")
+        r.cart_app.cancel(103)
+        r.cart.faults.add(path_prefix="/stores/abc123/v2/orders", method="GET", **fault)
+        run_until_clean(r, "cancellations")
+        assert r.wms_order("103")["readOnly"]["status"] == 2
         r.wms_app.ship(r.wms_id("100"), packages=2)
         r.wms_app.ship(r.wms_id("101"))
         r.wms_app.cancel(r.wms_id("102"), "Out of stock")
