@@ -32,10 +32,10 @@ def test_the_demo_moves_orders_both_ways_and_a_second_run_delivers_nothing(tmp_p
     assert "cancellation of 1004: canceled by the WMS, then in the cart (Canceled: Out of stock)" in out
     assert "WooCommerce order 1001 (cancelled): FedEx tracking 1Z" in out      # shipped, then cancelled: not re-opened
     assert "(completed): UPS tracking 1Z" in out
-    assert "initech-bigcommerce-to-extensiv: orders: pulled 30, new 30, delivered 30" in out
-    assert "initech-bigcommerce-to-extensiv: shipments: pulled 2" in out and "BigCommerce order 100 (Shipped): " in out
-    assert "initech-bigcommerce-to-extensiv: inventory: pulled 8, quarantined 0, pushed 8" in out
-    assert "initech-bigcommerce-to-extensiv: cancellations: pulled 1, skipped 0, quarantined 0, canceled 0, sent 1" in out
+    assert "hooli-bigcommerce-to-extensiv: orders: pulled 30, new 30, delivered 30" in out
+    assert "hooli-bigcommerce-to-extensiv: shipments: pulled 2" in out and "BigCommerce order 100 (Shipped): " in out
+    assert "hooli-bigcommerce-to-extensiv: inventory: pulled 8, quarantined 0, pushed 8" in out
+    assert "hooli-bigcommerce-to-extensiv: cancellations: pulled 1, skipped 0, quarantined 0, canceled 0, sent 1" in out
     assert "cancellation of 129: canceled" in out
     again_code, again = demo(tmp_path / "state")
     assert again_code == 0, again
