@@ -35,10 +35,14 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
                      "HOOLI_WOO_URL": "@url", "HOOLI_WOO_KEY": "ck_demo", "HOOLI_WOO_SECRET": "cs_demo"}),
     "shopify": ({"orders": ORDERS_PER_CART, "seed": 2, "access_token": "shpat_demo"},
                 {"GLOBEX_SHOP_URL": "@url", "GLOBEX_SHOPIFY_TOKEN": "shpat_demo"}),
-    "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42"},
+    "bigcommerce": ({"orders": ORDERS_PER_CART, "seed": 3, "access_token": "bc_demo"},
+                    {"HOOLI_BC_URL": "@url", "HOOLI_BC_TOKEN": "bc_demo"}),
+    "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42",
+                  "customers": (7, 9, 12)},           # acme, globex, hooli
                  {"ACME_WMS_URL": "@url", "ACME_WMS_CLIENT_ID": "demo-client", "ACME_WMS_CLIENT_SECRET": "demo-secret",
                   "GLOBEX_WMS_URL": "@url", "GLOBEX_WMS_CLIENT_ID": "demo-client",
-                  "GLOBEX_WMS_CLIENT_SECRET": "demo-secret"}),
+                  "GLOBEX_WMS_CLIENT_SECRET": "demo-secret", "HOOLI_WMS_URL": "@url",
+                  "HOOLI_WMS_CLIENT_ID": "demo-client", "HOOLI_WMS_CLIENT_SECRET": "demo-secret"}),
     # ShipStation's 40 requests a minute, in a 2-second window so the demo does not wait a minute
     "shipstation": ({"api_key": "demo-ss-key", "api_secret": "demo-ss-secret", "window": 2.0},
                     {"HOOLI_SS_URL": "@url", "HOOLI_SS_API_KEY": "demo-ss-key",
@@ -108,12 +112,15 @@ def _warehouse_and_shoppers_act(servers: dict[str, Any], stdout: TextIO) -> tupl
     woo, shop = servers["woocommerce"].app, servers["shopify"].app
     woo_first = woo.state.orders[0]["id"]         # shipped already: too late
     shop_last = shop.state.orders[-1]["id"]        # at the WMS, not shipped: canceled there
+    bc_last = servers["bigcommerce"].state.orders[-1]["id"]   # at the WMS, not shipped: canceled there
     woo.cancel(woo_first)
     shop.cancel(shop_last)
+    servers["bigcommerce"].app.cancel(bc_last)
     canceled_there = f" and canceled WooCommerce order {out_of_stock} (out of stock)" if out_of_stock else ""
     stdout.write(f"\nmeanwhile: the WMS shipped {len(shipped)} order(s) in 2 packages each{canceled_there}; "
-                 f"shoppers cancelled WooCommerce order {woo_first} and Shopify order {shop_last}\n")
-    return shipped, [str(woo_first), shop_last] + ([str(out_of_stock)] if out_of_stock else [])
+                 f"shoppers cancelled WooCommerce order {woo_first}, Shopify order {shop_last} "
+                 f"and BigCommerce order {bc_last}\n")
+    return shipped, [str(woo_first), shop_last, str(bc_last)] + ([str(out_of_stock)] if out_of_stock else [])
 
 
 def _shipstation_acts(server: Any, stdout: TextIO) -> list[str]:
@@ -144,9 +151,16 @@ def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], cancele
     for fulfillment in shop.fulfillments:
         numbers = ", ".join(f"{t['company']} {t['number']}" for t in fulfillment["trackingInfo"])
         stdout.write(f"  Shopify {fulfillment['orders'][0]}: {numbers}\n")
+    bc = servers["bigcommerce"].state
+    for order_id, shipments in sorted(bc.shipments.items()):     # BigCommerce order shipments
+        status = next(o["status"] for o in bc.orders if o["id"] == order_id)
+        numbers = ", ".join(f"{s['shipping_provider'] or s['tracking_carrier']} {s['tracking_number']}" for s in shipments)
+        stdout.write(f"  BigCommerce order {order_id} ({status}): {numbers}\n")
     levels = ", ".join(f"{p['sku']} {p['stock_quantity']}" for p in list(woo.products.values())[:4])
     stdout.write(f"stock levels in WooCommerce (WMS available, buffer 2): {levels}, …\n")
-    for outcome_name in ("acme-woo-to-extensiv", "globex-shopify-to-extensiv"):
+    bc_levels = ", ".join(f"{sku} {item['locations'][1]}" for sku, item in list(bc.inventory.items())[:4])
+    stdout.write(f"stock levels in BigCommerce (location 1): {bc_levels}, …\n")
+    for outcome_name in ("acme-woo-to-extensiv", "globex-shopify-to-extensiv", "hooli-bigcommerce-to-extensiv"):
         with DiskLedger(state, outcome_name) as ledger:
             for key in canceled:
                 entry = ledger.get(key)

@@ -141,9 +141,14 @@ class Rig:
         return backorder["readOnly"]["orderId"]
 
     def trackings(self) -> dict[str, list[str]]:
-        """WooCommerce order id -> tracking numbers the cart holds: its customer notes
-        "<carrier> tracking <number>" (core), then the Shipment Tracking extension's items."""
+        """Cart order id -> tracking numbers the cart holds: BigCommerce's order shipments, or
+        WooCommerce's customer notes "<carrier> tracking <number>" (core), then the Shipment
+        Tracking extension's items."""
         held: dict[str, list[str]] = {}
+        if self.kind == "bigcommerce":
+            with self.cart.state.lock:
+                return {str(oid): [s["tracking_number"] for s in shipments]
+                        for oid, shipments in self.cart.state.shipments.items() if shipments}
         with self.cart.state.lock:
             for oid, notes in self.cart.state.notes.items():
                 held.setdefault(str(oid), []).extend(
@@ -165,6 +170,13 @@ class Rig:
     def status(self) -> str:
         return self.cli("status").out
 
+    def stock_wanted(self) -> dict[str, int]:
+        """Cart SKU -> the level the WMS says it should have (its stock, the SKU map reversed)."""
+        with self.wms.state.lock:
+            wms = dict(self.wms.state.stock)
+        wanted = {cart: wms[stocked_as] for cart, stocked_as in self.sku_map.items() if stocked_as in wms}
+        return wanted | {sku: n for sku, n in wms.items() if sku not in self.sku_map.values()}
+
 
 def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -> dict[str, Any]:
     """Every flow enabled (but inventory for ShipStation), `kind` -> `wms`, secrets as ${env:..} references."""
@@ -173,8 +185,8 @@ def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -
                         "consumer_secret": "${env:SYNC_CART_SECRET}"},
         "shopify": {"shop_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}",
                     "location_id": "gid://shopify/Location/76543210"},
-        # BigCommerce writes no tracking or stock yet: its tests pass their own `flows`
-        "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}"},
+        "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}",
+                        "location_id": 1},
         "extensiv-order-manager": {"api_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}", "warehouse_id": 5},
     }[kind]
     return {

@@ -38,6 +38,11 @@ def test_the_demo_moves_orders_both_ways_and_a_second_run_delivers_nothing(tmp_p
     assert "hooli-woo-to-shipstation: shipments: pulled 2, skipped 0, quarantined 0, waiting 0, sent 2, confirmed 2" in out
     assert "hooli-woo-to-shipstation: cancellation of 1001: canceled (the shopper asked" in out
     assert "hooli-woo-to-shipstation: cancellation of 1008: canceled (in ShipStation by the merchant" in out
+    assert "hooli-bigcommerce-to-extensiv: orders: pulled 30, new 30, delivered 30" in out
+    assert "hooli-bigcommerce-to-extensiv: shipments: pulled 2" in out and "BigCommerce order 100 (Shipped): " in out
+    assert "hooli-bigcommerce-to-extensiv: inventory: pulled 8, quarantined 0, pushed 8" in out
+    assert "hooli-bigcommerce-to-extensiv: cancellations: pulled 1, skipped 0, quarantined 0, canceled 0, sent 1" in out
+    assert "cancellation of 129: canceled" in out
     again_code, again = demo(tmp_path / "state")
     assert again_code == 0, again
     assert "acme-woo-to-extensiv: orders: pulled 2, new 0, delivered 0" in again

@@ -23,10 +23,10 @@ def enriching(spec: dict) -> None:
     """The bigcommerce connector reading lines and ship-to from the order's sub-resources
     (GET /orders/{id}/products and /shipping_addresses) instead of `include=consignments`."""
     read = spec["operations"]["list_orders"]
-    del read["request"]["params"]["include"]
+    del read["request"]["params"]["include"], read["request"]["params"]["consignment_structure"]
     read["enrich"] = [
-        {"request": {"path": "/orders/{{ record.id }}/products"}, "records": "@", "into": "products"},
-        {"request": {"path": "/orders/{{ record.id }}/shipping_addresses"}, "into": "shipping_addresses"},
+        {"request": {"path": "/v2/orders/{{ record.id }}/products"}, "records": "@", "into": "products"},
+        {"request": {"path": "/v2/orders/{{ record.id }}/shipping_addresses"}, "into": "shipping_addresses"},
     ]
     read["map"] = _rewire(read["map"])
     read["map"]["lines"]["each"] = "products"
@@ -36,7 +36,7 @@ def enriching(spec: dict) -> None:
 def _rewire(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rewire(v) for k, v in value.items()}
-    return value.replace("consignments[0].shipping[0]", "shipping_addresses[0]") if isinstance(value, str) else value
+    return value.replace("consignments.shipping[0]", "shipping_addresses[0]") if isinstance(value, str) else value
 
 
 def items_by_ref(rig) -> dict[str, int]:
@@ -46,7 +46,7 @@ def items_by_ref(rig) -> dict[str, int]:
 
 def cart_lines(rig) -> dict[str, int]:
     with rig.cart.state.lock:
-        return {str(o["id"]): len(o["consignments"][0]["shipping"][0]["line_items"]) for o in rig.cart.state.orders}
+        return {str(o["id"]): len(o["consignments"]["shipping"][0]["line_items"]) for o in rig.cart.state.orders}
 
 
 def ledger_entry(rig, key: str):

@@ -56,15 +56,26 @@ def wms_orders(r: Rig) -> Counter:
     return held
 
 
+#: the first two orders of each sample cart, as the WMS knows them
+REFS = {"woocommerce": ("1001", "1002"), "shopify": ("#1001", "#1002"), "bigcommerce": ("100", "101")}
+
+
 def shipped(r: Rig) -> None:
     r.write()
     assert r.cli("run", "--flow", "orders").code == 0
-    r.wms_app.ship(r.wms_id("1001" if r.kind == "woocommerce" else "#1001"), packages=2)
+    r.wms_app.ship(r.wms_id(REFS[r.kind][0]), packages=2)
 
 
 def woo_trackings(r: Rig) -> Counter:
     """Customer notes per tracking number (core tracking), and the order completed."""
     assert r.completed() == {"1001"}
+    return Counter(number for numbers in r.trackings().values() for number in numbers)
+
+
+def bigcommerce_trackings(r: Rig) -> Counter:
+    """BigCommerce shipments per tracking number (one per WMS shipment), the order Shipped."""
+    with r.cart.state.lock:
+        assert r.cart.state.orders[0]["status_id"] == 2
     return Counter(number for numbers in r.trackings().values() for number in numbers)
 
 
@@ -123,7 +134,7 @@ def shopify_stock(r: Rig) -> Counter:
 def canceled_at_wms(r: Rig) -> None:
     r.write(flows={name: {"enabled": True} for name in ("orders", "wms_cancellations")})
     assert r.cli("run", "--flow", "orders").code == 0
-    r.wms_app.cancel(r.wms_id("1002" if r.kind == "woocommerce" else "#1002"), "Out of stock")
+    r.wms_app.cancel(r.wms_id(REFS[r.kind][1]), "Out of stock")
 
 
 def shopify_cancels(r: Rig) -> Counter:
@@ -132,6 +143,23 @@ def shopify_cancels(r: Rig) -> Counter:
         canceled = Counter(o["name"] for o in r.cart.state.orders if o["cancelledAt"])
     with r.ledger() as ledger:
         assert {e.status for e in ledger.iter_status("canceled")} == {"canceled"}
+    return canceled
+
+
+def bigcommerce_stock(r: Rig) -> Counter:
+    """One per inventory item whose level at location 1 is what the WMS has (SKU map reversed)."""
+    wanted = r.stock_wanted()
+    with r.cart.state.lock:
+        levels = {sku: item["locations"][1] for sku, item in r.cart.state.inventory.items() if sku in wanted}
+    assert levels == {sku: n for sku, n in wanted.items() if sku in levels}
+    return Counter(levels.keys())
+
+
+def bigcommerce_cancels(r: Rig) -> Counter:
+    with r.cart.state.lock:
+        canceled = Counter(str(o["id"]) for o in r.cart.state.orders if o["status_id"] == 5)
+    with r.ledger() as ledger:
+        assert ledger.get("101").status == "canceled"
     return canceled
 
 
@@ -159,6 +187,12 @@ FLOWS = [
               "/wp-json/wc/v3/orders/", "PUT", 0, cart_cancels),
     WriteFlow("wms_cancellations-shopify", "shopify", "wms_cancellations", canceled_at_wms,
               "/admin/api/", "POST", 0, shopify_cancels),
+    WriteFlow("shipments-bigcommerce", "bigcommerce", "shipments", shipped,
+              "/stores/abc123/v2/orders/100/shipments", "POST", 0, bigcommerce_trackings),
+    WriteFlow("inventory-bigcommerce", "bigcommerce", "inventory", stocked,
+              "/stores/abc123/v3/inventory/adjustments/absolute", "PUT", 0, bigcommerce_stock),
+    WriteFlow("wms_cancellations-bigcommerce", "bigcommerce", "wms_cancellations", canceled_at_wms,
+              "/stores/abc123/v2/orders/101", "PUT", 0, bigcommerce_cancels),
 ]
 
 
