@@ -113,6 +113,7 @@ def test_verbose_shows_why_paging_stopped(tmp_path: Path) -> None:
 
     stdout, stderr = io.StringIO(), io.StringIO()
     try:
+        (tmp_path / "shop.yaml").write_text(CART)
         assert run(["-v", "lint", str(tmp_path)], stdout, stderr) in (0, 1)
         logging.getLogger("syncengine.http").info("paging stopped: empty page")
         assert "paging stopped: empty page" in stderr.getvalue()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from samples.servers.extensiv import order_items
+
 from tests.sync_rig import rig
 
 
@@ -24,7 +26,7 @@ def test_an_order_with_more_lines_than_one_page_reaches_the_wms_whole(tmp_path: 
         result = r.cli("run", "--flow", "orders")
         assert result.code == 0, result
         assert "delivered 4" in result.out, result.out
-        lines = r.wms_order(big["name"])["orderItems"]
+        lines = order_items(r.wms_order(big["name"]))
         assert len(lines) == 300
         assert {line["itemIdentifier"]["sku"] for line in lines} == {f"BULK-{i:04d}" for i in range(300)}
         assert all(asked == served == "2026-10" for asked, served in r.cart_app.served)
