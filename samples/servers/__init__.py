@@ -11,6 +11,7 @@ from typing import Any
 from .base import App, Fault, FaultPlan, Server
 from .bigcommerce import BigCommerceApp
 from .extensiv import ExtensivApp
+from .magento2 import MagentoApp
 from .shopify import ShopifyApp
 from .woocommerce import WooCommerceApp
 
@@ -19,6 +20,7 @@ KINDS: dict[str, type[App]] = {
     "shopify": ShopifyApp,
     "bigcommerce": BigCommerceApp,
     "extensiv": ExtensivApp,
+    "magento2": MagentoApp,
 }
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "Server", "start"]
