@@ -31,7 +31,8 @@ CONNECTORS = ROOT / "connectors"
 NAME = "sync-shop"
 SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": "cs_sync_e52a"},
            "shopify": {"SYNC_CART_TOKEN": "shpat_sync_9b14"},
-           "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"}}
+           "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"},
+           "magento2": {"SYNC_CART_TOKEN": "mage_sync_5e61"}}
 WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
 SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
 
@@ -160,6 +161,25 @@ class Rig:
     def status(self) -> str:
         return self.cli("status").out
 
+    def magento_tracks(self) -> dict[str, list[str]]:
+        """Magento order id -> the tracking numbers of its shipments, in order."""
+        held: dict[str, list[str]] = {}
+        with self.cart.state.lock:
+            for shipment in self.cart.state.shipments:
+                held.setdefault(str(shipment["order_id"]), []).extend(t["track_number"] for t in shipment["tracks"])
+        return held
+
+    def magento_stock(self) -> dict[str, float]:
+        """SKU -> quantity of the Magento sample's MSI source items on source `default`."""
+        with self.cart.state.lock:
+            return {sku: item["quantity"] for (sku, source), item in self.cart.state.source_items.items()
+                    if source == "default"}
+
+    def magento_states(self) -> dict[str, str]:
+        """Magento order id -> its state (processing, complete, canceled ...)."""
+        with self.cart.state.lock:
+            return {str(o["entity_id"]): o["state"] for o in self.cart.state.orders}
+
 
 def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
     """Every flow enabled, `kind` -> extensiv, secrets as ${env:..} references."""
@@ -170,6 +190,7 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
                     "location_id": "gid://shopify/Location/76543210"},
         # BigCommerce writes no tracking or stock yet: its tests pass their own `flows`
         "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}"},
+        "magento2": {"base_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}"},
     }[kind]
     return {
         "name": NAME, "spec_version": 1,
