@@ -10,8 +10,9 @@ Like the real thing where the connector depends on it (sources: connectors/carts
   ``{items, search_criteria, total_count}``. A ``currentPage`` past the end answers the **last
   page again** (Magento's collections clamp the page), so a client must stop by ``total_count``.
   Without any ``searchCriteria`` it is a 400 (the parameter is required). Dates are
-  ``YYYY-MM-DD HH:MM:SS`` in UTC, without a zone, and filters compare them as the database
-  does a string: a ``2026-01-05T08:00:00Z`` value is not the same instant.
+  ``YYYY-MM-DD HH:MM:SS`` in UTC, without a zone; a date filter value is converted to a date
+  first, as MySQL converts a string compared with a DATETIME column (an ISO-8601 value with a
+  zone is taken as that instant: a simplification of MySQL's session time zone).
 - Orders hold configurable products as two items: the configurable parent (it carries the price
   and the selected child's SKU) and the simple child (price 0, ``parent_item_id``,
   ``parent_item``). ``POST /V1/order/{id}/ship`` ships by the **parent's** ``order_item_id``: the
@@ -30,10 +31,10 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from .base import Answer, App, Request, apply_page_faults, page_of
+from .base import Answer, App, Request, apply_page_faults, page_of, parse_time
 from .data import OrderFactory, SampleOrder
 
 API = r"/rest/(?P<store>[A-Za-z0-9_]+)/V1"
@@ -353,9 +354,19 @@ def _holds(row: dict[str, Any], f: dict[str, str]) -> bool:
         return False
     if cond == "like":
         return re.fullmatch(re.escape(want).replace("%", ".*").replace("_", "."), str(have)) is not None
+    if f.get("field", "").endswith("_at"):
+        want = _as_stamp(want)
     a, b = (have, float(want)) if isinstance(have, (int, float)) and _numeric(want) else (str(have), want)
     return {"eq": a == b, "neq": a != b, "gt": a > b, "gteq": a >= b, "moreq": a >= b, "from": a >= b,
             "lt": a < b, "lteq": a <= b, "to": a <= b}.get(cond, False)
+
+
+def _as_stamp(text: str) -> str:
+    """A date filter's value as the stored text (UTC ``YYYY-MM-DD HH:MM:SS``), when it is a date."""
+    try:
+        return stamp(parse_time(text).astimezone(timezone.utc))
+    except ValueError:
+        return text
 
 
 def _numeric(text: str) -> bool:
