@@ -156,10 +156,11 @@ def test_source_items_are_set_absolutely_and_validated(mage):
     srv, client = mage
     body = {"sourceItems": [{"sku": "MUG-CERAMIC", "source_code": "default", "quantity": 7, "status": 1}]}
     for _ in range(2):
-        assert client.post(API + "/inventory/source-items", json=body).status_code == 200
+        answer = client.post(API + "/inventory/source-items", json=body)
+        assert answer.status_code == 200 and answer.json() == []
     assert srv.state.source_items[("MUG-CERAMIC", "default")]["quantity"] == 7
     unknown = client.post(API + "/inventory/source-items",
                           json={"sourceItems": [{"sku": "MUG-CERAMIC", "source_code": "eu-1", "quantity": 1, "status": 1}]})
     assert unknown.status_code == 400 and unknown.json()["message"] == "Validation Failed"
-    missing = client.post(API + "/inventory/source-items", json={"sourceItems": [{"sku": "MUG-CERAMIC", "quantity": 1}]})
-    assert {e["parameters"]["field"] for e in missing.json()["errors"]} == {"source_code", "status"}
+    missing = client.post(API + "/inventory/source-items", json={"sourceItems": [{"quantity": 1}]})
+    assert {e["parameters"]["field"] for e in missing.json()["errors"]} == {"sku", "source_code"}

@@ -24,7 +24,8 @@ Like the real thing where the connector depends on it (sources: connectors/carts
 - ``POST /V1/orders/{id}/cancel`` answers ``true``, or ``false`` when the order cannot be
   canceled (already canceled, complete, closed, on hold, or wholly invoiced).
 - ``POST /V1/inventory/source-items`` (MSI) sets ``{sku, source_code, quantity, status}`` per
-  item, absolutely; an unknown source or a missing field is a 400 ``Validation Failed``.
+  item, absolutely, and answers ``[]``; an unknown source, or no ``sku``/``source_code``, is a
+  400 ``Validation Failed``.
 """
 from __future__ import annotations
 
@@ -273,7 +274,7 @@ class MagentoApp(App):
             return error(400, "Input data is empty")
         errors = []
         for item in items:
-            for name in ("sku", "source_code", "quantity", "status"):
+            for name in ("sku", "source_code"):           # quantity and status are optional
                 if item.get(name) in (None, ""):
                     errors.append({"message": '"%field" can not be empty.', "parameters": {"field": name}})
             if item.get("source_code") and item["source_code"] not in self.state.sources:
@@ -287,7 +288,7 @@ class MagentoApp(App):
             for item in items:
                 self.state.source_items[(item["sku"], item["source_code"])] = {
                     "sku": item["sku"], "source_code": item["source_code"],
-                    "quantity": float(item["quantity"]), "status": int(item["status"])}
+                    "quantity": float(item.get("quantity") or 0), "status": int(item.get("status") or 0)}
         return Answer(200, [])
 
 
