@@ -76,6 +76,29 @@ def test_tracking_ships_the_configurable_by_its_parent_item_once(tmp_path: Path,
         assert len(r.cart.state.shipments) == 1
 
 
+def test_a_partial_shipment_ships_only_its_items_and_the_rest_completes_the_order(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warehouse ships one line of a two-line order, then a backorder with the rest: two
+    Magento shipments, each naming only its own items; the order is complete after the second."""
+    with rig(tmp_path, monkeypatch, kind="magento2", orders=10) as r:
+        r.write()
+        assert r.cli("run", "--flow", "orders").code == 0
+        with r.cart.state.lock:
+            order = next(o for o in r.cart.state.orders
+                         if len([i for i in o["items"] if i["product_type"] == "simple"]) >= 2)
+        ref, oid = order["increment_id"], str(order["entity_id"])
+        first_sku = next(iter(wms_lines(r, ref)))
+        backorder = r.ship_part(ref, {first_sku: wms_lines(r, ref)[first_sku]})
+        assert r.cli("run", "--flow", "shipments").code == 0
+        assert r.magento_states()[oid] == "processing"
+        with r.cart.state.lock:
+            shipped = [{r.sku_map.get(i["sku"], i["sku"]) for i in s["items"]} for s in r.cart.state.shipments]
+        assert shipped == [{first_sku}]                    # as the WMS names it (SKU map applied)
+        r.wms_app.ship(backorder, packages=1)
+        assert r.cli("run", "--flow", "shipments").code == 0
+        assert len(r.cart.state.shipments) == 2 and r.magento_states()[oid] == "complete"
+
+
 def test_stock_is_set_on_the_msi_source_and_only_changes_are_pushed(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Every WMS SKU's available quantity lands on source `default` under the cart SKU; a rerun
