@@ -71,6 +71,7 @@ class MagentoState:
     orders: list[dict[str, Any]] = field(default_factory=list)
     shipments: list[dict[str, Any]] = field(default_factory=list)
     source_items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    searches: list[dict[str, Any]] = field(default_factory=list)    # each orders search's criteria, for tests
     sources: tuple[str, ...] = ("default",)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -182,6 +183,7 @@ class MagentoApp(App):
     def list_orders(self, request: Request, store: str) -> Answer:
         with self.state.lock:
             rows = list(self.state.orders)
+            self.state.searches.append(parse_criteria(request.query) or {})
         return self._search(request, rows)
 
     def list_shipments(self, request: Request, store: str) -> Answer:
