@@ -75,6 +75,7 @@ def test_tracking_ships_the_configurable_by_its_parent_item_once(tmp_path: Path,
         assert result.code == 0, result
         oid = str(order["entity_id"])
         assert len(r.magento_tracks()[oid]) == 2
+        assert r.cart.state.shipments[0]["email_sent"] == 1            # notify_customer defaults to true
         assert r.magento_states()[oid] == "complete"
         with r.cart.state.lock:
             assert all(i["qty_shipped"] == i["qty_ordered"] for i in order["items"])
