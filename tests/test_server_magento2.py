@@ -117,7 +117,7 @@ def test_shipping_a_configurable_takes_the_parent_item_id_not_the_child(mage):
 
 def test_a_whole_shipment_completes_the_order_and_shipments_list_their_tracks(mage):
     """No items: everything left ships; the order is complete; GET /V1/shipments by order_id
-    lists the shipment with its tracks; a complete order cannot ship again."""
+    lists the shipment with its tracks; a complete or canceled order cannot ship (CanShip)."""
     srv, client = mage
     order = srv.state.orders[0]
     ship = f"{API}/order/{order['entity_id']}/ship"
@@ -127,7 +127,12 @@ def test_a_whole_shipment_completes_the_order_and_shipments_list_their_tracks(ma
     found = client.get(API + "/shipments", params=criteria((0, "order_id", str(order["entity_id"]), "eq"))).json()
     assert found["total_count"] == 1 and found["items"][0]["tracks"][0]["track_number"] == "1Z9"
     again = client.post(ship, json={"items": [], "tracks": tracks})
-    assert again.status_code == 400 and "status of complete" in again.json()["message"]
+    assert again.status_code == 400 and again.json()["message"] == (
+        "Shipment Document Validation Error(s):\nThe order does not allow a shipment to be created.\n"
+        "You can't create a shipment without products.")
+    client.post(API + "/orders/1002/cancel")
+    canceled = client.post(f"{API}/order/1002/ship", json={"items": [], "tracks": tracks}).json()["message"]
+    assert "A shipment cannot be created when an order has a status of canceled" in canceled
 
 
 def test_a_track_without_a_number_is_refused(mage):

@@ -18,8 +18,10 @@ Like the real thing where the connector depends on it (sources: connectors/carts
   ``parent_item``). ``POST /V1/order/{id}/ship`` ships by the **parent's** ``order_item_id``: the
   child is a "dummy" item shipped with its parent; a child id alone ships nothing. A quantity
   above what is left to ship is cut to what is left; nothing left to ship is a 400
-  ``Shipment Document Validation Error(s):\\nYou can't create a shipment without products.``;
-  a canceled or complete order is a 400 too. Answers the new shipment's id.
+  ``Shipment Document Validation Error(s):\\n...You can't create a shipment without products.``
+  (after ``The order does not allow a shipment to be created.`` when the whole order is shipped,
+  or ``A shipment cannot be created when an order has a status of canceled``). Answers the new
+  shipment's id.
 - ``GET /V1/shipments`` (searchCriteria, e.g. by ``order_id``) lists shipments with their tracks.
 - ``POST /V1/orders/{id}/cancel`` answers ``true``, or ``false`` when the order cannot be
   canceled (already canceled, complete, closed, on hold, or wholly invoiced).
@@ -46,7 +48,7 @@ SHIP_METHODS = {"flat_rate": ("flatrate_flatrate", "Flat Rate - Fixed"),
                 "free_shipping": ("freeshipping_freeshipping", "Free Shipping - Free"),
                 "ups_ground": ("ups_GND", "United Parcel Service - Ground"),
                 "fedex_2day": ("fedex_FEDEX_2_DAY", "Federal Express - 2 Day")}
-#: order states in which Magento neither ships nor cancels (Order::canShip / canCancel)
+#: order states in which Magento cannot cancel (Order::canCancel)
 FINAL = ("canceled", "complete", "closed", "holded")
 MAX_PAGE_SIZE = 300
 CRITERIA = re.compile(r"searchCriteria\[(\w+)\](?:\[(\d+)\])?(?:\[(\w+)\])?(?:\[(\d+)\])?(?:\[(\w+)\])?$")
@@ -236,15 +238,17 @@ class MagentoApp(App):
             order = self._find(int(oid))
             if order is None:
                 return _no_entity()
-            problems = []
-            if order["state"] in FINAL:
+            problems = []                                       # CanShip, then QuantityValidator, TrackValidator
+            if order["state"] in ("canceled", "holded", "payment_review"):
                 problems.append(f"A shipment cannot be created when an order has a status of {order['status']}")
+            elif not any(_left(i) > 0 for i in order["items"] if not i["is_virtual"]):
+                problems.append("The order does not allow a shipment to be created.")
+            lines = _shipment_items(order, body.get("items") or [])
+            if not lines:
+                problems.append("You can't create a shipment without products.")
             tracks = body.get("tracks") or []
             if any(not t.get("track_number") for t in tracks):
                 problems.append("Please enter a tracking number.")
-            lines = [] if problems else _shipment_items(order, body.get("items") or [])
-            if not problems and not lines:
-                problems.append("You can't create a shipment without products.")
             if problems:
                 return error(400, "Shipment Document Validation Error(s):\n" + "\n".join(problems))
             return Answer(200, self._save_shipment(order, lines, tracks, bool(body.get("notify"))))
@@ -394,7 +398,7 @@ def _shipment_items(order: dict[str, Any], requested: list[dict[str, Any]]) -> l
     for item in order["items"]:
         if item.get("parent_item_id") or item["is_virtual"]:
             continue                                  # dummies go with their parent
-        left = item["qty_ordered"] - item["qty_shipped"] - item["qty_canceled"]
+        left = _left(item)
         qty = min(wanted[item["item_id"]], left) if item["item_id"] in wanted else (left if not wanted else 0)
         if qty <= 0:
             continue
@@ -403,6 +407,11 @@ def _shipment_items(order: dict[str, Any], requested: list[dict[str, Any]]) -> l
         if child is not None:
             shipped.append((child, qty))
     return shipped
+
+
+def _left(item: dict[str, Any]) -> float:
+    """Order\\Item::getQtyToShip: ordered, less shipped, canceled."""
+    return item["qty_ordered"] - item["qty_shipped"] - item["qty_canceled"]
 
 
 def _malformed(order: dict[str, Any]) -> dict[str, Any]:
