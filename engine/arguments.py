@@ -31,6 +31,20 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", nargs="?", const="", metavar="DURATION",
                         help="keep running until SIGINT/SIGTERM: each flow on its integration's `every` "
                              "(orders 5m, shipments 15m, inventory 1h by default), or every DURATION (e.g. 1m)")
+    parser.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="on SIGINT/SIGTERM, stop reading and let sends in flight finish for up to this "
+                             "long (default: 10); then they are cut off, which the next run reconciles. "
+                             "A second signal cuts off at once")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 86400:            # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -39,10 +53,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
+
+
 def status_arguments(parser: argparse.ArgumentParser) -> None:
     state_argument(parser)
     parser.add_argument("--integration", metavar="NAME", help="only this integration")
-    parser.add_argument("--limit", type=int, default=10, help="entries listed per status (default: 10)")
+    parser.add_argument("--limit", type=_count, default=10, help="entries listed per status (default: 10)")
 
 
 def retry_arguments(parser: argparse.ArgumentParser) -> None:

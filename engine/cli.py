@@ -175,6 +175,9 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
     except (UsageError, SyncEngineError) as exc:
         stderr.write(f"syncengine {namespace.command}: error: {exc}\n")
         return 2
+    except KeyboardInterrupt:      # Ctrl-C before a run installed its own handler (loading specs)
+        stderr.write(f"syncengine {namespace.command}: interrupted\n")
+        return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns any bug into exit 2
         stderr.write(f"syncengine {namespace.command}: internal error: "
                      f"{type(exc).__name__}: {exc}\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import TextIO
@@ -44,10 +45,51 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
                              workers=args.workers)
     if args.every is not None:
         return _run_every(project, args, options, stdout)
-    outcomes = asyncio.run(runner.run_project(project, project.select(args.integration), options,
-                                              progress=lambda o, t: _progress(o, t, stderr)))
+    integrations = project.select(args.integration)
+    outcomes = [runner.Outcome(integration.name) for integration in integrations]
+    signum, cut = asyncio.run(_run_once(project, integrations, options, outcomes, args.grace, stderr))
     report(outcomes, stdout)
+    if signum is not None:
+        name = signal.Signals(signum).name
+        if cut:
+            stdout.write(f"stopped by {name}: sends still in flight after {args.grace:g}s were cut off; "
+                         "the next run reconciles them (nothing is lost or sent twice)\n")
+        else:
+            stdout.write(f"stopped by {name}: reading stopped and every send in flight finished; "
+                         "the next run reads on from where this one stopped\n")
+        return 128 + signum
     return 1 if any(outcome.failed for outcome in outcomes) else 0
+
+
+async def _run_once(project: runner.Project, integrations: list, options: runner.Options,
+                    outcomes: list[runner.Outcome], grace: float, stderr: TextIO) -> tuple[int | None, bool]:
+    """Run once. The first SIGINT/SIGTERM stops reading and lets sends in flight finish for up
+    to `grace` seconds, a second one (or the end of the grace) cancels them: every flow is
+    crash-safe, so a cancelled send is reconciled by the next run. (signal or None, cut off)."""
+    stopper = schedule.Stopper()
+    options.stop = stopper.stop
+    cut = False
+    with schedule.signals(stopper):
+        work = asyncio.create_task(runner.run_project(project, integrations, options, outcomes=outcomes,
+                                                      progress=lambda o, t: _progress(o, t, stderr)))
+        stop = asyncio.create_task(stopper.stop.wait())
+        try:
+            await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                hurry = asyncio.create_task(stopper.hurry.wait())
+                await asyncio.wait([work, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+                hurry.cancel()
+                if not work.done():
+                    cut = True
+                    work.cancel()
+        finally:
+            stop.cancel()
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not cut:
+                raise
+    return stopper.signum, cut
 
 
 def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO) -> int:
@@ -62,7 +104,8 @@ def _run_every(project: runner.Project, args: argparse.Namespace, options: runne
 
     stdout.write(f"running every {args.every or 'flow on its own schedule'}; stop with Ctrl-C or SIGTERM\n")
     stdout.flush()
-    schedule.run_every(project, project.select(args.integration), options, every=every, report=stamped)
+    schedule.run_every(project, project.select(args.integration), options, every=every, report=stamped,
+                       grace=args.grace)
     stdout.write("stopped: every run finished or was cancelled safely; clients and ledgers closed\n")
     return 0
 

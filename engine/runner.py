@@ -92,6 +92,7 @@ class Options:
     emit: Callable[[str], None] = print
     transport: Any = None                      # tests may hand an httpx transport
     workers: int = 1                           # processes a large paged read may be split over
+    stop: asyncio.Event | None = None          # set by Ctrl-C / SIGTERM: read no further, finish what is in flight
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +114,8 @@ async def open_context(project: Project, integration: Integration, options: Opti
                 _startup_frozen():
             yield FlowContext(integration, source, destination, source_config, destination_config,
                               source_client, destination_client, ledger, redact=redact, emit=options.emit,
-                              dry_run=options.dry_run, workers=options.workers, transport=options.transport)
+                              dry_run=options.dry_run, workers=options.workers, transport=options.transport,
+                              stopping=options.stop)
     finally:
         if ledger is not None:
             ledger.close()
@@ -163,6 +165,8 @@ async def run_integration(project: Project, integration: Integration, options: O
     try:
         async with open_context(project, integration, options) as ctx:
             for name in wanted:
+                if ctx.stopped():
+                    break
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
                 with _exclusive(options, integration.name, name):
@@ -173,9 +177,12 @@ async def run_integration(project: Project, integration: Integration, options: O
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,
-                      progress: Callable[[list[Outcome], float], None] | None = None) -> list[Outcome]:
-    """Run integrations concurrently; call `progress` every few seconds while they run."""
-    outcomes = [Outcome(i.name) for i in integrations]
+                      progress: Callable[[list[Outcome], float], None] | None = None,
+                      outcomes: list[Outcome] | None = None) -> list[Outcome]:
+    """Run integrations concurrently; call `progress` every few seconds while they run.
+    `outcomes` (one per integration) are filled as they go, so a caller that cancels the run
+    still has the counts of what was done."""
+    outcomes = outcomes if outcomes is not None else [Outcome(i.name) for i in integrations]
     watcher = asyncio.create_task(_watch(outcomes, progress)) if progress else None
     try:
         await asyncio.gather(*(run_integration(project, i, options, o) for i, o in zip(integrations, outcomes)))

@@ -38,8 +38,11 @@ class Stopper:
 
     stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     hurry: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    signum: int | None = None                  # the first signal received
 
-    def signal(self) -> None:
+    def signal(self, signum: int | None = None) -> None:
+        if self.signum is None:
+            self.signum = signum
         (self.hurry if self.stop.is_set() else self.stop).set()
 
 
@@ -91,19 +94,20 @@ def run_every(project: runner.Project, integrations: list[Integration], options:
 
     async def main() -> None:
         stopper = Stopper()
-        with _signals(stopper):
-            await serve(project, integrations, options, every=every, stopper=stopper, report=report, grace=grace)
+        with signals(stopper):       # runs in flight stop reading at the first signal, then finish
+            await serve(project, integrations, dataclasses.replace(options, stop=stopper.stop), every=every,
+                        stopper=stopper, report=report, grace=grace)
 
     asyncio.run(main())
 
 
 @contextlib.contextmanager
-def _signals(stopper: Stopper) -> Iterator[None]:
+def signals(stopper: Stopper) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):   # not on this platform/thread
-            loop.add_signal_handler(sig, stopper.signal)
+            loop.add_signal_handler(sig, stopper.signal, sig)
             installed.append(sig)
     try:
         yield

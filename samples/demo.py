@@ -34,12 +34,13 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "shopify": ({"orders": ORDERS_PER_CART, "seed": 2, "access_token": "shpat_demo"},
                 {"GLOBEX_SHOP_URL": "@url", "GLOBEX_SHOPIFY_TOKEN": "shpat_demo"}),
     "magento2": ({"orders": ORDERS_PER_CART, "seed": 3, "access_token": "mage_demo"},
-                 {"INITECH_MAGENTO_URL": "@url", "INITECH_MAGENTO_TOKEN": "mage_demo",
-                  "INITECH_WMS_CLIENT_ID": "demo-client", "INITECH_WMS_CLIENT_SECRET": "demo-secret"}),
-    "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42"},
+                 {"HOOLI_MAGENTO_URL": "@url", "HOOLI_MAGENTO_TOKEN": "mage_demo",
+                  "HOOLI_WMS_CLIENT_ID": "demo-client", "HOOLI_WMS_CLIENT_SECRET": "demo-secret"}),
+    "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42",
+                  "customers": (7, 9, 13)},                 # Acme, Globex, Hooli: each holds the stock
                  {"ACME_WMS_URL": "@url", "ACME_WMS_CLIENT_ID": "demo-client", "ACME_WMS_CLIENT_SECRET": "demo-secret",
                   "GLOBEX_WMS_URL": "@url", "GLOBEX_WMS_CLIENT_ID": "demo-client",
-                  "GLOBEX_WMS_CLIENT_SECRET": "demo-secret", "INITECH_WMS_URL": "@url"}),
+                  "GLOBEX_WMS_CLIENT_SECRET": "demo-secret", "HOOLI_WMS_URL": "@url"}),
 }
 
 
@@ -52,7 +53,7 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         state = Path(args.state_dir) if args.state_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for kind, server in servers.items():
             stdout.write(f"started sample {kind} server at {server.url}\n")
-        project = runner.load_project([CONNECTORS, INTEGRATIONS])
+        project = _with_sample_servers(runner.load_project([CONNECTORS, INTEGRATIONS]))
         outcomes = _run(project, state, ["orders"], stdout)
         _show_wms(servers["extensiv"], stdout)
         _show_held(state, outcomes, stdout)
@@ -61,6 +62,12 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         _show_back(servers, state, shipped, canceled, stdout)
         _closing(outcomes, args.state_dir, stdout)
     return 1 if any(outcome.error for outcome in outcomes + later) else 0
+
+
+def _with_sample_servers(project: runner.Project) -> runner.Project:
+    """Only the sample integrations whose cart has a sample server here (others need real APIs)."""
+    kept = {name: i for name, i in project.integrations.items() if i.source.connector in SERVERS}
+    return runner.Project(project.connectors, kept)
 
 
 def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO) -> list[runner.Outcome]:

@@ -306,6 +306,8 @@ INVALID_SPECS = [
              cart(WRITE_OP, STEPS + "    request: {method: PUT, path: /x}\n")),
     SpecCase("neither-request-nor-steps", "missing a required key: 'request' or 'steps'", 32,
              "operations.create_shipment", cart(WRITE_OP, "  create_shipment:\n    per: package\n")),
+    SpecCase("reference-variable", "unknown template variable 'shipment'", 17, "operations.create_order.reference",
+             wms("    id: orderId\n  find_order:", "    id: orderId\n    reference: \"R-{{ shipment.key }}\"\n  find_order:")),
     SpecCase("find-order-needs-match", "missing required key 'match'", 17, "operations.find_order",
              wms('    match: "record.ref == order.key"\n', "")),
     SpecCase("already-exists-needs-find-order", "no find_order", 17, "operations.create_order.already_exists",

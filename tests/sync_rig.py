@@ -26,12 +26,14 @@ from engine import ROOT, cli
 from engine.http import reset_buckets, set_testing
 from engine.ledger import DiskLedger
 from samples.servers import Server, start
+from samples.servers.extensiv import order_items
 
 CONNECTORS = ROOT / "connectors"
 NAME = "sync-shop"
 SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": "cs_sync_e52a"},
            "shopify": {"SYNC_CART_TOKEN": "shpat_sync_9b14"},
            "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"},
+           "extensiv-order-manager": {"SYNC_CART_TOKEN": "om_sync_6a19"},
            "magento2": {"SYNC_CART_TOKEN": "mage_sync_5e61"}}
 WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
 SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
@@ -126,10 +128,11 @@ class Rig:
         state, oid = self.wms.state, self.wms_id(ref)
         with state.lock:
             order = state.orders[oid]
+            items = order_items(order)
             rest = [{"itemIdentifier": i["itemIdentifier"], "qty": i["qty"] - shipped.get(i["itemIdentifier"]["sku"], 0)}
-                    for i in order["orderItems"]]
-            order["orderItems"] = [i for i in order["orderItems"] if shipped.get(i["itemIdentifier"]["sku"])]
-            for item in order["orderItems"]:
+                    for i in items]
+            items[:] = [i for i in items if shipped.get(i["itemIdentifier"]["sku"])]
+            for item in items:
                 item["qty"] = shipped[item["itemIdentifier"]["sku"]]
             body = copy.deepcopy({**order, "orderItems": [i for i in rest if i["qty"] > 0]})
             backorder = self.wms_app._new_order(body, order["readOnly"]["customerIdentifier"]["id"])
@@ -190,6 +193,7 @@ def integration(kind: str, cart_url: str, wms_url: str) -> dict[str, Any]:
                     "location_id": "gid://shopify/Location/76543210"},
         # BigCommerce writes no tracking or stock yet: its tests pass their own `flows`
         "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}"},
+        "extensiv-order-manager": {"api_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}", "warehouse_id": 5},
         "magento2": {"base_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}"},
     }[kind]
     return {

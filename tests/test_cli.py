@@ -65,7 +65,8 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
 def test_usage_errors_exit_two() -> None:
     """No subcommand, an unknown one, no lint path, a bad option value: argparse's usage error, exit 2."""
     for args in ([], ["frobnicate"], ["lint"], ["lint", "--format", "xml", "x"], ["run", "--workers", "0"],
-                 ["run", "--workers", "two"]):
+                 ["run", "--workers", "two"], ["status", "--limit", "-1"], ["status", "--limit", "x"],
+                 ["run", "--grace", "-1"], ["run", "--grace", "nan"], ["run", "--grace", "inf"]):
         code, _, err = call(*args)
         assert code == 2 and "usage:" in err
 

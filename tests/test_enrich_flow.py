@@ -12,6 +12,7 @@ import pytest
 
 from engine.ledger import DiskLedger
 from samples.servers.base import Answer, Request
+from samples.servers.extensiv import order_items
 
 pytestmark = pytest.mark.usefixtures("http_testing")
 
@@ -40,7 +41,7 @@ def _rewire(value: Any) -> Any:
 
 def items_by_ref(rig) -> dict[str, int]:
     with rig.wms.state.lock:
-        return {order["referenceNum"]: len(order["orderItems"]) for order in rig.wms.state.created}
+        return {order["referenceNum"]: len(order_items(order)) for order in rig.wms.state.created}
 
 
 def cart_lines(rig) -> dict[str, int]:

@@ -43,6 +43,18 @@ def test_first_run_pushes_every_sku_then_only_the_changed_ones(tmp_path: Path, m
             assert ledger.kv_get(ITEMS, "MUG-CERAMIC") == {"id": "503", "parent_id": "0"}
 
 
+def test_only_the_integrations_customer_stock_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stock summaries are read for the integration's 3PL customer only: another tenant's level of a
+    shared SKU and its own SKUs never reach the cart."""
+    with rig(tmp_path, monkeypatch) as r:
+        r.write()
+        run = r.cli("run", "--flow", "inventory")
+        assert run.code == 0 and "pulled 8, quarantined 0, pushed 8" in run.out
+        assert r.wms.state.tenant_stock["MUG-CERAMIC"] == 999
+        assert cart_stock(r)["MUG-CERAMIC"] == r.wms.state.stock["MUG-CERAMIC"]
+        assert "TENANT8-LAMP" not in r.status()
+
+
 def test_kits_sku_map_open_orders_buffer_and_minimum_shape_the_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kit gets min(floor(component / quantity)); held orders are subtracted; the buffer and the minimum apply."""
     with rig(tmp_path, monkeypatch, orders=4) as r:

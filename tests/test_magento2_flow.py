@@ -13,6 +13,7 @@ import pytest
 from sync_rig import Rig, rig
 
 from engine.flows.protocol import unresolved
+from samples.servers.extensiv import order_items
 
 ORDERS = "/rest/default/V1/orders"
 
@@ -24,7 +25,7 @@ def configurable_order(r: Rig) -> dict:
 
 
 def wms_lines(r: Rig, ref: str) -> Counter:
-    return Counter({i["itemIdentifier"]["sku"]: i["qty"] for i in r.wms_order(ref)["orderItems"]})
+    return Counter({i["itemIdentifier"]["sku"]: i["qty"] for i in order_items(r.wms_order(ref))})
 
 
 def simple_lines(r: Rig, order: dict) -> Counter:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from sync_rig import rig
 
+from samples.servers.extensiv import order_items
+
 
 def wms_items(r, ref: str) -> dict[str, int]:
-    return {i["itemIdentifier"]["sku"]: i["qty"] for i in r.wms_order(ref)["orderItems"]}
+    return {i["itemIdentifier"]["sku"]: i["qty"] for i in order_items(r.wms_order(ref))}
 
 
 def cart_lines(r, order_id: int) -> dict[str, int]:

@@ -188,7 +188,8 @@ def test_extensiv_detects_duplicate_reference_and_finds_by_rql():
 
 
 def test_extensiv_cancel_needs_a_fresh_etag():
-    """Cancel without If-Match is 428, with a stale ETag 412, with the current ETag 200."""
+    """Cancel without If-Match is 428, with a stale ETag 412, with the current ETag 204 without a
+    body (as the vendor answers); the order then reads canceled."""
     with start("extensiv") as srv, httpx.Client(base_url=srv.url) as client:
         client.headers["Authorization"] = f"Bearer {wms_token(client)}"
         oid = client.post("/orders", json=wms_order("#2001")).json()["readOnly"]["orderId"]
@@ -197,7 +198,8 @@ def test_extensiv_cancel_needs_a_fresh_etag():
         stale = client.post(f"/orders/{oid}/canceler", json={}, headers={"If-Match": 'W/"0-0"'})
         assert stale.status_code == 412
         done = client.post(f"/orders/{oid}/canceler", json={"reason": "x"}, headers={"If-Match": etag})
-        assert (done.status_code, done.json()["readOnly"]["status"]) == (200, 2)
+        assert (done.status_code, done.content) == (204, b"")
+        assert client.get(f"/orders/{oid}").json()["readOnly"]["status"] == 2
         assert client.post("/orders", json=wms_order("#2001")).status_code == 201
 
 
@@ -211,13 +213,48 @@ def test_extensiv_shipments_and_inventory_page_with_total_results(page_size):
         srv.app.ship_open(limit=2, packages=2)
         rql = "readOnly.isClosed==true;readOnly.status==1;readOnly.processDate=ge=2026-01-01T00:00:00Z"
         rel = "http://api.3plCentral.com/rels/orders/order"
-        first = client.get("/orders", params={"rql": rql, "pgsiz": page_size, "pgnum": 1}).json()
+        first = client.get("/orders", params={"rql": rql, "pgsiz": page_size, "pgnum": 1, "detail": "All"}).json()
         assert first["totalResults"] == 2
         assert len(first["_embedded"][rel]) == page_size
-        assert len(first["_embedded"][rel][0]["packages"]) == 2
-        summaries = client.get("/inventory/stocksummaries", params={"pgsiz": 100}).json()
+        assert len(first["_embedded"][rel][0]["readOnly"]["packages"]) == 2
+        summaries = client.get("/inventory/stocksummaries", params={"pgsiz": 100, "rql": "customerIdentifier.id==7"}).json()
         assert summaries["totalResults"] == len(summaries["summaries"]) == 8
         assert "POSTER-A2-TUBE" in {s["itemIdentifier"]["sku"] for s in summaries["summaries"]}
+
+
+@pytest.mark.parametrize("detail, items, packages", [
+    ("", False, False), ("OrderItems", True, False), ("Packages", False, True),
+    ("OrderItems,Packages", True, True), ("All", True, True)])
+def test_extensiv_answers_items_and_packages_only_for_their_detail(detail, items, packages):
+    """An order's items are the HAL relation _embedded[.../rels/orders/item] and its packages
+    readOnly.packages, each only when `detail` asks for it (OrderItems, Packages or All)."""
+    item_rel = "http://api.3plCentral.com/rels/orders/item"
+    with start("extensiv") as srv, httpx.Client(base_url=srv.url) as client:
+        client.headers["Authorization"] = f"Bearer {wms_token(client)}"
+        oid = client.post("/orders", json=wms_order("#1")).json()["readOnly"]["orderId"]
+        srv.app.ship(oid, packages=2)
+        listed = client.get("/orders", params={"detail": detail}).json()
+        single = client.get(f"/orders/{oid}", params={"detail": detail}).json()
+        for order in (listed["_embedded"]["http://api.3plCentral.com/rels/orders/order"][0], single):
+            assert "orderItems" not in order and "packages" not in order
+            assert (item_rel in order.get("_embedded", {})) is items
+            assert ("packages" in order["readOnly"]) is packages
+
+
+def test_extensiv_stock_summaries_hold_every_customer_and_filter_by_rql():
+    """Stock summaries answer every customer's stock unless rql names one (customerIdentifier.id,
+    facilityId); the rows themselves carry no customer."""
+    with start("extensiv") as srv, httpx.Client(base_url=srv.url) as client:
+        client.headers["Authorization"] = f"Bearer {wms_token(client)}"
+        def skus(rql: str) -> list[str]:
+            rows = client.get("/inventory/stocksummaries", params={"pgsiz": 500, "rql": rql}).json()["summaries"]
+            assert all("customerIdentifier" not in row for row in rows)
+            return [row["itemIdentifier"]["sku"] for row in rows]
+        assert "TENANT8-LAMP" in skus("") and skus("").count("MUG-CERAMIC") == 3
+        assert skus("customerIdentifier.id==8") == ["MUG-CERAMIC", "TENANT8-LAMP"]
+        mine = skus("customerIdentifier.id==7;facilityId==1")
+        assert len(mine) == 8 and "TENANT8-LAMP" not in mine
+        assert skus("customerIdentifier.id==7;facilityId==2") == []
 
 
 def test_bigcommerce_serves_an_orders_products_and_shipping_addresses():

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from sync_rig import NAME, integration, rig
 
+from samples.servers.extensiv import order_items
+
 from engine.flows.shipments import PACKAGES
 
 
 def split_candidate(r) -> tuple[str, dict[str, int]]:
     """An order of several units, and a first part of it: one unit of its first line."""
     for ref in ("1001", "1002", "1003", "1004", "1005", "1006"):
-        items = r.wms_order(ref)["orderItems"]
+        items = order_items(r.wms_order(ref))
         if sum(item["qty"] for item in items) > 1:
             return ref, {items[0]["itemIdentifier"]["sku"]: 1}
     raise AssertionError("no order of several units")
@@ -83,7 +85,7 @@ def test_shipment_of_an_order_this_integration_did_not_deliver_is_skipped(tmp_pa
     """A WMS shipment for an order from another channel is skipped, never sent to the cart."""
     with rig(tmp_path, monkeypatch) as r:
         delivered(r)
-        body = {**r.wms_order("1001"), "referenceNum": "PHONE-77"}
+        body = {**r.wms_order("1001"), "referenceNum": "PHONE-77", "orderItems": order_items(r.wms_order("1001"))}
         with r.wms.state.lock:
             other = r.wms_app._new_order(body, 7)
         r.wms_app.ship(other["readOnly"]["orderId"])
@@ -193,3 +195,29 @@ def test_the_extension_connector_writes_tracking_items_to_a_store_with_the_exten
         with r.cart.state.lock:
             assert [t["tracking_number"] for t in r.cart.state.trackings[1001]] == [tracking(r, "1001", n) for n in (1, 2)]
             assert r.cart.state.notes == {}
+
+
+def other_carts_order(r, ref: str, po_num: str) -> int:
+    """An order another cart of the same 3PL customer made in the WMS; its id."""
+    body = {"referenceNum": ref, "poNum": po_num, "facilityIdentifier": {"id": 1},
+            "orderItems": [{"itemIdentifier": {"sku": "MUG-CERAMIC"}, "qty": 1}]}
+    with r.wms.state.lock:
+        return r.wms_app._new_order(body, 7)["readOnly"]["orderId"]
+
+
+def test_a_reference_prefix_keeps_two_carts_of_one_customer_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With reference_prefix, orders go in as <prefix><number> beside another cart's same numbers, and
+    a shipped order of that other cart (same number, same poNum) never reaches this cart."""
+    with rig(tmp_path, monkeypatch) as r:
+        theirs = [other_carts_order(r, f"B-{n}", str(n)) for n in range(1001, 1007)]
+        data = r.write()
+        text = data.read_text(encoding="utf-8").replace("customer_id: 7", "customer_id: 7\n    reference_prefix: A-")
+        data.write_text(text, encoding="utf-8")
+        assert "delivered 6" in r.cli("run", "--flow", "orders").out
+        assert r.wms_id("A-1001") not in theirs
+        for oid in theirs:
+            r.wms_app.ship(oid)
+        r.wms_app.ship(r.wms_id("A-1002"))
+        out = r.cli("run", "--flow", "shipments").out
+        assert "pulled 1" in out and "sent 1, confirmed 1" in out
+        assert r.trackings() == {"1002": [f"1Z999AA1{r.wms_id('A-1002'):06d}0001"]}

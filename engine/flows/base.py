@@ -37,6 +37,12 @@ class FlowContext:
     now: Callable[[], datetime] = utcnow
     workers: int = 1                           # processes a large paged read may be split over
     transport: Any = None                      # tests may hand an httpx transport
+    stopping: Any = None                       # an asyncio.Event set by Ctrl-C / SIGTERM (one-shot run)
+
+    def stopped(self) -> bool:
+        """True once the run was asked to stop: read no further, start no new batch; what is in
+        flight finishes (the command cancels it after a grace period, which the flows survive)."""
+        return self.stopping is not None and self.stopping.is_set()
 
     @contextlib.asynccontextmanager
     async def reopened(self, fraction: float) -> AsyncIterator[FlowContext]:

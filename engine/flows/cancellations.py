@@ -89,6 +89,8 @@ class CancellationsFlow:
         async for page in self.reader.pages():
             for judged in page:
                 self.counts.pulled += 1
+                if self.ctx.stopped():
+                    break
                 if judged.key in retried:
                     self.counts.skipped += 1
                     continue

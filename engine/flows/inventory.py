@@ -70,6 +70,8 @@ class InventoryFlow:
     async def run(self) -> InventoryCounts:
         """Read every level, compute what the cart should show, push what changed."""
         available = await self.read()
+        if self.reader.cut:
+            return self.counts         # stopped mid-read: partial totals would push wrong levels
         self.subtract_open(available)
         changed = [(sku, value) for sku, value in self.levels(available).items() if self._changed(sku, value)]
         for start in range(0, len(changed), CHUNK):

@@ -52,11 +52,14 @@ class OrdersFlow:
         self.find = ctx.destination.operations.get("find_order")
         self.counts = Counts()
         self._watermark: str | None = None
+        self._cut = False               # stopped before the read ended: the watermark stays
 
     async def run(self) -> Counts:
         """Recover what a previous run left, then pull, dedupe and deliver new orders."""
         if not self.ctx.dry_run:
             await self.recover()
+        if self.ctx.stopped():
+            return self.counts
         request = self.read.request.render(self.ctx.context("source", since=self.since()))
         team = None
         if self.ctx.workers > 1 and not self.ctx.dry_run:
@@ -72,7 +75,7 @@ class OrdersFlow:
         for report in await team.join() if team else ():
             self.counts.merge(report["counts"])
             self._later(report["watermark"])
-        if self._watermark and not self.ctx.dry_run:
+        if self._watermark and not self.ctx.dry_run and not self._cut:
             self.ctx.ledger.set_watermark("orders", self._watermark)
         return self.counts
 
@@ -103,16 +106,20 @@ class OrdersFlow:
             raise failed[0]
 
     async def _fetch(self, pages: AsyncIterator[Page], queue: asyncio.Queue, failed: list[Exception]) -> None:
+        """Read pages into `queue`, then None. Cancelled, it puts nothing: the consumer is
+        cancelled with it, and a put into a full queue nobody reads would never return."""
         try:
             async with contextlib.aclosing(pages):
                 async for page in pages:
+                    if self.ctx.stopped():
+                        self._cut = True
+                        break
                     if self.read.error_when is not None and self.read.error_when(page.answer.body):
                         raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
                     await queue.put(await self.enriched(page.records))
         except Exception as exc:                   # raised by _pipeline once the consumer is done
             failed.append(exc)
-        finally:
-            await queue.put(None)
+        await queue.put(None)
 
     async def enriched(self, raws: list) -> list:
         """A page's records with their `enrich` sub-requests merged, concurrently within the
@@ -127,6 +134,9 @@ class OrdersFlow:
 
     async def _consume(self, queue: asyncio.Queue) -> None:
         while (page := await queue.get()) is not None:
+            if self.ctx.stopped():         # a page fetched but not claimed: the next run reads it again
+                self._cut = True
+                continue
             await self.deliver(self.intake(page))
             await asyncio.sleep(0)   # let the fetcher send the next requests before the next page
                                      # (with nothing to deliver, nothing above gives the loop a turn)
@@ -255,11 +265,14 @@ class OrdersFlow:
     def _index(self, key: str, order: dict, fields: dict) -> dict:
         """Index a delivered order by number and id, and keep what the later flows need of it.
 
-        Shipments match by `order_number` (or key), cancellations by `order_id` (or key); the
+        Shipments match by `order_number` or create_order's `reference` (or key), cancellations by `order_id` (or key); the
         lines as the WMS got them (SKU map and kits applied) let shipments tell a partial shipment
         from a complete one without asking the cart again.
         """
         self.ctx.ledger.kv_set("order_number", str(order["order_number"]), key)
+        if self.create.reference is not None:       # the reference the destination keeps it under
+            reference = self.create.reference.render(self.ctx.context("destination", order=order))
+            self.ctx.ledger.kv_set("order_number", str(reference), key)
         self.ctx.ledger.kv_set("order_id", str(order["order_id"]), key)
         kept = {"order_id": order["order_id"], "order_number": order["order_number"],
                 "lines": [[line["sku"], line["quantity"]] for line in order["lines"]]}
@@ -320,9 +333,13 @@ class OrdersFlow:
             log.info("%s: %d order(s) claimed by a run that stopped before sending them are "
                      "claimed again as this run re-reads them", self.ctx.integration.name, unsent)
         for entry in list(ledger.iter_status("sending")):
+            if self.ctx.stopped():
+                return
             await self._reconcile(entry)
         self.release(ledger.iter_status("held"), only_hold_window=True)
         for batch in _chunks(ledger.iter_status("pending"), 200):
+            if self.ctx.stopped():
+                return
             await self.deliver(self._remap(batch))
 
     async def _reconcile(self, entry: Entry) -> None:

@@ -79,6 +79,8 @@ class ShipmentsFlow:
         self.reader.commit()
         if not self.ctx.dry_run:
             for entry in list(self.ctx.ledger.iter_status("shipped")):
+                if self.ctx.stopped():
+                    break
                 await self.ship(entry)
         return self.counts
 

@@ -12,6 +12,8 @@ A write ends in one of three outcomes, the same three the orders flow uses:
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -79,6 +81,7 @@ class Reader:
     stream: str
     _mark: str | None = field(default=None, init=False)
     _hold: str | None = field(default=None, init=False)     # a record not enriched: resume there
+    cut: bool = field(default=False, init=False)            # the run was stopped before the read ended
 
     def since(self) -> str:
         """The watermark minus the overlap, never before the integration's start_date."""
@@ -94,9 +97,13 @@ class Reader:
         client = self.ctx.source_client if self.side == "source" else self.ctx.destination_client
         request = op.request.render(self.ctx.context(self.side, since=self.since()))
         connector = self.ctx.source if self.side == "source" else self.ctx.destination
-        async for page in client.pages(request, op.paginator(), op.extract_records):
-            raws = await op.enricher.page(client, page.records, self.ctx.context(self.side), concurrency(connector))
-            yield [self.judge(raw) for raw in raws]
+        async with contextlib.aclosing(client.pages(request, op.paginator(), op.extract_records)) as pages:
+            async for page in pages:
+                if self.ctx.stopped():
+                    self.cut = True
+                    return
+                raws = await op.enricher.page(client, page.records, self.ctx.context(self.side), concurrency(connector))
+                yield [self.judge(raw) for raw in raws]
 
     def judge(self, raw: Any) -> Judged:
         """Key, filter, map and validate one raw record (see `_unenriched` for one not enriched)."""
@@ -142,6 +149,8 @@ class Reader:
     def commit(self) -> None:
         """Move the stream's watermark to the latest record read (never in a dry run), or no
         further than a record that could not be enriched."""
+        if self.cut:
+            return                     # the pages not read may hold records older than the last one read
         mark = self._mark
         if mark and self._hold and later(mark, self._hold):
             mark = self._hold

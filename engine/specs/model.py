@@ -229,6 +229,7 @@ class Operation:
     error_when: Callable[[Any], bool] | None = None
     steps: tuple[Step, ...] = ()    # a write's requests, in order (one unless `steps:` lists more)
     match: Callable[[Any], bool] | None = None     # find_order: is a candidate this order?
+    reference: Any = None           # create_order: template of the order's reference at the destination
     zone: str = zones.UTC           # the rendered `time_zone`: what `time_zone()` answers
     enricher: Enricher = Enricher()  # reads: `enrich` sub-requests and `truncated_when`
 
@@ -250,6 +251,7 @@ class Operation:
             error_when=_predicate(data.get("error_when")),
             steps=_steps(name, data),
             match=_predicate(data.get("match"), zone),
+            reference=template.compile_template(data["reference"]) if data.get("reference") else None,
             zone=zone,
             enricher=_enricher(data),
         )

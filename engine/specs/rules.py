@@ -133,7 +133,7 @@ def _loopback(host: str) -> bool:
 
 def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     """An operation's requests (its own, its precondition's, its verify read's, each step's)
-    and its idempotency key are templates over its context; each `enrich` step's request is a
+    and its idempotency key (and create_order's `reference`) are templates over its context; each `enrich` step's request is a
     template over `record`, `config` and `now`."""
     if not isinstance(operation, Mapping):
         return
@@ -142,6 +142,7 @@ def operation_rule(operation: Any, allowed: frozenset[str]) -> Iterator[Problem]
         for index, step in enumerate(steps):
             yield from descend(step_rule(step, allowed | WRITE_EXTRAS), ("steps", index))
     yield from step_rule(operation, allowed | (WRITE_EXTRAS if "idempotency_key" in operation else frozenset()))
+    yield from descend(template_rule(operation.get("reference"), allowed), ("reference",))
     enrich = operation.get("enrich")
     for index, step in enumerate(enrich if isinstance(enrich, list) else ()):
         if isinstance(step, Mapping):

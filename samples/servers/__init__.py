@@ -11,6 +11,7 @@ from typing import Any
 from .base import App, Fault, FaultPlan, Server
 from .bigcommerce import BigCommerceApp
 from .extensiv import ExtensivApp
+from .extensiv_order_manager import ExtensivOrderManagerApp
 from .magento2 import MagentoApp
 from .shopify import ShopifyApp
 from .woocommerce import WooCommerceApp
@@ -20,6 +21,7 @@ KINDS: dict[str, type[App]] = {
     "shopify": ShopifyApp,
     "bigcommerce": BigCommerceApp,
     "extensiv": ExtensivApp,
+    "extensiv-order-manager": ExtensivOrderManagerApp,
     "magento2": MagentoApp,
 }
 

@@ -8,19 +8,29 @@
   ``GET /orders/{id}`` with an ``ETag``; ``POST /orders/{id}/canceler`` needs a
   matching ``If-Match`` (412 when stale, 428 when missing). ``cancel()`` is the warehouse
   canceling an order itself (listed by ``GET /orders?rql=readOnly.status==2;...``).
-- ``GET /inventory/stocksummaries``. Media type ``application/hal+json``.
+- ``GET /inventory/stocksummaries`` (``rql`` on ``customerIdentifier.id`` and ``facilityId``; rows
+  carry no customer). It holds stock for several 3PL customers: the merchants (``customers``,
+  default 7 and 9, all holding ``state.stock``) and another tenant (customer 8,
+  ``state.tenant_stock``), so a read not scoped to one customer returns other tenants' SKUs.
+  Media type ``application/hal+json``.
+
+Orders as the vendor answers them (https://3w.extensiv.com/rels/orders/order): packages under
+``readOnly.packages`` and only with ``detail=Packages`` or ``detail=All``; order items only as the
+HAL relation ``_embedded["http://api.3plCentral.com/rels/orders/item"]`` and only with
+``detail=OrderItems`` or ``detail=All`` (a create's 201 answer carries them).
 
 Times (``creationDate``, ``processDate``, ``lastModifiedDate``) are the facility's wall clock
 without a zone, in ``time_zone`` (default UTC): the issue's account of Extensiv, a guess not
 confirmed by a vendor page. An RQL time without a zone is read in that zone too; one with a
 zone (``Z``, ``+05:00``) is an instant.
 
-Simplifications: order items and packages are plain arrays (``orderItems``,
-``packages``) rather than HAL ``_embedded`` links.
+Simplifications: ``itemdetail`` is ignored; an order's status is 0 open, 1 closed (confirmed,
+shipped), 2 canceled.
 """
 from __future__ import annotations
 
 import base64
+import fnmatch
 import re
 import secrets
 import threading
@@ -34,6 +44,8 @@ from .data import EPOCH, PRODUCTS
 
 HAL = "application/hal+json; charset=utf-8"
 ORDER_REL = "http://api.3plCentral.com/rels/orders/order"
+ITEM_REL = "http://api.3plCentral.com/rels/orders/item"
+OTHER_TENANT = 8                            # another 3PL customer of the same warehouse
 WMS_SKUS = {"POSTER-A2": "POSTER-A2-TUBE"}  # the 3PL stocks this one under its own code
 RQL = re.compile(r"^([\w.]+)(==|!=|=ge=|=gt=|=le=|=lt=)(.*)$")
 
@@ -44,7 +56,8 @@ class WmsState:
 
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
-    stock: dict[str, int] = field(default_factory=dict)
+    stock: dict[str, int] = field(default_factory=dict)       # each merchant customer's stock
+    tenant_stock: dict[str, int] = field(default_factory=dict)  # customer OTHER_TENANT's stock
     tokens: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     clock: Any = EPOCH + timedelta(days=1)
@@ -75,13 +88,16 @@ def _etag(order: dict[str, Any]) -> str:
 
 class ExtensivApp(App):
     def __init__(self, client_id: str = "client-id", client_secret: str = "client-secret",
-                 user_login_id: str = "42", seed: int = 1, time_zone: str = "UTC", **_: Any) -> None:
+                 user_login_id: str = "42", seed: int = 1, time_zone: str = "UTC",
+                 customers: tuple[int, ...] = (7, 9), **_: Any) -> None:
         super().__init__()
+        self.customers = customers
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._login = user_login_id
         self.state = WmsState(zone=ZoneInfo(time_zone))
         for i, (sku, _, _) in enumerate(PRODUCTS):
             self.state.stock[WMS_SKUS.get(sku, sku)] = 40 + (seed * 7 + i * 13) % 60
+        self.state.tenant_stock.update({"MUG-CERAMIC": 999, "TENANT8-LAMP": 12})
         self.route("POST", "/AuthServer/api/Token", self.token)
         self.route("POST", "/orders", self.create_order)
         self.route("GET", "/orders", self.list_orders)
@@ -154,11 +170,11 @@ class ExtensivApp(App):
                             "scacCode": None, "account": None, **(body.get("routingInfo") or {}),
                             "trackingNumber": None},
             "shipTo": body.get("shipTo") or {},
-            "orderItems": [{"readOnly": {"orderItemId": oid * 100 + n}, "itemIdentifier": i["itemIdentifier"],
-                            "qty": i.get("qty")} for n, i in enumerate(body["orderItems"], start=1)],
-            "packages": [],
             "_links": {"self": {"href": f"/orders/{oid}"}},
+            "_embedded": {ITEM_REL: [{"readOnly": {"orderItemId": oid * 100 + n}, "itemIdentifier": i["itemIdentifier"],
+                                      "qty": i.get("qty")} for n, i in enumerate(body["orderItems"], start=1)]},
         }
+        order["readOnly"]["packages"] = []
         self.state.orders[oid] = order
         self.state.created.append(order)
         return order
@@ -179,7 +195,7 @@ class ExtensivApp(App):
             order = self.state.orders[order_id]
             ro, now = order["readOnly"], self.state.tick()
             numbers = [f"1Z999AA1{order_id:06d}{n:04d}" for n in range(1, packages + 1)]
-            order["packages"] = [{"packageId": order_id * 10 + n, "trackingNumber": number, "weight": 1.2,
+            ro["packages"] = [{"packageId": order_id * 10 + n, "trackingNumber": number, "weight": 1.2,
                                   "packageContents": []} for n, number in enumerate(numbers)]
             order["routingInfo"].update(trackingNumber=numbers[0], carrier=order["routingInfo"]["carrier"] or carrier)
             ro.update(isClosed=True, status=1, processDate=now, lastModifiedDate=now, version=ro["version"] + 1)
@@ -201,15 +217,16 @@ class ExtensivApp(App):
                 rows = [o for o in self.state.created if _rql(o, request.query.get("rql", ""), self.state.instant)]
         except ValueError as exc:
             return _problem(400, "InvalidRql", str(exc))
+        detail = request.query.get("detail", "")
         return _hal(200, {"totalResults": len(rows), "_links": {},
-                          "_embedded": {ORDER_REL: page_of(rows, page, size)}})
+                          "_embedded": {ORDER_REL: [_view(o, detail) for o in page_of(rows, page, size)]}})
 
     def get_order(self, request: Request, oid: str) -> Answer:
         with self.state.lock:
             order = self.state.orders.get(int(oid))
         if order is None:
             return _problem(404, "NotFound", f"Order {oid} not found")
-        return _hal(200, order, {"ETag": _etag(order)})
+        return _hal(200, _view(order, request.query.get("detail", "")), {"ETag": _etag(order)})
 
     def cancel_order(self, request: Request, oid: str) -> Answer:
         with self.state.lock:
@@ -226,15 +243,43 @@ class ExtensivApp(App):
             now = self.state.tick()
             ro.update(isClosed=True, status=2, processDate=now, lastModifiedDate=now, version=ro["version"] + 1)
             order["notes"] = ((order.get("notes") or "") + f" Canceled: {(request.json() or {}).get('reason', '')}").strip()
-            return _hal(200, order, {"ETag": _etag(order)})
+            return Answer(204)                  # the vendor answers the canceler with no content
 
     def stock_summaries(self, request: Request) -> Answer:
         size, page = int_param(request.query, "pgsiz", 100), int_param(request.query, "pgnum", 1)
         with self.state.lock:
-            rows = [{"facilityId": 1, "itemIdentifier": {"id": 9000 + i, "sku": sku},
-                     "totalReceived": qty + 20, "allocated": 0, "available": qty, "onHold": 0, "onHand": qty}
-                    for i, (sku, qty) in enumerate(self.state.stock.items())]
+            held = [(customer, self.state.stock) for customer in self.customers]
+            rows = [({"customerIdentifier": {"id": customer}, "facilityId": 1}, _summary(n, sku, qty))
+                    for n, (customer, stock) in enumerate([*held, (OTHER_TENANT, self.state.tenant_stock)])
+                    for sku, qty in stock.items()]
+        try:
+            rows = [row for scope, row in rows if _rql({**scope, **row}, request.query.get("rql", ""))]
+        except ValueError as exc:
+            return _problem(400, "InvalidRql", str(exc))
         return _hal(200, {"totalResults": len(rows), "summaries": page_of(rows, page, size)})
+
+
+def _summary(n: int, sku: str, qty: int) -> dict[str, Any]:
+    """One stock summary row as the vendor's sample shows it (no customer on the row)."""
+    return {"itemIdentifier": {"id": 9000 + n * 100 + sum(map(ord, sku)) % 100, "sku": sku}, "qualifier": "",
+            "totalReceived": qty + 20, "allocated": 0, "available": qty, "onHold": 0, "onHand": qty,
+            "facilityId": 1}
+
+
+def order_items(order: dict[str, Any]) -> list[dict[str, Any]]:
+    """An order's items (its ``_embedded`` item relation), as stored."""
+    return order["_embedded"][ITEM_REL]
+
+
+def _view(order: dict[str, Any], detail: str) -> dict[str, Any]:
+    """An order as GET answers it for ``detail``: items and packages only when asked for."""
+    wanted = {part.strip().lower() for part in detail.split(",")}
+    view = {**order, "readOnly": dict(order["readOnly"])}
+    if not wanted & {"all", "orderitems"}:
+        view.pop("_embedded")
+    if not wanted & {"all", "packages"}:
+        view["readOnly"].pop("packages")
+    return view
 
 
 def _lookup(record: Any, path: str) -> Any:
@@ -257,7 +302,8 @@ def _coerce(mine: Any, text: str, instant: Any) -> tuple[Any, Any]:
 
 
 def _rql(order: dict[str, Any], rql: str, instant: Any = parse_time) -> bool:
-    """A conjunction (``;``) of ``path==value``, ``path=ge=value``… clauses."""
+    """A conjunction (``;``) of ``path==value``, ``path=ge=value``… clauses; ``*`` in a ``==``/``!=``
+    text value is a wildcard (https://3w.extensiv.com/Rels/rql)."""
     for clause in filter(None, rql.split(";")):
         match = RQL.match(clause)
         if match is None:
@@ -269,6 +315,10 @@ def _rql(order: dict[str, Any], rql: str, instant: Any = parse_time) -> bool:
                 if (raw.lower() == "null") != (op == "!="):
                     continue
             return False
+        if op in ("==", "!=") and "*" in raw and isinstance(mine, str):
+            if (fnmatch.fnmatchcase(mine.lower(), raw.lower()) != (op == "==")):
+                return False
+            continue
         mine, other = _coerce(mine, raw, instant)
         ok = {"==": mine == other, "!=": mine != other, "=ge=": mine >= other, "=gt=": mine > other,
               "=le=": mine <= other, "=lt=": mine < other}[op]
