@@ -218,3 +218,15 @@ def test_a_magento_write_hit_by_a_fault_happens_exactly_once(tmp_path: Path, mon
             assert sent - refused_unseen == 1, (sent, fault)
         with r.ledger() as ledger:
             assert unresolved(ledger) == []
+
+
+def test_a_fractional_quantity_is_quarantined_not_rounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item sold by a decimal quantity (1.5) holds its order in quarantine; the others go on."""
+    with rig(tmp_path, monkeypatch, kind="magento2") as r:
+        with r.cart.state.lock:
+            r.cart.state.orders[0]["items"][-1]["qty_ordered"] = 1.5
+        r.write()
+        result = r.cli("run", "--flow", "orders")
+        assert "quarantined 1" in result.out, result.out
+        assert "000001001" not in {o["referenceNum"] for o in r.wms.state.created}
+        assert len(r.wms.state.created) == 5
