@@ -38,7 +38,7 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "bigcommerce": ({"orders": ORDERS_PER_CART, "seed": 3, "access_token": "bc_demo"},
                     {"HOOLI_BC_URL": "@url", "HOOLI_BC_TOKEN": "bc_demo"}),
     "extensiv": ({"client_id": "demo-client", "client_secret": "demo-secret", "user_login_id": "42",
-                  "customers": (7, 9, 12)},           # acme, globex, hooli
+                  "customers": (7, 9, 12, 13)},       # acme, globex, hooli (BigCommerce, Magento)
                  {"ACME_WMS_URL": "@url", "ACME_WMS_CLIENT_ID": "demo-client", "ACME_WMS_CLIENT_SECRET": "demo-secret",
                   "GLOBEX_WMS_URL": "@url", "GLOBEX_WMS_CLIENT_ID": "demo-client",
                   "GLOBEX_WMS_CLIENT_SECRET": "demo-secret", "HOOLI_WMS_URL": "@url",
@@ -47,6 +47,8 @@ SERVERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "shipstation": ({"api_key": "demo-ss-key", "api_secret": "demo-ss-secret", "window": 2.0},
                     {"HOOLI_SS_URL": "@url", "HOOLI_SS_API_KEY": "demo-ss-key",
                      "HOOLI_SS_API_SECRET": "demo-ss-secret"}),
+    "magento2": ({"orders": ORDERS_PER_CART, "seed": 4, "access_token": "mage_demo"},
+                 {"HOOLI_MAGENTO_URL": "@url", "HOOLI_MAGENTO_TOKEN": "mage_demo"}),
 }
 
 
@@ -106,7 +108,8 @@ def _warehouse_and_shoppers_act(servers: dict[str, Any], stdout: TextIO) -> tupl
         wms.app.ship(oid, packages=2)
     woo_ids = {str(order["id"]) for order in servers["woocommerce"].state.orders}
     unfilled = min(((int(order["poNum"]), order["readOnly"]["orderId"]) for order in wms.state.created
-                    if order.get("poNum") in woo_ids and order["readOnly"]["orderId"] not in shipped),
+                    if order.get("poNum") in woo_ids and order["readOnly"]["orderId"] not in shipped
+                    and order["readOnly"]["customerIdentifier"]["id"] == 7),   # Acme's (other carts' ids overlap)
                    default=None)                    # the oldest unshipped WooCommerce order, if any
     out_of_stock = wms.app.cancel(unfilled[1], "Out of stock")["poNum"] if unfilled else None
     woo, shop = servers["woocommerce"].app, servers["shopify"].app
@@ -156,6 +159,9 @@ def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], cancele
         status = next(o["status"] for o in bc.orders if o["id"] == order_id)
         numbers = ", ".join(f"{s['shipping_provider'] or s['tracking_carrier']} {s['tracking_number']}" for s in shipments)
         stdout.write(f"  BigCommerce order {order_id} ({status}): {numbers}\n")
+    for shipment in servers["magento2"].state.shipments:    # Magento: a shipment with its tracks
+        numbers = ", ".join(f"{t['title']} {t['track_number']}" for t in shipment["tracks"])
+        stdout.write(f"  Magento order {shipment['order_id']} (shipment {shipment['entity_id']}): {numbers}\n")
     levels = ", ".join(f"{p['sku']} {p['stock_quantity']}" for p in list(woo.products.values())[:4])
     stdout.write(f"stock levels in WooCommerce (WMS available, buffer 2): {levels}, …\n")
     bc_levels = ", ".join(f"{sku} {item['locations'][1]}" for sku, item in list(bc.inventory.items())[:4])

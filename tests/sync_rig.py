@@ -33,7 +33,8 @@ NAME = "sync-shop"
 SECRETS = {"woocommerce": {"SYNC_CART_KEY": "ck_sync_71c0", "SYNC_CART_SECRET": "cs_sync_e52a"},
            "shopify": {"SYNC_CART_TOKEN": "shpat_sync_9b14"},
            "bigcommerce": {"SYNC_CART_TOKEN": "bc_sync_3d27"},
-           "extensiv-order-manager": {"SYNC_CART_TOKEN": "om_sync_6a19"}}
+           "extensiv-order-manager": {"SYNC_CART_TOKEN": "om_sync_6a19"},
+           "magento2": {"SYNC_CART_TOKEN": "mage_sync_5e61"}}
 WMS_SECRETS = {"SYNC_WMS_ID": "wms-sync-id-4d", "SYNC_WMS_SECRET": "wms-sync-secret-8f"}
 SS_SECRETS = {"SYNC_SS_KEY": "ss-sync-key-2a", "SYNC_SS_SECRET": "ss-sync-secret-7c"}   # wms="shipstation"
 SHIP_METHODS = {"flat_rate": "UPS Ground", "ups_ground": "UPS Ground", "fedex_2day": "FedEx 2Day"}
@@ -177,6 +178,25 @@ class Rig:
         wanted = {cart: wms[stocked_as] for cart, stocked_as in self.sku_map.items() if stocked_as in wms}
         return wanted | {sku: n for sku, n in wms.items() if sku not in self.sku_map.values()}
 
+    def magento_tracks(self) -> dict[str, list[str]]:
+        """Magento order id -> the tracking numbers of its shipments, in order."""
+        held: dict[str, list[str]] = {}
+        with self.cart.state.lock:
+            for shipment in self.cart.state.shipments:
+                held.setdefault(str(shipment["order_id"]), []).extend(t["track_number"] for t in shipment["tracks"])
+        return held
+
+    def magento_stock(self) -> dict[str, float]:
+        """SKU -> quantity of the Magento sample's MSI source items on source `default`."""
+        with self.cart.state.lock:
+            return {sku: item["quantity"] for (sku, source), item in self.cart.state.source_items.items()
+                    if source == "default"}
+
+    def magento_states(self) -> dict[str, str]:
+        """Magento order id -> its state (processing, complete, canceled ...)."""
+        with self.cart.state.lock:
+            return {str(o["entity_id"]): o["state"] for o in self.cart.state.orders}
+
 
 def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -> dict[str, Any]:
     """Every flow enabled (but inventory for ShipStation), `kind` -> `wms`, secrets as ${env:..} references."""
@@ -188,6 +208,7 @@ def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -
         "bigcommerce": {"api_url": cart_url, "store_hash": "abc123", "access_token": "${env:SYNC_CART_TOKEN}",
                         "location_id": 1},
         "extensiv-order-manager": {"api_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}", "warehouse_id": 5},
+        "magento2": {"base_url": cart_url, "access_token": "${env:SYNC_CART_TOKEN}"},
     }[kind]
     return {
         "name": NAME, "spec_version": 1,

@@ -279,6 +279,8 @@ class OrdersFlow:
         self.ctx.ledger.kv_set("order_id", str(order["order_id"]), key)
         kept = {"order_id": order["order_id"], "order_number": order["order_number"],
                 "lines": [[line["sku"], line["quantity"]] for line in order["lines"]]}
+        if any(line.get("line_id") for line in order["lines"]):    # writes back may name the cart's line
+            kept["line_ids"] = [line.get("line_id") for line in order["lines"]]
         return {**fields, "data": {**(fields.get("data") or {}), **kept}}
 
     def _show(self, order: dict) -> None:

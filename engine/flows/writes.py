@@ -252,11 +252,14 @@ def show(ctx: FlowContext, operation: Operation, context: Mapping[str, Any]) -> 
 
 
 def order_context(entry: Entry) -> dict[str, Any]:
-    """The order as delivered, for templates: key, ids, number, lines (WMS SKUs)."""
+    """The order as delivered, for templates: key, ids, number, lines (WMS SKUs, and each line's
+    cart `line_id` when the cart's mapping gave one, else null)."""
     data = entry.data
+    lines, ids = data.get("lines") or (), data.get("line_ids") or ()
     return {"key": entry.key, "order_id": data.get("order_id", entry.key), "order_number": data.get("order_number"),
             "destination_id": entry.destination_id,
-            "lines": [{"sku": sku, "quantity": qty} for sku, qty in data.get("lines") or ()]}
+            "lines": [{"sku": sku, "quantity": qty, "line_id": ids[i] if i < len(ids) else None}
+                      for i, (sku, qty) in enumerate(lines)]}
 
 
 UNENRICHED = "$unenriched"          # a parked record kept as read, its enrichment failed

@@ -13,6 +13,7 @@ from .bigcommerce import BigCommerceApp
 from .extensiv import ExtensivApp
 from .extensiv_order_manager import ExtensivOrderManagerApp
 from .shipstation import ShipStationApp
+from .magento2 import MagentoApp
 from .shopify import ShopifyApp
 from .woocommerce import WooCommerceApp
 
@@ -23,6 +24,7 @@ KINDS: dict[str, type[App]] = {
     "extensiv": ExtensivApp,
     "extensiv-order-manager": ExtensivOrderManagerApp,
     "shipstation": ShipStationApp,
+    "magento2": MagentoApp,
 }
 
 __all__ = ["KINDS", "Fault", "FaultPlan", "Server", "start"]
