@@ -17,10 +17,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
+from engine.http import everywhere
 from engine.specs import Finding, lint_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -163,7 +164,9 @@ def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
 
 
 def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
-    """Run one command line; returns the exit code. Never raises, never shows a traceback."""
+    """Run one command line; returns the exit code. Never raises, never shows a traceback.
+    Whatever it writes has every secret the run resolved masked (`Masked`)."""
+    stdout, stderr = Masked(stdout), Masked(stderr)
     try:
         namespace = build_parser(stdout, stderr).parse_args(args)
     except SystemExit as exc:
@@ -179,6 +182,21 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
         stderr.write(f"syncengine {namespace.command}: internal error: "
                      f"{type(exc).__name__}: {exc}\n")
         return 2
+
+
+class Masked:
+    """A text stream whose writes have every secret this process resolved masked, in every
+    spelling (`engine.http.everywhere`): the last line of defence on the way out."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(everywhere().mask(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,7 +167,9 @@ class OAuth2ClientCredentials(httpx.Auth):
 
     @property
     def secrets(self) -> list[str]:
-        return [s for s in (self.client_secret, self.token) if s]
+        """The client secret, its basic header (`client_auth: basic`) and the current token."""
+        pair = basic_header(self.client_id, self.client_secret).split(" ", 1)[1]
+        return [s for s in (self.client_secret, pair, self.token) if s]
 
     @property
     def secret_params(self) -> list[str]:
@@ -247,9 +249,9 @@ class OAuth2ClientCredentials(httpx.Auth):
         body = answer.body
         token = self.token_path(body) if answer.ok and body is not None else None
         if not token:
-            raise StatusError(f"OAuth2 token request to {self.token_url} failed: "
-                              f"{answer.status} {answer.text[:200]!r}",
-                              status=answer.status, body=answer.text[:200])
+            excerpt = Redactor(self.secrets).excerpt(answer.text, 200)   # masked, then cut
+            raise StatusError(f"OAuth2 token request to {Redactor().url(self.token_url)} failed: "
+                              f"{answer.status} {excerpt!r}", status=answer.status, body=excerpt)
         self.token = str(token)
         self.expires_at = self.clock() + renewal_delay(_seconds(self.expires_in_path(body)),
                                                        self.margin)

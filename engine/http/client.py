@@ -333,7 +333,7 @@ class HttpClient:
             if answer.status == 204 or not answer.text.strip():
                 return []
             raise HTTPError(self._mask(f"page from {self._redact().url(answer.url)} is not JSON: "
-                                       f"{answer.text[:EXCERPT]!r}"))
+                                       f"{self._redact().excerpt(answer.text, EXCERPT)!r}"))
         found = records(answer.body)
         if found is None or isinstance(found, list):
             return found or []
@@ -351,6 +351,10 @@ class HttpClient:
                 f"refused {what} to {self._redact().url(str(url))}: only {base.scheme}://"
                 f"{base.host}:{endpoint(base)[1]} may receive this client's credentials"))
 
+    def excerpt(self, text: str, limit: int = EXCERPT) -> str:
+        """The first `limit` characters of `text` (an answer), its secrets masked before the cut."""
+        return self._redact().excerpt(text, limit)
+
     def _check_repeat(self, seen: set, token: Any, request: Request) -> None:
         key = _hashable(token)
         if key in seen:
@@ -366,7 +370,7 @@ class HttpClient:
                    progress.pages, progress.records, pager.stop_reason)
 
     def _status_error(self, request: Request, answer: Answer, attempts: int) -> StatusError:
-        excerpt = self._mask(answer.text[:EXCERPT])
+        excerpt = self._redact().excerpt(answer.text, EXCERPT)     # masked, then cut
         hint = answer.headers.get("retry-after")
         message = (f"{self._where(request)} answered {answer.status} after {attempts} "
                    f"attempt(s){f' (Retry-After: {hint})' if hint else ''}: {excerpt!r}")
