@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
-from engine.http import everywhere
+from engine.http import everywhere, forget_secrets
 from engine.specs import Finding, lint_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -166,6 +166,7 @@ def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
 def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
     """Run one command line; returns the exit code. Never raises, never shows a traceback.
     Whatever it writes has every secret the run resolved masked (`Masked`)."""
+    forget_secrets()                    # one command, one set of secrets (tests run many)
     stdout, stderr = Masked(stdout), Masked(stderr)
     try:
         namespace = build_parser(stdout, stderr).parse_args(args)

@@ -18,6 +18,7 @@ import pytest
 from http_server import Call, LoopbackServer, Reply
 
 from engine.cli import run
+from engine.http import Redactor
 from tests.lint_cases import CART, WMS
 
 pytestmark = pytest.mark.usefixtures("http_testing")
@@ -173,3 +174,45 @@ def test_no_secret_leaks_by_any_route(route: Callable[[Project], None], project:
         leaked = sorted(form for form in spellings(secret) if form in seen)
         assert not leaked, (leaked, ran, status)
     assert "***" in seen, seen                          # the route did reach an output, masked
+
+
+# --- the Redactor itself: each derived form, and masking before the cut ---------------------
+
+SECRET = 'pa"ss\\/wörd+1&x=9'
+FORMS = {
+    "raw": SECRET,
+    "JSON-escaped": json.dumps(SECRET, ensure_ascii=False)[1:-1],
+    "JSON-escaped ASCII-only": json.dumps(SECRET, ensure_ascii=True)[1:-1],
+    "repr of the text": repr(SECRET)[1:-1],
+    "repr of the UTF-8 bytes": repr(SECRET.encode())[2:-1],
+    "repr of the JSON form": repr(json.dumps(SECRET)[1:-1])[1:-1],
+    "quote": quote(SECRET, safe=""),
+    "quote_plus": quote_plus(SECRET),
+    "lower-case hex": re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), quote(SECRET, safe="")),
+    "base64 alone": base64.b64encode(SECRET.encode()).decode(),
+    "base64 of user:secret": base64.b64encode(f"{ACCOUNT}:{SECRET}".encode()).decode(),
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS.values()), ids=list(FORMS))
+def test_every_spelling_is_masked(form: str) -> None:
+    """A secret is masked in each form it takes in a message (base64: all but <= 2 edge bytes)."""
+    masked = Redactor([SECRET]).mask(f"echo <{form}> end")
+    assert "***" in masked
+    assert not any(SECRET[i:i + 6] in masked for i in range(len(SECRET) - 5)), masked
+    left = masked[len("echo <"):-len("> end")].split("***")
+    assert all(len(part) <= 8 for part in left), masked      # base64: the user, 2 edge bytes
+
+
+def test_a_secret_straddling_the_cut_is_masked_before_it() -> None:
+    """`excerpt` masks first: no half of a secret that crosses the limit is shown."""
+    text = "x" * 195 + "s3cr3t-value-77" + "y" * 50
+    cut = Redactor(["s3cr3t-value-77"]).excerpt(text, 200)
+    assert cut.startswith("x" * 195 + "***") and len(cut) == 200 and "s3cr" not in cut
+
+
+def test_each_line_of_a_multi_line_secret_is_masked() -> None:
+    """Each line of a multi-line secret (a PEM key) is masked on its own."""
+    redact = Redactor([WMS_PASSWORD])
+    for line in WMS_PASSWORD.splitlines():
+        assert redact.mask(f"got {line}!") == "got ***!"

@@ -140,6 +140,11 @@ def remember_secrets(secrets: Iterable[str]) -> None:
         _remembered[0] = Redactor(known | set(secrets))
 
 
+def forget_secrets() -> None:
+    """Start over with no remembered secrets (a new command in the same process, as in tests)."""
+    _remembered[0] = Redactor()
+
+
 def everywhere() -> Redactor:
     """The redactor of every secret this process has resolved (`remember_secrets`)."""
     return _remembered[0]
