@@ -168,6 +168,8 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
     Whatever it writes has every secret the run resolved masked (`Masked`)."""
     forget_secrets()                    # one command, one set of secrets (tests run many)
     stdout, stderr = Masked(stdout), Masked(stderr)
+    if logging.lastResort is not None and _mask_record not in logging.lastResort.filters:
+        logging.lastResort.addFilter(_mask_record)
     try:
         namespace = build_parser(stdout, stderr).parse_args(args)
     except SystemExit as exc:
@@ -198,6 +200,12 @@ class Masked:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _mask_record(record: logging.LogRecord) -> bool:
+    """A logging filter: the record's message with every remembered secret masked."""
+    record.msg, record.args = everywhere().mask(record.getMessage()), None
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

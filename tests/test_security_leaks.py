@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 from http_server import Call, LoopbackServer, Reply
 
 from engine.cli import run
-from engine.http import Redactor
+from engine.http import Redactor, forget_secrets, remember_secrets
 from tests.lint_cases import CART, WMS
 
 pytestmark = pytest.mark.usefixtures("http_testing")
@@ -216,3 +217,17 @@ def test_each_line_of_a_multi_line_secret_is_masked() -> None:
     redact = Redactor([WMS_PASSWORD])
     for line in WMS_PASSWORD.splitlines():
         assert redact.mask(f"got {line}!") == "got ***!"
+
+
+def test_a_warning_without_v_is_masked_too(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log line that reaches Python's last-resort handler (no -v) has remembered secrets masked."""
+    run(["status", "--state-dir", "/nonexistent-state-dir"], io.StringIO(), io.StringIO())
+    remember_secrets([CART_KEY])
+    logger = logging.getLogger("syncengine.flows")
+    monkeypatch.setattr(logger, "propagate", False)      # as outside pytest: no handler but the last resort
+    logger.warning("cannot reconcile: %s", json.dumps({"k": CART_KEY}))
+    err = capsys.readouterr().err
+    forget_secrets()
+    assert "cannot reconcile" in err and "***" in err
+    assert not [form for form in spellings(CART_KEY) if form in err], err
