@@ -231,3 +231,17 @@ def test_a_warning_without_v_is_masked_too(capsys: pytest.CaptureFixture[str],
     forget_secrets()
     assert "cannot reconcile" in err and "***" in err
     assert not [form for form in spellings(CART_KEY) if form in err], err
+
+
+def test_the_ledger_stores_nothing_secret(tmp_path: Path) -> None:
+    """A ledger opened with a run's mask stores errors, raw records and notes masked, and keeps
+    them valid JSON (a secret with quotes and backslashes included)."""
+    from engine.ledger import DiskLedger
+    with DiskLedger(tmp_path / "state", "masked", mask=Redactor([CART_KEY]).mask) as ledger:
+        ledger.claim("1", status="quarantined", reason=f"bad {CART_KEY}", raw={"note": CART_KEY, CART_KEY: 1})
+        ledger.set_status("1", "error", last_error=json.dumps({"echo": CART_KEY}))
+        ledger.kv_set("notes", "n", {"why": CART_KEY})
+        entry = ledger.get("1")
+        assert entry.last_error == '{"echo": "***"}' and ledger.kv_get("notes", "n") == {"why": "***"}
+        assert entry.raw == {"note": "***", "***": 1}
+    assert not [form for form in spellings(CART_KEY) if form in _outputs(tmp_path)]

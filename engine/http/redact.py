@@ -11,7 +11,8 @@
 A secret is masked in every form it can take on its way into a message (`spellings`): raw;
 percent-encoded (`quote`, `quote_plus`, hex digits in any case); JSON-escaped (ASCII or not);
 Python-escaped (`repr` of the text or of its UTF-8 bytes, as httpx and h11 render an illegal
-header value); base64 (any run of whole 3-byte groups of it, so `Basic base64(user:secret)`
+header value), and an escaped form escaped once more (`repr` of it, or JSON text holding it);
+base64 (any run of whole 3-byte groups of it, so `Basic base64(user:secret)`
 is masked whatever the user name); and each line of a multi-line secret (a PEM key from a
 `${file:}`) on its own. `excerpt` masks before it cuts, so a secret straddling the cut never
 shows half of itself.
@@ -98,7 +99,8 @@ def _escapes(text: str) -> set[str]:
     encoded = {quote(text, safe=""), quote_plus(text), quote(text)}   # hex matched in any case
     escaped = {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
                repr(text)[1:-1], repr(text.encode("utf-8"))[2:-1]}
-    twice = {repr(form)[1:-1] for form in escaped}     # an escaped form shown with repr()
+    twice = {again for form in escaped                 # an escaped form shown with repr() or
+             for again in (repr(form)[1:-1], json.dumps(form)[1:-1])}   # stored in JSON
     return {text} | encoded | escaped | twice
 
 

@@ -90,13 +90,14 @@ class DiskLedger:
             return row
         key, status, now, doc, raw = row
         raw = None if raw is None else self._clean(raw, fields.get("raw"), key)
-        return key, status, now, self._clean(doc, _loads(doc, key), key), raw
+        return key, status, now, self._clean(doc, None, key), raw
 
     def _clean(self, text: str, value: Any, key: str) -> str:
-        """`text` (the JSON of `value`), or when it holds a secret, `value` re-dumped with every
-        string in it masked (masking the JSON text itself could break its syntax)."""
+        """`text` (the JSON of `value`; None: parse `text`), or when it holds a secret, the value
+        re-dumped with every string in it masked (masking JSON text could break its syntax)."""
         if self._mask is None or self._mask(text) == text:
             return text
+        value = _loads(text, key) if value is None else value
         return _dumps(_mask_strings(value, self._mask), key)
 
     def _insert(self, rows: list[tuple[str, str, float, str, str | None]]) -> set[str]:
