@@ -111,3 +111,16 @@ def test_a_spec_named_alone_is_confined_to_its_folder(tmp_path: Path) -> None:
     code, findings, output = lint_cli(str(spec))
     assert code == 1 and TOKEN not in output
     assert [f["path"] for f in findings] == ["examples[0].expect.file"], output
+
+
+@pytest.mark.parametrize("answer", ["{file: ../../hosts.yml}", "[{body: {items: []}}, {file: ../../hosts.yml}]"])
+def test_a_subresponse_file_is_confined_too(answer: str, tmp_path: Path) -> None:
+    """An `enrich` case's canned sub-answer file (alone or in a list) obeys the same rule."""
+    from tests.lint_cases import ENRICH
+    connectors, spec = _project(tmp_path, "../examples/shop.canonical.json")
+    text = spec.read_text().replace("    records: data\n", ENRICH, 1)
+    spec.write_text(text + f"    subresponses:\n      /orders/7/lines: {answer}\n")
+    code, findings, output = lint_cli(str(connectors))
+    assert code == 1 and TOKEN not in output
+    found = [f for f in findings if "subresponses" in f["path"] and f["path"].endswith("file")]
+    assert found and "leads outside" in found[0]["message"], output
