@@ -9,8 +9,8 @@
 Credentials never leave the base URL's origin: any request, paging link or redirect to another
 scheme, host or port raises ForeignHostError before anything is sent (it is refused, not followed
 without credentials). Only the OAuth2 token request goes to the token URL (https, on the base
-URL's host and port or a host the auth lists; checked when the client is made), sent by the client for the auth (`bind`) with the
-same retries as any request. Every message this layer produces has its secrets masked and its
+URL's host and port or a host the auth lists; checked when the client is made), sent by the
+client for the auth (`bind`) with the same retries as any request. Every message this layer produces has its secrets masked and its
 URLs sanitized.
 """
 
