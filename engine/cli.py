@@ -18,10 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
+from engine.http import everywhere, forget_secrets
 from engine.specs import Finding, lint_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -166,7 +167,12 @@ def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
 
 
 def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
-    """Run one command line; returns the exit code. Never raises, never shows a traceback."""
+    """Run one command line; returns the exit code. Never raises, never shows a traceback.
+    Whatever it writes has every secret the run resolved masked (`Masked`)."""
+    forget_secrets()                    # one command, one set of secrets (tests run many)
+    stdout, stderr = Masked(stdout), Masked(stderr)
+    if logging.lastResort is not None and _mask_record not in logging.lastResort.filters:
+        logging.lastResort.addFilter(_mask_record)
     try:
         namespace = build_parser(stdout, stderr).parse_args(args)
     except SystemExit as exc:
@@ -187,6 +193,27 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
         stderr.write(f"syncengine {namespace.command}: internal error: "
                      f"{type(exc).__name__}: {exc}\n")
         return 2
+
+
+class Masked:
+    """A text stream whose writes have every secret this process resolved masked, in every
+    spelling (`engine.http.everywhere`): the last line of defence on the way out."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(everywhere().mask(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _mask_record(record: logging.LogRecord) -> bool:
+    """A logging filter: the record's message with every remembered secret masked."""
+    record.msg, record.args = everywhere().mask(record.getMessage()), None
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@
     │   ├── TransportError   connect errors, timeouts, resets (after retries)
     │   ├── StatusError      a non-success answer (after retries); carries status and body excerpt
     │   ├── PagingError      a cursor or page repeated, a paging link to a foreign host
-    │   └── ForeignHostError a request or redirect to a host other than the spec's
+    │   └── ForeignHostError a request or redirect off the spec's origin
     └── LedgerError          the ledger could not be read or written
 
 Every error has `context`: a dict such as {"connector": "shop", "operation": "list_orders"}
@@ -80,7 +80,7 @@ class PagingError(HTTPError):
 
 
 class ForeignHostError(HTTPError):
-    """A request, paging link or redirect pointed to a host other than the spec's."""
+    """A request, paging link or redirect left the spec's origin (scheme, host, port)."""
 
 
 class LedgerError(SyncEngineError):

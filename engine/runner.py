@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,20 +105,38 @@ async def open_context(project: Project, integration: Integration, options: Opti
         source.with_defaults(integration.source.config), base, source.secret_fields())
     destination_config, destination_secrets = secrets.resolve(
         destination.with_defaults(integration.destination.config), base, destination.secret_fields())
-    source, destination = source.configured(source_config), destination.configured(destination_config)
     redact = http.Redactor(source_secrets | destination_secrets)
-    ledger = _open_ledger(options, integration.name)
+    http.remember_secrets(redact.secrets)          # what this process prints is masked too
+    ledger = None
     try:
-        async with source.client(source_config, secrets=redact.secrets, transport=options.transport) as source_client, \
-                destination.client(destination_config, secrets=redact.secrets, transport=options.transport) as destination_client, \
-                _startup_frozen():
-            yield FlowContext(integration, source, destination, source_config, destination_config,
-                              source_client, destination_client, ledger, redact=redact, emit=options.emit,
-                              dry_run=options.dry_run, workers=options.workers, transport=options.transport,
-                              stopping=options.stop)
+        with masked_errors(redact):
+            source, destination = source.configured(source_config), destination.configured(destination_config)
+            ledger = _open_ledger(options, integration.name, redact.mask)
+            async with source.client(source_config, secrets=redact.secrets, transport=options.transport) as source_client, \
+                    destination.client(destination_config, secrets=redact.secrets, transport=options.transport) as destination_client, \
+                    _startup_frozen():
+                yield FlowContext(integration, source, destination, source_config, destination_config,
+                                  source_client, destination_client, ledger, redact=redact, emit=options.emit,
+                                  dry_run=options.dry_run, workers=options.workers, transport=options.transport,
+                                  stopping=options.stop)
     finally:
         if ledger is not None:
             ledger.close()
+
+
+@contextlib.contextmanager
+def masked_errors(redact: http.Redactor) -> Iterator[None]:
+    """Mask the secrets in any SyncEngineError leaving the block (its message, context and
+    StatusError body): a template error naming a secret's value, an echo in an answer."""
+    try:
+        yield
+    except SyncEngineError as exc:
+        exc.message = redact.mask(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        exc.context = {key: redact.mask(str(value)) for key, value in exc.context.items()}
+        if isinstance(getattr(exc, "body", None), str):
+            exc.body = redact.mask(exc.body)
+        raise
 
 
 _running = 0                                  # open contexts, for `_startup_frozen`
@@ -146,10 +164,10 @@ async def _startup_frozen() -> AsyncIterator[None]:
             gc.unfreeze()
 
 
-def _open_ledger(options: Options, name: str) -> DiskLedger | None:
+def _open_ledger(options: Options, name: str, mask: Callable[[str], str] | None = None) -> DiskLedger | None:
     if options.dry_run and not (options.state_dir / name).exists():
         return None        # a dry run writes nothing anywhere, not even an empty ledger
-    return DiskLedger(options.state_dir, name)
+    return DiskLedger(options.state_dir, name, mask=mask)
 
 
 def _exclusive(options: Options, integration: str, flow: str) -> contextlib.AbstractContextManager:

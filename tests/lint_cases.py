@@ -384,8 +384,10 @@ INVALID_SPECS = [
              oauth_cart("token_body: json", "token_body: xml")),
     SpecCase("token-url-http", "is not https", 14, "http.auth.token_url",
              oauth_wms("https://login.wms.test/token", "http://login.wms.test/token")),
-    SpecCase("token-url-foreign-host", "neither the base_url host nor in token_hosts", 14,
+    SpecCase("token-url-foreign-host", "neither the base_url host and port nor in token_hosts", 14,
              "http.auth.token_url", oauth_wms("[login.wms.test]", "[other.wms.test]")),
+    SpecCase("token-url-other-port", "login.wms.test:8443 is neither", 14, "http.auth.token_url",
+             oauth_wms("https://login.wms.test/token", "https://login.wms.test:8443/token")),
     SpecCase("token-hosts-url", "does not match", 15, "http.auth.token_hosts[1]",
              oauth_wms("[login.wms.test]", "[login.wms.test, 'https://login.wms.test']")),
 ]

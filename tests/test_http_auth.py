@@ -385,12 +385,15 @@ def test_concurrent_401s_renew_the_token_once():
     ("https://auth.elsewhere.test/token", ("auth.elsewhere.test",), None),
     ("https://auth.elsewhere.test/token", (), "neither the base URL's"),
     ("http://shop.test/oauth/token", (), "https only"),
-    ("http://127.0.0.1:8080/token", ("127.0.0.1",), None),
+    ("http://127.0.0.1:8080/token", ("127.0.0.1:8080",), None),
+    ("http://127.0.0.1:8080/token", ("127.0.0.1",), "neither the base URL's"),
+    ("https://shop.test:8443/oauth/token", (), "neither the base URL's"),
+    ("https://shop.test:443/oauth/token", (), None),
     ("http://localhost/token", ("localhost",), None),
 ])
 def test_token_url_must_be_https_on_a_declared_host(token_url, hosts, refused):
-    """token_url is https (http only on loopback) on the base URL's host or a token_hosts one;
-    anything else is refused when the client is made, before credentials go anywhere."""
+    """token_url is https (http only on loopback) on the base URL's host and port or a token_hosts
+    one (`host` means the default port, `host:port` another); anything else is refused when the client is made, before credentials go anywhere."""
     auth = OAuth2ClientCredentials(token_url, "cid", "cs", token_hosts=hosts)
     if refused is None:
         HttpClient("https://shop.test/api", auth=auth)

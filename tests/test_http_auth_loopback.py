@@ -21,7 +21,7 @@ TOKEN = {"access_token": "tok-loop-1", "scope": "read_orders", "expires_in": 863
 SECRET = "cs-loopback-4f1a"
 
 
-def connector(token_url: str, base_url: str) -> Connector:
+def connector(token_url: str, base_url: str, token_hosts: tuple[str, ...] = ()) -> Connector:
     """A cart whose OAuth2 token goes in X-Shop-Token, requested with a JSON body."""
     return Connector.from_data({
         "name": "shop", "kind": "cart", "spec_version": 1,
@@ -29,7 +29,7 @@ def connector(token_url: str, base_url: str) -> Connector:
                  "auth": {"type": "oauth2_client_credentials", "token_url": token_url,
                           "client_id": "{{ config.client_id }}",
                           "client_secret": "{{ config.client_secret }}",
-                          "client_auth": "body", "token_body": "json",
+                          "client_auth": "body", "token_body": "json", "token_hosts": list(token_hosts),
                           "place": {"header": "X-Shop-Token", "value": "{{ token }}"}}},
         "operations": {}})
 
@@ -80,7 +80,7 @@ def test_a_refused_connection_to_the_token_endpoint_is_retried_then_a_clear_erro
     with socket.socket() as probe:                 # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    shop = connector(f"http://127.0.0.1:{port}/oauth/token", http_server.url("/api"))
+    shop = connector(f"http://127.0.0.1:{port}/oauth/token", http_server.url("/api"), (f"127.0.0.1:{port}",))
     with pytest.raises(TransportError, match=r"OAuth2 token request: POST .* after 3 attempt") as raised:
         get_orders(lambda: shop.client({"client_id": "cid", "client_secret": SECRET}, secrets=[SECRET]))
     assert SECRET not in str(raised.value)

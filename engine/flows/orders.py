@@ -118,7 +118,7 @@ class OrdersFlow:
                         self._cut = True
                         break
                     if self.read.error_when is not None and self.read.error_when(page.answer.body):
-                        raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact(page.answer.text[:300])}")
+                        raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact.excerpt(page.answer.text, 300)}")
                     await queue.put(await self.enriched(page.records))
         except Exception as exc:                   # raised by _pipeline once the consumer is done
             failed.append(exc)

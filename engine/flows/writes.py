@@ -206,9 +206,9 @@ def verdict(ctx: FlowContext, operation: str, step: Step, answer: http.Answer) -
     if exists is not None and exists.matches(answer.status, answer.body):
         return Outcome("ok", id=text(_safe(exists.id, answer.body)), existed=True)
     if step.error_when is not None and step.error_when(answer.body):
-        return Outcome("error", error=ctx.redact(f"{operation} answer says it failed: {answer.text[:300]}"))
+        return Outcome("error", error=f"{operation} answer says it failed: {ctx.redact.excerpt(answer.text, 300)}")
     if not answer.ok:
-        return Outcome("error", error=f"{operation} answered {answer.status}: {ctx.redact(answer.text[:300])}")
+        return Outcome("error", error=f"{operation} answered {answer.status}: {ctx.redact.excerpt(answer.text, 300)}")
     captures = {name: _safe_take(capture, answer) for name, capture in step.answer_captures.items()}
     return Outcome("ok", id=text(_safe(step.id, answer.body)), captures=captures)
 

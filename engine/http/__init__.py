@@ -13,7 +13,7 @@ from .models import NOTHING, Answer, Page, Request
 from .pacing import PACING_TYPES, Reading, build_pacing
 from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
 from .ratelimit import RateLimit, bucket_dir, build_rate_limit, reset_buckets, set_bucket_dir
-from .redact import Redactor
+from .redact import Redactor, everywhere, forget_secrets, remember_secrets
 from .retry import Backoff, RetryPolicy, backoff, build_retry, retry_after
 from .stops import STOP_CONDITIONS, StopCondition
 from .waits import recorded_waits, set_testing
@@ -22,6 +22,6 @@ __all__ = [
     "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff",
     "HttpClient", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
     "StopCondition", "backoff", "bucket_dir", "build_auth", "build_pacing", "build_paginator",
-    "build_rate_limit", "build_retry", "canned_client", "logger", "parse_link_header",
-    "recorded_waits", "reset_buckets", "retry_after", "set_bucket_dir", "set_testing",
+    "build_rate_limit", "build_retry", "canned_client", "everywhere", "forget_secrets", "logger", "parse_link_header",
+    "recorded_waits", "remember_secrets", "reset_buckets", "retry_after", "set_bucket_dir", "set_testing",
 ]

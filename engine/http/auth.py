@@ -167,17 +167,19 @@ class OAuth2ClientCredentials(httpx.Auth):
 
     @property
     def secrets(self) -> list[str]:
-        return [s for s in (self.client_secret, self.token) if s]
+        """The client secret, its basic header (`client_auth: basic`) and the current token."""
+        pair = basic_header(self.client_id, self.client_secret).split(" ", 1)[1]
+        return [s for s in (self.client_secret, pair, self.token) if s]
 
     @property
     def secret_params(self) -> list[str]:
         """Query parameters whose values are secret (the token's, when placed in the query)."""
         return [self.place.query] if self.place.query else []
 
-    def bind(self, send: TokenSender, base_host: str) -> None:
+    def bind(self, send: TokenSender, base_url: str | httpx.URL) -> None:
         """Send token requests with `send` (a client's retrying sender) from now on, after
         checking that `token_url` may receive the client credentials (`check_token_url`)."""
-        check_token_url(self.token_url, base_host, self.token_hosts)
+        check_token_url(self.token_url, base_url, self.token_hosts)
         self._send = send
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -247,9 +249,9 @@ class OAuth2ClientCredentials(httpx.Auth):
         body = answer.body
         token = self.token_path(body) if answer.ok and body is not None else None
         if not token:
-            raise StatusError(f"OAuth2 token request to {self.token_url} failed: "
-                              f"{answer.status} {answer.text[:200]!r}",
-                              status=answer.status, body=answer.text[:200])
+            excerpt = Redactor(self.secrets).excerpt(answer.text, 200)   # masked, then cut
+            raise StatusError(f"OAuth2 token request to {Redactor().url(self.token_url)} failed: "
+                              f"{answer.status} {excerpt!r}", status=answer.status, body=excerpt)
         self.token = str(token)
         self.expires_at = self.clock() + renewal_delay(_seconds(self.expires_in_path(body)),
                                                        self.margin)
@@ -304,19 +306,38 @@ def renewal_delay(lifetime: float | None, margin: float = 60.0) -> float:
     return max(0.0, lifetime - min(margin, lifetime / 10))
 
 
-def check_token_url(url: str, base_host: str, token_hosts: Iterable[str] = ()) -> None:
+def check_token_url(url: str, base_url: str | httpx.URL, token_hosts: Iterable[str] = ()) -> None:
     """Raise ForeignHostError unless `url` may receive client credentials: https (plain http
-    only on a loopback host), and on `base_host` or one of `token_hosts`."""
+    only on a loopback host), and on the base URL's host and port, or on an entry of
+    `token_hosts` (`host`: the scheme's default port; `host:port`: that port)."""
     parsed = httpx.URL(url)
     host = (parsed.host or "").lower()
     shown = Redactor().url(url)
     if parsed.scheme != "https" and not (parsed.scheme == "http" and _is_loopback(host)):
         raise ForeignHostError(f"refused token_url {shown}: client credentials go over https "
                                f"only (plain http only to a loopback host)")
-    allowed = {base_host.lower(), *(h.lower() for h in token_hosts)}
-    if host not in allowed:
-        raise ForeignHostError(f"refused token_url {shown}: its host is neither the base URL's "
-                               f"({base_host}) nor listed in auth.token_hosts")
+    base = httpx.URL(base_url)
+    allowed = {endpoint(base), *(token_host(entry, parsed.scheme) for entry in token_hosts)}
+    if endpoint(parsed) not in allowed:
+        raise ForeignHostError(f"refused token_url {shown}: its host and port are neither the "
+                               f"base URL's ({base.host}:{endpoint(base)[1]}) nor listed in "
+                               f"auth.token_hosts")
+
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def endpoint(url: httpx.URL) -> tuple[str, int]:
+    """(host, port) of `url`, the port defaulted by its scheme."""
+    return (url.host or "").lower(), url.port or DEFAULT_PORTS.get(url.scheme, 0)
+
+
+def token_host(entry: str, scheme: str) -> tuple[str, int]:
+    """A `token_hosts` entry as (host, port): `host` means the scheme's default port."""
+    host, colon, port = entry.lower().rpartition(":")
+    if colon and port.isdigit() and "]" not in port:
+        return host.strip("[]"), int(port)
+    return entry.lower().strip("[]"), DEFAULT_PORTS.get(scheme, 0)
 
 
 def _is_loopback(host: str) -> bool:

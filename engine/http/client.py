@@ -6,11 +6,11 @@
         async for page in client.pages(Request(url="/orders"), paginator, records):
             ...
 
-Credentials never leave the base URL's host: any request, paging link or redirect to another
-host (or from https down to http) raises ForeignHostError before anything is sent. Only the
-OAuth2 token request goes to the token URL (https, on the base URL's host or a host the auth
-lists; checked when the client is made), sent by the client for the auth (`bind`) with the
-same retries as any request. Every message this layer produces has its secrets masked and its
+Credentials never leave the base URL's origin: any request, paging link or redirect to another
+scheme, host or port raises ForeignHostError before anything is sent (it is refused, not followed
+without credentials). Only the OAuth2 token request goes to the token URL (https, on the base
+URL's host and port or a host the auth lists; checked when the client is made), sent by the
+client for the auth (`bind`) with the same retries as any request. Every message this layer produces has its secrets masked and its
 URLs sanitized.
 """
 
@@ -33,6 +33,7 @@ import httpx
 from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError,
                            SyncEngineError, TransportError)
 
+from .auth import endpoint
 from .models import NOTHING, Answer, Page, Request
 from .pacer import Pacer, explains
 from .pacing import NOTHING_READ, Pacing, Reading
@@ -78,7 +79,7 @@ class HttpClient:
         self._withheld, self._withholder = 0, None      # slots `share_limits` keeps from use
         self._redactors: tuple[tuple[str, ...], Redactor] = ((), Redactor())
         if (bind := getattr(auth, "bind", None)) is not None:   # token requests: `_send_token`
-            bind(self._send_token, self.base_url.host)
+            bind(self._send_token, self.base_url)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, limits=limits, verify=_tls(),
@@ -332,22 +333,27 @@ class HttpClient:
             if answer.status == 204 or not answer.text.strip():
                 return []
             raise HTTPError(self._mask(f"page from {self._redact().url(answer.url)} is not JSON: "
-                                       f"{answer.text[:EXCERPT]!r}"))
+                                       f"{self._redact().excerpt(answer.text, EXCERPT)!r}"))
         found = records(answer.body)
         if found is None or isinstance(found, list):
             return found or []
         raise HTTPError(f"the records expression selected a {type(found).__name__}, not a list")
 
     def _check_host(self, url: str | httpx.URL, what: str) -> None:
-        """Refuse a URL whose host is not the base URL's, or that downgrades https to http."""
+        """Refuse a URL whose origin (scheme, host and port) is not the base URL's: the same
+        host on another port, or over another scheme, is another server."""
         url = httpx.URL(url)
         if not url.is_absolute_url:
             return
         base = self.base_url
-        if url.host != base.host or (base.scheme == "https" and url.scheme != "https"):
+        if url.scheme != base.scheme or endpoint(url) != endpoint(base):
             raise ForeignHostError(self._mask(
                 f"refused {what} to {self._redact().url(str(url))}: only {base.scheme}://"
-                f"{base.host} may receive this client's credentials"))
+                f"{base.host}:{endpoint(base)[1]} may receive this client's credentials"))
+
+    def excerpt(self, text: str, limit: int = EXCERPT) -> str:
+        """The first `limit` characters of `text` (an answer), its secrets masked before the cut."""
+        return self._redact().excerpt(text, limit)
 
     def _check_repeat(self, seen: set, token: Any, request: Request) -> None:
         key = _hashable(token)
@@ -364,7 +370,7 @@ class HttpClient:
                    progress.pages, progress.records, pager.stop_reason)
 
     def _status_error(self, request: Request, answer: Answer, attempts: int) -> StatusError:
-        excerpt = self._mask(answer.text[:EXCERPT])
+        excerpt = self._redact().excerpt(answer.text, EXCERPT)     # masked, then cut
         hint = answer.headers.get("retry-after")
         message = (f"{self._where(request)} answered {answer.status} after {attempts} "
                    f"attempt(s){f' (Retry-After: {hint})' if hint else ''}: {excerpt!r}")

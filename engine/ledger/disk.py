@@ -8,7 +8,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,18 @@ class DiskLedger:
     in one transaction the first time they are opened. Eviction is off: the ledger never
     forgets on its own. ``fsync=True`` (default) makes every commit survive a power loss;
     ``False`` survives a killed process only, and is faster for one-by-one writes.
+
+    ``mask`` (a run's redactor) is applied to everything written: a document, raw record or
+    key/value whose JSON text holds a secret in any spelling is stored with every string in it
+    masked, so neither the database nor what `status` prints from it ever holds a secret.
     """
 
-    def __init__(self, directory: str | Path, integration: str, *, fsync: bool = True) -> None:
+    def __init__(self, directory: str | Path, integration: str, *, fsync: bool = True,
+                 mask: Callable[[str], str] | None = None) -> None:
         if not _NAME.fullmatch(integration):
             raise LedgerError("integration name is not usable as a ledger name",
                               integration=integration)
-        self.integration, self._fsync = integration, fsync
+        self.integration, self._fsync, self._mask = integration, fsync, mask
         self.path = Path(directory) / integration
         with self._guard("open"):
             self._cache = _open_cache(self.path, fsync)
@@ -69,7 +74,7 @@ class DiskLedger:
         the page is won by its first item.
         """
         now = _now()
-        rows = [_new_row(key, fields, now) for key, fields in items]
+        rows = [self._masked_row(_new_row(key, fields, now), fields) for key, fields in items]
         with self.batch(), self._guard("claim"):
             won = self._insert(rows)
         seen: set[str] = set()
@@ -78,6 +83,22 @@ class DiskLedger:
             claimed.append(key in won and key not in seen)
             seen.add(key)
         return claimed
+
+    def _masked_row(self, row: tuple[str, str, float, str, str | None],
+                    fields: Mapping[str, Any]) -> tuple[str, str, float, str, str | None]:
+        if self._mask is None:
+            return row
+        key, status, now, doc, raw = row
+        raw = None if raw is None else self._clean(raw, fields.get("raw"), key)
+        return key, status, now, self._clean(doc, None, key), raw
+
+    def _clean(self, text: str, value: Any, key: str) -> str:
+        """`text` (the JSON of `value`; None: parse `text`), or when it holds a secret, the value
+        re-dumped with every string in it masked (masking JSON text could break its syntax)."""
+        if self._mask is None or self._mask(text) == text:
+            return text
+        value = _loads(text, key) if value is None else value
+        return _dumps(_mask_strings(value, self._mask), key)
 
     def _insert(self, rows: list[tuple[str, str, float, str, str | None]]) -> set[str]:
         """Insert each row whose key is absent; the keys inserted (inside a transaction)."""
@@ -143,12 +164,13 @@ class DiskLedger:
         doc = _loads(doc_text, key)
         if status == "sending":
             doc["attempts"] = doc.get("attempts", 0) + 1
-        doc_text = _dumps(_merge(doc, status, {k: v for k, v in fields.items() if k != "raw"}, key), key)
+        merged = _merge(doc, status, {k: v for k, v in fields.items() if k != "raw"}, key)
+        doc_text = self._clean(_dumps(merged, key), merged, key)
         with self._guard("write", key):
             if status not in KEEPS_RAW or "raw" in fields:
                 raw = fields.get("raw") if status in KEEPS_RAW else None
                 self._sql("UPDATE Entries SET status = ?, updated = ?, doc = ?, raw = ? WHERE key = ?",
-                          (status, updated, doc_text, None if raw is None else _dumps(raw, key), key))
+                          (status, updated, doc_text, None if raw is None else self._clean(_dumps(raw, key), raw, key), key))
             else:
                 self._sql("UPDATE Entries SET status = ?, updated = ?, doc = ? WHERE key = ?",
                           (status, updated, doc_text, key))
@@ -218,14 +240,14 @@ class DiskLedger:
 
     def kv_set(self, namespace: str, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``namespace``/``key``."""
-        text = _dumps(value, key)
+        text = self._clean(_dumps(value, key), value, key)
         with self._guard("kv_set", key):
             self._cache.set(_kkey(namespace, key), text, tag="kv:" + namespace)
 
     def kv_add(self, namespace: str, key: str, value: Any) -> bool:
         """Store ``value`` only if ``namespace``/``key`` is absent (one atomic ``Cache.add``);
         True when this call stored it. The claim primitive for things that are not orders."""
-        text = _dumps(value, key)
+        text = self._clean(_dumps(value, key), value, key)
         with self._guard("kv_add", key):
             return self._cache.add(_kkey(namespace, key), text, tag="kv:" + namespace)
 
@@ -309,7 +331,7 @@ class DiskLedger:
 
     def reopen(self) -> DiskLedger:
         """A new connection to this ledger, for a forked process (which must not use ours)."""
-        return DiskLedger(self.path.parent, self.integration, fsync=self._fsync)
+        return DiskLedger(self.path.parent, self.integration, fsync=self._fsync, mask=self._mask)
 
     def close(self) -> None:
         """Close this thread's connection to the ledger."""
@@ -378,6 +400,17 @@ def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
 
 def _kkey(namespace: str, key: str) -> str:
     return f"k:{namespace}\x00{key}"
+
+
+def _mask_strings(value: Any, mask: Callable[[str], str]) -> Any:
+    """`value` with `mask` applied to every string in it (keys included)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {mask(str(k)): _mask_strings(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_strings(v, mask) for v in value]
+    return value
 
 
 def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str, float, str, str | None]:

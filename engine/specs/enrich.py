@@ -43,6 +43,8 @@ class Pages(Protocol):
     def pages(self, request: http.Request, paginator: http.Paginator,
               records: Callable[[Any], Any]) -> AsyncIterator[http.Page]: ...
 
+    def excerpt(self, text: str, limit: int = ...) -> str: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Unenriched:
@@ -92,7 +94,7 @@ class Step:
         async with contextlib.aclosing(client.pages(request, self.paginator, self._records)) as pages:
             async for page in pages:
                 if self.error_when is not None and self.error_when(page.answer.body):
-                    raise HTTPError(f"the answer says it failed: {page.answer.text[:200]}")
+                    raise HTTPError(f"the answer says it failed: {client.excerpt(page.answer.text, 200)}")
                 found.extend(page.records)
                 last = page.answer.body
         if self.append:

@@ -26,7 +26,8 @@ from engine.records import RECORD_TYPES, validate
 from engine.specs.expressions import descend
 from engine.specs.findings import Problem
 from engine.specs.enrich import Unenriched
-from engine.specs.load import Document, load_json_file
+from engine.specs.findings import SpecPath
+from engine.specs.load import Document, data_file, load_json_file
 from engine.specs.model import Operation, Verify
 from engine.specs.rules import CONTEXTS
 from engine.template import Structure, compile_structure, compile_template
@@ -60,6 +61,11 @@ def _case(document: Document, example: Mapping[str, Any], operations: Mapping) -
     if not isinstance(operation, Mapping):
         yield Problem(("operation",), f"{label} tests '{name}', which this spec does not define")
         return
+    refused = [Problem(path, f"{label}: {exc}") for path, reference in _file_references(example)
+               for exc in _refusal(document, reference)]
+    if refused:
+        yield from refused
+        return
     try:
         if "input" in example:
             run_write_case(document, example, operation)
@@ -69,6 +75,31 @@ def _case(document: Document, example: Mapping[str, Any], operations: Mapping) -
         yield Problem((), f"{label} failed: {exc}")
     except (SyncEngineError, OSError, ValueError) as exc:
         yield Problem((), f"{label} could not run: {exc}")
+
+
+def _file_references(example: Mapping) -> Iterator[tuple[SpecPath, Any]]:
+    """Every `{file: ...}` of a case, with its path inside the example."""
+    for key in ("response", "expect"):
+        if isinstance(example.get(key), Mapping) and "file" in example[key]:
+            yield (key, "file"), example[key]["file"]
+    subresponses = example.get("subresponses")
+    for path, answers in (subresponses.items() if isinstance(subresponses, Mapping) else ()):
+        listed = answers if isinstance(answers, list) else [answers]
+        for index, answer in enumerate(listed):
+            if isinstance(answer, Mapping) and "file" in answer:
+                where = (index,) if isinstance(answers, list) else ()
+                yield ("subresponses", path, *where, "file"), answer["file"]
+
+
+def _refusal(document: Document, reference: Any) -> list[Exception]:
+    """[why `reference` may not be read], or [] (a missing file is left to the case to say)."""
+    try:
+        data_file(document, reference)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        return [exc]
+    return []
 
 
 def run_read_case(document: Document, example: Mapping, operation: Mapping) -> None:

@@ -14,6 +14,8 @@ Deliberate departures from YAML 1.1 defaults, to keep data JSON-shaped:
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,10 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _STR = "tag:yaml.org,2002:str"
 SPEC_SUFFIXES = (".yaml", ".yml")
 CONNECTOR_KINDS = ("cart", "wms")
+#: The folders of the connectors layout (`<dir>/carts/x.yaml`, examples in `<dir>/examples/`).
+KIND_FOLDERS = ("carts", "wms")
+#: The largest golden-example file read, in bytes (the bundled ones are a few kB).
+MAX_DATA_FILE = 4 * 1024 * 1024
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -49,7 +55,8 @@ class Document:
 
     `positions` maps a path to the (line, column) of its key (mapping members) or of its item
     (sequence items); `values` maps it to where the value itself starts (for a block scalar,
-    the first line of its text). `problems` are the problems found while loading.
+    the first line of its text). `problems` are the problems found while loading. `root` is
+    the directory the spec was found under (see `data_root`).
     """
 
     path: Path
@@ -58,6 +65,17 @@ class Document:
     positions: dict[SpecPath, Position] = field(default_factory=dict)
     values: dict[SpecPath, Position] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    root: Path | None = None
+
+    @property
+    def data_root(self) -> Path:
+        """The tree `{file: ...}` references must stay inside: the directory the spec was found
+        under (`root`), else the spec's own folder or, in the connectors layout
+        (`<dir>/carts/x.yaml`, `<dir>/wms/x.yaml`), `<dir>`."""
+        if self.root is not None:
+            return self.root
+        folder = self.path.parent
+        return folder.parent if folder.name in KIND_FOLDERS else folder
 
     @property
     def name(self) -> str | None:
@@ -197,32 +215,73 @@ def load_file(path: str | Path) -> Document:
 
 def spec_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Every spec file under `paths`, directories walked recursively; `examples/` is data."""
+    return (path for _, path in _found(paths))
+
+
+def _found(paths: Iterable[str | Path]) -> Iterator[tuple[Path | None, Path]]:
+    """(the directory a spec was found under, the spec file); None for a file named directly."""
     for path in map(Path, paths):
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 inside = child.relative_to(path).parts[:-1]
                 if child.suffix in SPEC_SUFFIXES and "examples" not in inside and child.is_file():
-                    yield child
+                    yield path, child
         else:
-            yield path
+            yield None, path
 
 
 def load_paths(paths: Iterable[str | Path]) -> tuple[list[Document], list[Finding]]:
     """Load every spec under `paths`: the documents that parsed and the findings of the rest."""
     documents: list[Document] = []
     findings: list[Finding] = []
-    for path in spec_files(paths):
+    for root, path in _found(paths):
         try:
-            documents.append(load_file(path))
+            document = load_file(path)
         except SpecError as exc:
             findings.extend(exc.findings)
+        else:
+            document.root = root
+            documents.append(document)
     return documents, findings
 
 
+def data_file(document: Document, reference: Any) -> Path:
+    """The file a `{file: ...}` reference names; ValueError unless it is a relative path that,
+    symlinks resolved, stays inside the spec's `data_root`, names a regular file and is at most
+    `MAX_DATA_FILE` bytes."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError("a file reference must be a non-empty relative path")
+    root = document.data_root.resolve()
+    if Path(reference).is_absolute() or reference.startswith("~"):
+        raise ValueError(f"refused file {reference!r}: an absolute path; example files are "
+                         f"relative to the spec file, inside {root}")
+    target = (document.path.parent / reference).resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"refused file {reference!r}: it leads outside {root}, the directory "
+                         f"the spec was found under (through '..' or a symlink)")
+    _check_regular(os.stat(target), reference)
+    return target
+
+
+def _check_regular(status: os.stat_result, reference: str) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"refused file {reference!r}: not a regular file")
+    if status.st_size > MAX_DATA_FILE:
+        raise ValueError(f"refused file {reference!r}: larger than {MAX_DATA_FILE} bytes")
+
+
 def load_json_file(document: Document, reference: str) -> Any:
-    """The JSON (or YAML) data of a `{file: ...}` reference, relative to the spec file."""
-    target = document.path.parent / reference
-    text = target.read_text(encoding="utf-8")
+    """The JSON (or YAML) data of a `{file: ...}` reference, relative to the spec file and
+    confined as `data_file` says; read without blocking (a FIFO is refused, not waited on) and
+    never past `MAX_DATA_FILE` bytes (a file growing meanwhile, or a device, is refused)."""
+    target = data_file(document, reference)
+    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        _check_regular(os.fstat(handle.fileno()), reference)
+        raw = handle.read(MAX_DATA_FILE + 1)
+    if len(raw) > MAX_DATA_FILE:
+        raise ValueError(f"refused file {reference!r}: larger than {MAX_DATA_FILE} bytes")
+    text = raw.decode("utf-8")
     if target.suffix in SPEC_SUFFIXES:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     return json.loads(text)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from engine import zones
 from engine.specs.expressions import descend, structure_rule, template_rule
+from engine.http.auth import DEFAULT_PORTS, token_host
 from engine.specs.findings import Problem
 
 #: The `format` that marks a config property as an IANA time zone name (checked in integrations).
@@ -122,12 +123,23 @@ def token_url_rule(token_url: str, base_url: Any, token_hosts: list) -> Iterator
                       "an https URL (plain http only to 127.0.0.1, ::1 or localhost)")
         return
     base = base_url if isinstance(base_url, str) and "{" not in base_url else None
-    allowed = {str(h).lower() for h in token_hosts}
-    if base is not None:
-        allowed.add((urlsplit(base).hostname or "").lower())
-    if base is not None and host not in allowed:
-        yield Problem((), f"token_url host {host!r} is neither the base_url host nor in token_hosts",
-                      "a token_url on the base_url host, or its host listed in auth.token_hosts")
+    if base is None:
+        return
+    try:
+        allowed = {_endpoint(base), *(token_host(str(h), parts.scheme) for h in token_hosts)}
+        where = _endpoint(token_url)
+    except ValueError:                    # a malformed port: the schema says so
+        return
+    if where not in allowed:
+        yield Problem((), f"token_url {where[0]}:{where[1]} is neither the base_url host and port "
+                      f"nor in token_hosts",
+                      "a token_url on the base_url host and port, or its host (host:port for "
+                      "another port) listed in auth.token_hosts")
+
+
+def _endpoint(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
 
 
 def _loopback(host: str) -> bool:
