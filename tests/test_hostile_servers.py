@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from engine import extract
+from engine import ROOT, extract
 from engine.errors import HTTPError, PagingError
 from engine.http import Request, build_paginator
 from engine.specs.model import Connector
@@ -165,3 +167,30 @@ def test_the_deadline_defaults_to_four_timeouts(hostile) -> None:
     with pytest.raises(HTTPError, match="within the 2 s deadline"):
         _read(url, {}, timeout=0.5)
     assert 1.9 < time.monotonic() - started < 8
+
+
+def _million() -> bytes:
+    return b'{"items": [' + b",".join(b'{"id": %d, "sku": "A-1"}' % n for n in range(1_000_000)) + b'], "next": null}'
+
+_CHILD = """
+import resource, sys
+from tests.test_hostile_servers import _read
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+records = _read(sys.argv[1], {})
+assert len(records) == 1_000_000, len(records)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_million_record_page_is_read_without_gigabytes(hostile) -> None:
+    """A page of 1,000,000 records (~27 MB, within the default max_body) is read whole, in a
+    child process whose peak memory is measured: well under a gigabyte (docs/operations.md,
+    "Limits": max_body is what bounds a page)."""
+    page = _million()
+    url = hostile(lambda connection, path: _answer(connection, page))
+    child = subprocess.run([sys.executable, "-c", _CHILD, url], capture_output=True, text=True,
+                           timeout=60, cwd=ROOT)
+    assert child.returncode == 0, child.stderr[-2000:]
+    grown_mib = int(child.stdout.split()[-1]) / 1024          # ru_maxrss is in KiB on Linux
+    print(f"peak memory grew by {grown_mib:.0f} MiB")
+    assert grown_mib < 1024, f"peak memory grew by {grown_mib:.0f} MiB"
