@@ -82,7 +82,10 @@ class _Handler(socketserver.BaseRequestHandler):
         received = b""
         while True:                                              # keep-alive: request after request
             while b"\r\n\r\n" not in received:
-                chunk = self.request.recv(65536)
+                try:
+                    chunk = self.request.recv(65536)
+                except OSError:
+                    return                                       # the client closed
                 if not chunk:
                     return
                 received += chunk
