@@ -63,15 +63,27 @@ def test_a_hostile_spec_is_a_clear_finding(text: str, message: str, tmp_path: Pa
     assert any(message in f"{f['path']}: {f['message']} {f.get('hint') or ''}" for f in findings), output
 
 
+def _with_response_file(name: str) -> str:
+    start, end = CART.index("    response:\n"), CART.index("    expect:\n")
+    return CART[:start] + f"    response: {{file: examples/{name}}}\n" + CART[end:]
+
+
+def test_a_deeply_nested_example_file_is_a_finding(tmp_path: Path) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "shop.yaml").write_text(_with_response_file("deep.json"), encoding="utf-8")
+    code, findings, output = lint_cli(str(tmp_path / "shop.yaml"))
+    assert code == 1, output
+    assert any("deep.json nests too deeply" in f["message"] for f in findings), output
+
+
 def test_an_example_file_is_read_within_its_size_cap(tmp_path: Path) -> None:
     """A `{file: ...}` example larger than 16 MiB (`/dev/zero` never ends) is refused, unread."""
     big = tmp_path / "examples" / "big.json"
     big.parent.mkdir()
     with big.open("wb") as file:
         file.truncate(16 * 1024 * 1024 + 1)          # sparse: costs no disk
-    start, end = CART.index("    response:\n"), CART.index("    expect:\n")
-    text = CART[:start] + "    response: {file: examples/big.json}\n" + CART[end:]
-    (tmp_path / "shop.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "shop.yaml").write_text(_with_response_file("big.json"), encoding="utf-8")
     code, findings, output = lint_cli(str(tmp_path / "shop.yaml"))
     assert code == 1, output
     assert any("larger than the 16777216 bytes an example may have" in f["message"] for f in findings), output

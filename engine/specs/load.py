@@ -278,4 +278,7 @@ def load_json_file(document: Document, reference: str) -> Any:
     text = data.decode("utf-8")
     if target.suffix in SPEC_SUFFIXES:
         return parse(text, target).data
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{reference} nests too deeply to be read") from None
