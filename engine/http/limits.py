@@ -1,6 +1,6 @@
 """`Limits`: what one answer and one read may cost, so a hostile or broken server cannot take a
-run down: the size of a body, the whole time of one request, the pages and records of one read,
-and how deeply the JSON of an answer may nest.
+run down: the size of a body, the whole time of one request, the pages and records of one read.
+(How deeply the JSON of an answer may nest is fixed: `models.MAX_DEPTH`.)
 
     limits = build_limits(spec.get("limits"), timeout=30)   # deadline defaults to 4 x timeout
 """
@@ -12,15 +12,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-#: 64 MiB: twenty times the largest real page seen (a 250-order Shopify page is ~3 MiB).
+#: 64 MiB: ~200 times a page of 250 orders of ~1.25 KB of JSON each (bench/server.py's shape).
 MAX_BODY = 64 * 1024 * 1024
 #: Pages and records one read (one paging walk) may fetch before it fails as endless.
 MAX_PAGES = 100_000
 MAX_RECORDS = 10_000_000
 #: The deadline of one request, as a multiple of the per-read `timeout`.
 DEADLINE_FACTOR = 4
-#: JSON nested deeper than this is refused (real answers nest < 20 levels).
-MAX_DEPTH = 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

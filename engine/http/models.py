@@ -105,8 +105,7 @@ class Answer:
 
 _UTF8 = frozenset({"utf-8", "utf8", "utf_8"})
 #: JSON nested deeper than this is refused: orjson recurses on the C stack (a million levels
-#: crash the process) and std json raises RecursionError (limits.MAX_DEPTH, kept here to
-#: avoid an import cycle).
+#: crash the process) and std json raises RecursionError (real answers nest < 20 levels).
 MAX_DEPTH = 512
 #: Nesting up to this many levels goes straight to orjson (`_shallow`); deeper, std json reads
 #: it, whose C scanner refuses what is too deep with a RecursionError instead of crashing.
