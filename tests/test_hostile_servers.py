@@ -8,6 +8,7 @@ The server speaks raw HTTP/1.1 over a socket so it can drip, lie about lengths a
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import socketserver
 import subprocess
@@ -71,6 +72,14 @@ def huge_undeclared(connection: socket.socket, path: str) -> None:
     connection.sendall(b"[")
     for _ in range(300):             # ~30 MB if nobody stops reading
         connection.sendall(chunk)
+
+
+def gzip_bomb(connection: socket.socket, path: str) -> None:
+    """50 KB on the wire that inflate to 50 MB."""
+    body = gzip.compress(b"[" + b" " * 50_000_000 + b"]", compresslevel=9)
+    _head(connection, {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                       "Content-Length": str(len(body))})
+    connection.sendall(body)
 
 
 def unknown_charset(connection: socket.socket, path: str) -> None:
@@ -149,6 +158,8 @@ CASES = [
     pytest.param(huge_declared, {}, HTTPError, "(Content-Length: 5368709120)", id="huge-declared"),
     pytest.param(huge_undeclared, {"max_body": 1_000_000}, HTTPError,
                  "larger than the 1000000 bytes allowed (http.limits.max_body)", id="huge-undeclared"),
+    pytest.param(gzip_bomb, {"max_body": 1_000_000}, HTTPError,
+                 "larger than the 1000000 bytes allowed", id="gzip-bomb"),
     pytest.param(unknown_charset, {}, HTTPError, "charset 'x-klingon', which is unknown", id="unknown-charset"),
 ]
 
