@@ -180,6 +180,7 @@ async def run_integration(project: Project, integration: Integration, options: O
     """Run the chosen enabled flows of one integration, one after another."""
     outcome = outcome or Outcome(integration.name)
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
+    ctx: FlowContext | None = None
     try:
         async with open_context(project, integration, options) as ctx:
             for name in wanted:
@@ -191,6 +192,9 @@ async def run_integration(project: Project, integration: Integration, options: O
                     await flow.run()
     except SyncEngineError as exc:
         outcome.error = str(exc)
+    except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
+        text = f"internal error: {type(exc).__name__}: {exc}"[:500]
+        outcome.error = ctx.redact.mask(text) if ctx is not None else text
     return outcome
 
 

@@ -14,6 +14,7 @@ loop variable's name, default `item`) and `item` (the structure rendered for eac
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,7 +26,91 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from engine import zones
 from engine.errors import TemplateError
 
-ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+#: The most characters or items a value made by a template may have, and the most bits of an
+#: integer it computes: `{{ 'a' * 10**9 }}` or `{{ 10 ** (10**8) }}` is refused before it is
+#: computed, never left to exhaust the machine.
+MAX_SIZE = 10_000_000
+MAX_BITS = 100_000
+#: Items all the `range(...)` calls of one template evaluation may yield together (nested
+#: loops multiply: `range(100000)` inside `range(100000)` is refused at once).
+MAX_STEPS = 1_000_000
+_steps = [MAX_STEPS]
+#: Filters whose integer arguments set the size of what they make (`center(10**9)`).
+_SIZING_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice", "format",
+                             "replace", "join"})
+
+
+def _refuse(what: str) -> jinja2.exceptions.SecurityError:
+    return jinja2.exceptions.SecurityError(f"{what}: a template value may have at most {MAX_SIZE} "
+                                           f"characters or items, and integers {MAX_BITS} bits")
+
+
+def _bounded(value: Any) -> Any:
+    """`value`, unless it is larger than a template value may be."""
+    if isinstance(value, (str, bytes, list, tuple, dict)) and len(value) > MAX_SIZE:
+        raise _refuse(f"a value of {len(value)} characters or items")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_BITS:
+        raise _refuse(f"an integer of {value.bit_length()} bits")
+    return value
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else None
+
+
+class _Bounded(ImmutableSandboxedEnvironment):
+    """The sandbox with sizes bounded: `*`, `**`, `+` and `%` check what they would make
+    before making it (they are never folded at compile time, being intercepted), `range`
+    draws on the evaluation's MAX_STEPS, and sizing filters refuse a size beyond MAX_SIZE."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _whole(left) and _whole(right) and right > 0 and abs(left) > 1 \
+                and right * math.log2(abs(left)) > MAX_BITS:
+            raise _refuse(f"{left} ** {right}")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (size := _sized(seq)) is not None and _whole(times) and size * times > MAX_SIZE:
+                    raise _refuse(f"a sequence of {size} times {times}")
+            if _whole(left) and _whole(right) and left.bit_length() + right.bit_length() > MAX_BITS + 1:
+                raise _refuse("a product")
+        if operator == "%" and isinstance(left, str):
+            for arg in right if isinstance(right, tuple) else (right,):
+                if _whole(arg) and abs(arg) > MAX_SIZE:
+                    raise _refuse(f"a format width of {arg}")
+        return _bounded(super().call_binop(context, operator, left, right))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _range(*args: int) -> range:
+    """`range`, drawing on the evaluation's budget of MAX_STEPS items."""
+    made = range(*args)
+    _steps[0] -= len(made)
+    if _steps[0] < 0:
+        raise jinja2.exceptions.SecurityError(
+            f"range{args}: the ranges of one template may yield at most {MAX_STEPS} items in all")
+    return made
+
+
+def _sizing(name: str, function: Callable) -> Callable:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for arg in (*args[1:], *kwargs.values()):
+            if _whole(arg) and abs(arg) > MAX_SIZE:
+                raise _refuse(f"{name}({arg})")
+        return _bounded(function(*args, **kwargs))
+    for attribute in ("jinja_pass_arg",):       # keep what Jinja reads off the filter
+        if hasattr(function, attribute):
+            setattr(bounded, attribute, getattr(function, attribute))
+    return bounded
+
+
+ENV = _Bounded(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENV.globals["range"] = _range
+ENV.filters.update({name: _sizing(name, ENV.filters[name]) for name in _SIZING_FILTERS})
 
 
 def _to_local(value: Any, zone: str) -> str | None:
@@ -122,8 +207,9 @@ def _expression(expr: str, source: str) -> Callable[[Mapping], Any]:
 
 
 def _guard(function: Callable, *args: Any) -> Any:
+    _steps[0] = MAX_STEPS        # evaluations never interleave: rendering does not await
     try:
-        return function(*args)
+        return _bounded(function(*args))
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template variable is undefined: {exc.message}") from None
     except jinja2.exceptions.SecurityError as exc:

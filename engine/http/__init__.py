@@ -9,6 +9,7 @@ from __future__ import annotations
 from .auth import AUTH_TYPES, build_auth
 from .canned import canned_client
 from .client import HttpClient, logger
+from .limits import Limits, build_limits
 from .models import NOTHING, Answer, Page, Request
 from .pacing import PACING_TYPES, Reading, build_pacing
 from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
@@ -20,8 +21,9 @@ from .waits import recorded_waits, set_testing
 
 __all__ = [
     "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff",
-    "HttpClient", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
-    "StopCondition", "backoff", "bucket_dir", "build_auth", "build_pacing", "build_paginator",
-    "build_rate_limit", "build_retry", "canned_client", "everywhere", "forget_secrets", "logger", "parse_link_header",
-    "recorded_waits", "remember_secrets", "reset_buckets", "retry_after", "set_bucket_dir", "set_testing",
+    "HttpClient", "Limits", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
+    "StopCondition", "backoff", "bucket_dir", "build_auth", "build_limits", "build_pacing", "build_paginator",
+    "build_rate_limit", "build_retry", "canned_client", "everywhere", "forget_secrets", "logger",
+    "parse_link_header", "recorded_waits", "remember_secrets", "reset_buckets", "retry_after",
+    "set_bucket_dir", "set_testing",
 ]

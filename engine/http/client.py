@@ -34,6 +34,7 @@ from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError
                            SyncEngineError, TransportError)
 
 from .auth import endpoint
+from .limits import Limits
 from .models import NOTHING, Answer, Page, Request
 from .pacer import Pacer, explains
 from .pacing import NOTHING_READ, Pacing, Reading
@@ -66,11 +67,13 @@ class HttpClient:
                  retry: RetryPolicy | None = None, rate_limit: RateLimit | None = None,
                  pacing: Pacing | None = None, concurrency: int = 4,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 secrets: Iterable[str] = (), log: logging.Logger = logger) -> None:
+                 secrets: Iterable[str] = (), log: logging.Logger = logger,
+                 limits: Limits | None = None) -> None:
         self.base_url = httpx.URL(base_url)
         if not self.base_url.host:
             raise ValueError(f"base_url must be an absolute URL, got {base_url!r}")
         self.retry = retry or RetryPolicy()
+        self.limits = limits or Limits(deadline=timeout * 4)
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
         self._pacer = Pacer(bucket_for(_origin(self.base_url), rate_limit), pacing,
                             self.retry.max_throttle_wait) if rate_limit or pacing else None
@@ -142,6 +145,7 @@ class HttpClient:
                     number += 1
                     page = Page(number, self._records(answer, records), answer)
                     pager.update_state(answer, page.records)
+                    self._check_read_limits(request, pager)
                     yield page
                     if not pager.has_next_page:
                         self._stopped(request, pager)
@@ -267,18 +271,62 @@ class HttpClient:
         pacer = self._pacer
         if pacer is None:
             async with self._slots:
-                response = await self._client.send(sent, auth=self._auth)
-            return Answer.from_response(response), NOTHING_READ
+                return await self._receive(request, sent), NOTHING_READ
         cost = pacer.cost(request)
         async with self._slots:                  # the turn is taken just before sending
             ticket = await pacer.acquire(cost, budget, lambda: self._where(request))
             try:
-                response = await self._client.send(sent, auth=self._auth)
+                answer = await self._receive(request, sent)
             except BaseException:
                 pacer.release(cost)
                 raise
-        answer = Answer.from_response(response)
         return answer, pacer.settle(request, answer, cost, ticket)
+
+    async def _receive(self, request: Request, sent: httpx.Request) -> Answer:
+        """Send and read the whole answer within `limits.deadline` seconds (httpx's timeout is
+        per read: a server dripping a byte a second never times out) and at most
+        `limits.max_body` bytes (after decompression). A late answer is a read timeout
+        (retried as one); a body too large, a charset unknown or JSON too deep is HTTPError."""
+        limits = self.limits
+        try:
+            async with asyncio.timeout(limits.deadline):
+                response = await self._client.send(sent, auth=self._auth, stream=True)
+                try:
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limits.max_body:
+                        raise self._too_large(request, f" (Content-Length: {int(declared)})")
+                    chunks, size = [], 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limits.max_body:
+                            raise self._too_large(request, "")
+                        chunks.append(chunk)
+                    response._content = b"".join(chunks)   # what httpx's own `aread` sets
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no complete answer within the {limits.deadline:g} s deadline "
+                                    "(http.limits.deadline)", request=sent) from None
+        try:
+            return Answer.from_response(response)
+        except HTTPError as exc:
+            raise HTTPError(self._mask(f"{self._where(request)}: {exc.message}")) from None
+
+    def _too_large(self, request: Request, declared: str) -> HTTPError:
+        return HTTPError(self._mask(
+            f"{self._where(request)}: the answer is larger than the {self.limits.max_body} bytes "
+            f"allowed (http.limits.max_body){declared}"))
+
+    def _check_read_limits(self, request: Request, pager: Paginator) -> None:
+        """PagingError once a read has fetched more pages or records than `limits` allow (a
+        server handing out fresh cursors forever)."""
+        progress, limits = pager.progress, self.limits
+        if progress.pages > limits.max_pages or progress.records > limits.max_records:
+            raise PagingError(self._mask(
+                f"paging {self._where(request)} stopped: {progress.pages} pages, {progress.records} "
+                f"records fetched, more than this read may (http.limits.max_pages "
+                f"{limits.max_pages}, max_records {limits.max_records}); the server keeps "
+                "handing out next pages"))
 
     async def _throttled(self, request: Request, answer: Answer, verdict: bool | float,
                          reading: Reading, budget: list[float], own_host: bool = True) -> bool:

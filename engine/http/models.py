@@ -7,6 +7,7 @@ what lets paginators hand out the next request without aliasing the previous one
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
 import json as jsonlib
@@ -15,6 +16,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from engine.errors import HTTPError
 
 
 class _Nothing(enum.Enum):
@@ -80,6 +83,11 @@ class Answer:
         the text is decoded only if someone reads it (an error message, a non-JSON page)."""
         content, status = response.content, response.status_code
         encoding = response.charset_encoding or "utf-8"
+        if encoding.lower() not in _UTF8:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise HTTPError(f"the answer declares charset {encoding!r}, which is unknown") from None
         body = _parse_bytes(status, content, encoding) if content and not content.isspace() else None
         return cls(status, response.headers, body, content, str(response.url), encoding)
 
@@ -96,33 +104,73 @@ class Answer:
 
 
 _UTF8 = frozenset({"utf-8", "utf8", "utf_8"})
+#: JSON nested deeper than this is refused: orjson recurses on the C stack (a million levels
+#: crash the process) and std json raises RecursionError (real answers nest < 20 levels).
+MAX_DEPTH = 512
+#: Nesting up to this many levels goes straight to orjson (`_shallow`); deeper, std json reads
+#: it, whose C scanner refuses what is too deep with a RecursionError instead of crashing.
+_FAST_DEPTH = 32
+_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
+
+
+def _shallow(content: bytes) -> bool:
+    """True when the brackets of `content` nest at most _FAST_DEPTH levels (brackets inside
+    strings count too: a false "deep" only means the slower, safe parser). Each pass removes
+    the innermost pairs, at C speed: a page of orders takes a handful of passes."""
+    brackets = content.translate(None, _BRACKETS_ONLY)
+    for _ in range(_FAST_DEPTH):
+        if not brackets:
+            return True
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(brackets):
+            return False
+        brackets = shorter
+    return not brackets
 
 
 def _parse_bytes(status: int, content: bytes, encoding: str) -> Any:
     """`_parse` of the decoded text; orjson reads UTF-8 bytes directly (no decoding a page into
     a str first), so only what it refuses (bad UTF-8 included) is decoded and read as text."""
-    if status != 204 and encoding.lower() in _UTF8:
+    shallow = _shallow(content)
+    if status != 204 and encoding.lower() in _UTF8 and shallow:
         try:
             return orjson.loads(content)
         except ValueError:
             pass
-    return _parse(status, content.decode(encoding, errors="replace"))
+    return _parse(status, content.decode(encoding, errors="replace"), deep=not shallow)
 
 
-def _parse(status: int, text: str) -> Any:
+def _parse(status: int, text: str, deep: bool = False) -> Any:
     """orjson (twice as fast as std json on a page of orders); std json for what orjson refuses
-    and std json reads (NaN, Infinity, lone surrogates). Note: orjson reads an integer beyond
-    64 bits as a float."""
+    and std json reads (NaN, Infinity, lone surrogates), and for text that may nest deeply
+    (`deep`, or brackets deeper than _FAST_DEPTH): HTTPError when deeper than MAX_DEPTH. Note:
+    orjson reads an integer beyond 64 bits as a float."""
     if status == 204 or not text or text.isspace():
         return None
+    if not deep:
+        try:
+            return orjson.loads(text)
+        except ValueError:
+            pass
     try:
-        return orjson.loads(text)
-    except ValueError:
-        pass
-    try:
-        return jsonlib.loads(text)
+        return _within_depth(jsonlib.loads(text))
+    except RecursionError:
+        raise HTTPError(f"the answer's JSON nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:
         return None
+
+
+def _within_depth(value: Any) -> Any:
+    """`value` if it nests at most MAX_DEPTH levels, else RecursionError (std json stops only at
+    the interpreter's recursion limit, ~1000 levels, which is not a limit of ours)."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise RecursionError
+        level = [child for item in level if isinstance(item, (list, dict))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ Deliberate departures from YAML 1.1 defaults, to keep data JSON-shaped:
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,11 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _STR = "tag:yaml.org,2002:str"
 SPEC_SUFFIXES = (".yaml", ".yml")
+#: Values one file may expand to, aliases counted each time they are used (the largest bundled
+#: connector has ~500; "billion laughs" aliases expand to billions).
+MAX_VALUES = 100_000
+#: How deeply a spec may nest (a real one nests < 20 levels).
+MAX_NESTING = 200
 CONNECTOR_KINDS = ("cart", "wms")
 #: The folders of the connectors layout (`<dir>/carts/x.yaml`, examples in `<dir>/examples/`).
 KIND_FOLDERS = ("carts", "wms")
@@ -103,22 +109,55 @@ def _mark(node: yaml.Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _TooBig(Exception):
+    """The document expands beyond MAX_VALUES, nests beyond MAX_NESTING, or an alias contains
+    itself: `message` at `node`."""
+
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.message, self.node = message, node
+
+
 class _Builder:
-    """Turns a composed node tree into plain data, filling a document's position tables."""
+    """Turns a composed node tree into plain data, filling a document's position tables.
+
+    Aliases are expanded (a node used twice is built twice) within MAX_VALUES values in all;
+    an alias inside its own anchor, or nesting beyond MAX_NESTING, is refused (`_TooBig`)."""
 
     def __init__(self, loader: _Loader, document: Document) -> None:
         self.loader = loader
         self.document = document
+        self.left = MAX_VALUES
+        self.open: set[int] = set()      # the collections being built, by id: a recursive alias
 
     def build(self, node: yaml.Node, path: SpecPath) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooBig(f"the file expands to more than {MAX_VALUES} values "
+                          "(aliases used over and over?)", node)
         self.document.values[path] = self._value_mark(node)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self._item(item, path + (index,)) for index, item in enumerate(node.value)]
-        if node.tag == _STR:
-            return node.value  # the common case, without the constructor's bookkeeping
-        return self.loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR:
+                return node.value  # the common case, without the constructor's bookkeeping
+            value = self.loader.construct_object(node, deep=True)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.document.problems.append(Problem(
+                    path, f"{node.value} is not a number a spec can use",
+                    hint="JSON has no NaN or infinity: write a finite number"))
+            return value
+        if len(path) > MAX_NESTING:
+            raise _TooBig(f"the file nests deeper than {MAX_NESTING} levels", node)
+        if id(node) in self.open:
+            raise _TooBig("an alias refers to a collection that contains it (a recursive alias)", node)
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                return [self._item(item, path + (index,)) for index, item in enumerate(node.value)]
+            return self.loader.construct_object(node, deep=True)
+        finally:
+            self.open.discard(id(node))
 
     def _item(self, node: yaml.Node, path: SpecPath) -> Any:
         self.document.positions[path] = _mark(node)
@@ -162,6 +201,13 @@ def parse(text: str, path: Path) -> Document:
         document = Document(path, "unknown", None)
         if node is not None:
             document.data = _Builder(loader, document).build(node, ())
+    except _TooBig as exc:
+        line, column = _mark(exc.node)
+        raise SpecError(f"{path}: {exc.message}", findings=[
+            Finding(str(path), line, column, "", exc.message)]) from None
+    except RecursionError:
+        raise SpecError(f"{path}: nests too deeply", findings=[
+            Finding(str(path), 1, 1, "", f"the file nests deeper than {MAX_NESTING} levels")]) from None
     except yaml.MarkedYAMLError as exc:
         raise SpecError(f"{path}: invalid YAML", findings=[_syntax_finding(exc, path)]) from None
     except yaml.YAMLError as exc:
@@ -283,5 +329,8 @@ def load_json_file(document: Document, reference: str) -> Any:
         raise ValueError(f"refused file {reference!r}: larger than {MAX_DATA_FILE} bytes")
     text = raw.decode("utf-8")
     if target.suffix in SPEC_SUFFIXES:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    return json.loads(text)
+        return parse(text, target).data
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{reference} nests too deeply to be read") from None

@@ -361,6 +361,7 @@ class Connector:
             auth=_auth(auth, context) if auth else None,
             headers=template.compile_structure(spec.get("headers") or {}).render(context),
             timeout=float(spec.get("timeout", 30)),
+            limits=http.build_limits(spec.get("limits"), float(spec.get("timeout", 30))),
             retry=http.build_retry(spec.get("retry"), extract.compile_path),
             rate_limit=http.build_rate_limit(spec.get("rate_limit")),
             pacing=http.build_pacing(spec.get("pacing"), extract.compile_path),
