@@ -54,14 +54,15 @@ def write_guarantees(documents: Iterable[Document], findings: Iterable[Finding])
             for op, flow, guarantee in guarantees(doc.data)]
 
 
-def lint_documents(documents: list[Document]) -> list[Finding]:
-    """Lint loaded documents together (integrations see the connectors among them).
+def lint_documents(documents: list[Document], among: list[Document] | None = None) -> list[Finding]:
+    """Lint loaded documents together (integrations see the connectors among them, or among
+    `among` when given).
 
     From `PARALLEL_FROM` documents on, the documents are split between forked worker processes,
     one per core: each spec costs a few milliseconds of pure-Python schema walking, and forked
     workers share the parent's loaded schemas and documents without pickling them.
     """
-    connectors = Connectors(documents)
+    connectors = Connectors(documents if among is None else among)
     workers = min(os.cpu_count() or 1, len(documents) // PARALLEL_FROM)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         findings = _in_workers(documents, connectors, workers)
@@ -162,7 +163,7 @@ def load_clean(paths: Iterable[str | Path]) -> list[Document]:
             while len(_CONNECTOR_FINDINGS) > 256:
                 _CONNECTOR_FINDINGS.pop(next(iter(_CONNECTOR_FINDINGS)))
         findings += [dataclasses.replace(f, file=str(document.path)) for f in _CONNECTOR_FINDINGS[key]]
-    findings += lint_documents(fresh) if fresh else []
+    findings += lint_documents(fresh, among=documents) if fresh else []
     if findings:
         raise SpecError(f"{len(findings)} problem(s) in the specs; run `syncengine lint`",
                         findings=sorted(findings, key=Finding.sort_key))
