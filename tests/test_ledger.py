@@ -555,7 +555,7 @@ def test_the_history_keeps_the_newest_runs_of_each_flow_and_masks_secrets(tmp_pa
         for n in range(RUNS_KEPT + 5):
             ledger.record_run({"flow": "orders", "n": n})
         ledger.record_run({"flow": "inventory", "n": 0, "error": "401 for token s3cret-token"})
-        assert [run["n"] for run in ledger.runs("orders")] == list(range(RUNS_KEPT + 4, 4, -1))
+        assert [run["n"] for run in ledger.runs("orders", n=1000)] == list(range(RUNS_KEPT + 4, 4, -1))
         assert ledger.last_runs() == {"inventory": {"flow": "inventory", "n": 0, "error": "401 for token ***"},
                                       "orders": {"flow": "orders", "n": RUNS_KEPT + 4}}
         assert [run["flow"] for run in ledger.runs(n=2)] == ["inventory", "orders"]
