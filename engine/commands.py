@@ -189,7 +189,7 @@ def _status_text(name: str, integration: dict, limit: int, stdout: TextIO) -> No
     for flow, kind, title in TITLES:
         problem = flows[flow]["problems"][kind]
         for item in problem["items"]:
-            stdout.write(f"  {title:<15} {item['key']:<24} attempts {item['attempts']}  {item['reason'] or ''}\n")
+            stdout.write(f"  {title:<15} {item['key']:<24} attempts {item.get('attempts', '-')}  {item['reason'] or ''}\n")
         if problem["count"] > limit and (flow, kind) != ("shipments", "failed"):
             stdout.write(f"  {title:<15} … and {problem['count'] - limit} more (--limit N shows more)\n")
     for flow, kind, title in NOTES:

@@ -75,6 +75,7 @@ def integration_status(state_dir: Path, name: str, limit: int) -> dict[str, Any]
                                      for kind, where in PROBLEMS[flow].items()}}
                  for flow in FLOWS}
         flows["orders"]["problems"]["held"]["waiting"] = _waiting(ledger.iter_status("held"))
+        _add(flows["orders"]["problems"]["unresolved"], writes.get("orders", []), limit)
         watermarks = {flow: ledger.watermark(flow) for flow in FLOWS}
     return {"alerts": _alerts(flows), "orders": {status: counts.get(status, 0) for status in STATUSES},
             "watermarks": watermarks, "flows": flows}
@@ -111,6 +112,14 @@ def _problem(ledger: DiskLedger, counts: dict[str, int], where: tuple[str, str],
         return {"count": len(writes), "items": [{k: item[k] for k in ("key", "reason", "step")} for item in writes[:limit]]}
     return _first(limit, ({"key": key, "reason": str(value.get("reason") if isinstance(value, dict) else value)}
                           for key, value in ledger.kv_items(name)))
+
+
+def _add(problem: dict[str, Any], writes: list[dict[str, str]], limit: int) -> None:
+    """Journals of writes no flow above claims (an operation `history.write_flow` does not
+    know) are still unresolved: they join the orders' list rather than go unseen."""
+    problem["count"] += len(writes)
+    room = max(0, limit - len(problem["items"]))
+    problem["items"] += [{k: item[k] for k in ("key", "reason", "step")} for item in writes[:room]]
 
 
 def _first(limit: int, items: Iterator[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from sync_rig import NAME, rig
 
 from engine import runlock, status
-from engine.ledger import RUNS_KEPT
+from engine.ledger import RUNS_KEPT, DiskLedger
 
 NOTES = "/wp-json/wc/v3/orders/1001/notes"
 
@@ -147,3 +147,13 @@ def test_a_flow_running_now_is_not_alerted_for_its_sends_in_flight(tmp_path: Pat
         code, document = status_json(r)
         [item] = document["integrations"][NAME]["flows"]["orders"]["problems"]["unresolved"]["items"]
         assert code == 16 and item["key"] == "1001" and item["reason"] == "timed out"
+
+
+def test_a_write_journal_of_an_unknown_operation_still_counts_as_unresolved(tmp_path: Path) -> None:
+    """A journal in flight that no flow claims is listed (under orders) and alerts, never dropped."""
+    with DiskLedger(tmp_path, "shop") as ledger:
+        ledger.kv_set("writes", "mystery_write|42", {"inflight": "main", "error": "answer lost"})
+    document = status.status_document(tmp_path)
+    [item] = document["integrations"]["shop"]["flows"]["orders"]["problems"]["unresolved"]["items"]
+    assert document["exit_code"] == 16 and item == {"key": "mystery_write|42", "reason": "step main: answer lost",
+                                                    "step": "main"}
