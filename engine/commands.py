@@ -163,11 +163,11 @@ def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
 #: how the text status introduces each problem kind, in the order it lists them: (flow, kind, title)
 TITLES = (("orders", "failed", "error"), ("orders", "quarantined", "quarantined"), ("orders", "held", "held"),
-          ("orders", "skipped", "skipped"), ("orders", "unresolved", "sending"), ("shipments", "failed", "shipped"),
+          ("orders", "skipped", "skipped"), ("orders", "unresolved", "sending"), ("shipments", "errors", "shipped"),
           ("cancellations", "too_late", "cancel_too_late"))
 NOTES = (("shipments", "unresolved", "write unresolved"), ("inventory", "unresolved", "write unresolved"),
          ("cancellations", "unresolved", "write unresolved"), ("wms_cancellations", "unresolved", "write unresolved"),
-         ("inventory", "skipped", "inventory skipped"), ("inventory", "failed", "inventory failed"),
+         ("inventory", "skipped", "inventory skipped"), ("inventory", "errors", "inventory failed"),
          ("shipments", "parked", "shipment parked"), ("cancellations", "parked", "cancel parked"),
          ("wms_cancellations", "parked", "cart cancel parked"))
 
@@ -190,7 +190,7 @@ def _status_text(name: str, integration: dict, limit: int, stdout: TextIO) -> No
         problem = flows[flow]["problems"][kind]
         for item in problem["items"]:
             stdout.write(f"  {title:<15} {item['key']:<24} attempts {item.get('attempts', '-')}  {item['reason'] or ''}\n")
-        if problem["count"] > limit and (flow, kind) != ("shipments", "failed"):
+        if problem["count"] > limit and (flow, kind) != ("shipments", "errors"):
             stdout.write(f"  {title:<15} … and {problem['count'] - limit} more (--limit N shows more)\n")
     for flow, kind, title in NOTES:
         problem = flows[flow]["problems"][kind]

@@ -14,8 +14,8 @@ The document (format 1; docs/operations.md, "status --format json", describes ev
 
 Alerts and their exit-code bits (`ALERTS`): `held` 4 (orders held for a fix; not those waiting
 out the hold window), `quarantined` 8, `unresolved` 16 (writes whose outcome is not known, in
-flows not running right now), `failed` 32 (orders the WMS refused, failing stock pushes, a last
-run that failed or could not write some records). The exit code is their sum: 0 all clear.
+flows not running right now), `failed` 32 (orders the WMS refused, a flow whose last run failed
+or could not write some records: a refused tracking number, stock level or cancel). The exit code is their sum: 0 all clear.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ FLOWS = ("orders", "shipments", "inventory", "cancellations", "wms_cancellations
 PROBLEMS: dict[str, dict[str, tuple[str, str]]] = {
     "orders": {"failed": ("status", "error"), "quarantined": ("status", "quarantined"),
                "held": ("status", "held"), "skipped": ("status", "skipped"), "unresolved": ("status", "sending")},
-    "shipments": {"failed": ("shipped", "shipped"), "parked": ("kv", "shipments_parked"),
+    "shipments": {"errors": ("shipped", "shipped"), "parked": ("kv", "shipments_parked"),
                   "unresolved": ("writes", "")},
-    "inventory": {"failed": ("kv", "inventory_errors"), "skipped": ("kv", "inventory_skipped"),
+    "inventory": {"errors": ("kv", "inventory_errors"), "skipped": ("kv", "inventory_skipped"),
                   "unresolved": ("writes", "")},
     "cancellations": {"too_late": ("status", "cancel_too_late"), "parked": ("kv", "cancellations_parked"),
                       "unresolved": ("writes", "")},
@@ -105,7 +105,7 @@ def _problem(ledger: DiskLedger, counts: dict[str, int], where: tuple[str, str],
     source, name = where
     if source == "status":
         return {"count": counts.get(name, 0), "items": [_entry(e) for e in ledger.latest(name, limit)]}
-    if source == "shipped":          # tracking writes that failed, among the latest shipped orders
+    if source == "shipped":          # tracking writes that did not go through, among the latest shipped orders
         items = [_entry(e) for e in ledger.latest(name, limit) if e.last_error]
         return {"count": len(items), "items": items}
     if source == "writes":
@@ -157,14 +157,14 @@ def _alerts(flows: dict[str, dict[str, Any]]) -> list[str]:
         found.add("held")
     if orders["quarantined"]["count"]:
         found.add("quarantined")
-    if orders["failed"]["count"] or flows["inventory"]["problems"]["failed"]["count"]:
+    if orders["failed"]["count"]:
         found.add("failed")
     for name, flow in flows.items():
         if flow["problems"]["unresolved"]["count"] and not flow["running"]:
             found.add("unresolved")
         run = flow["last_run"] or {}
         counted = run.get("counts") or {}
-        if counted.get("quarantined"):
+        if name != "orders" and counted.get("quarantined"):     # orders: their ledger status says it
             found.add("quarantined")
         if run.get("outcome") == "failed" or (name != "orders" and counted.get("failed")):
             found.add("failed")
