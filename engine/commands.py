@@ -168,8 +168,12 @@ NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventor
 
 
 def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
-    """Writes whose outcome is unknown, SKUs the cart does not know, failed pushes, shipments
-    and cancellations waiting."""
+    """Hosts the last run found down, writes whose outcome is unknown, SKUs the cart does not
+    know, failed pushes, shipments and cancellations waiting."""
+    for _, note in ledger.kv_items(runner.HOSTS_DOWN):
+        if isinstance(note, dict):
+            stdout.write(f"  {'host down':<17} {note.get('reason')} (last run, {note.get('at')}): what it "
+                         "did not send waits for the next run\n")
     for n, (key, state) in enumerate(protocol.unresolved(ledger)):
         if n == limit:
             stdout.write("  write unresolved: … more\n")

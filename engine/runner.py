@@ -27,7 +27,7 @@ from engine.flows.shipments import ShipmentsFlow
 from engine.ledger import DiskLedger
 from engine.specs.lint import load_clean
 from engine.specs.model import Connector
-from engine.specs.settings import Integration
+from engine.specs.settings import Integration, iso
 
 log = logging.getLogger("syncengine.runner")
 
@@ -81,6 +81,7 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.error is not None or any(c.failed or c.quarantined or getattr(c, "unresolved", 0)
+                                             or getattr(c, "down", None) or getattr(c, "waiting", 0)
                                              for c in self.counts.values())
 
 
@@ -183,19 +184,40 @@ async def run_integration(project: Project, integration: Integration, options: O
     ctx: FlowContext | None = None
     try:
         async with open_context(project, integration, options) as ctx:
-            for name in wanted:
-                if ctx.stopped():
-                    break
-                flow = FLOWS[name](ctx)
-                outcome.counts[name] = flow.counts
-                with _exclusive(options, integration.name, name):
-                    await flow.run()
+            try:
+                for name in wanted:
+                    if ctx.stopped():
+                        break
+                    flow = FLOWS[name](ctx)
+                    outcome.counts[name] = flow.counts
+                    with _exclusive(options, integration.name, name):
+                        await flow.run()
+            finally:
+                note_hosts_down(ctx)
     except SyncEngineError as exc:
         outcome.error = str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
         text = f"internal error: {type(exc).__name__}: {exc}"[:500]
         outcome.error = ctx.redact.mask(text) if ctx is not None else text
     return outcome
+
+
+#: ledger kv namespace: side ("source", "destination") -> {"reason", "at"} while the last run
+#: found its host down (`status` shows it)
+HOSTS_DOWN = "hosts_down"
+
+
+def note_hosts_down(ctx: FlowContext) -> None:
+    """Keep in the ledger which side's host this run found down, and why; forget it once a run
+    gets an answer from that side (it is up again, or the integration now points elsewhere)."""
+    if ctx.ledger is None or ctx.dry_run:
+        return
+    for side, client in (("source", ctx.source_client), ("destination", ctx.destination_client)):
+        breaker = client.breaker
+        if breaker.open:
+            ctx.ledger.kv_set(HOSTS_DOWN, side, {"reason": f"{side} down: {breaker.reason}", "at": iso(ctx.now())})
+        elif breaker.answered:
+            ctx.ledger.kv_delete(HOSTS_DOWN, side)
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from engine.errors import ExtractError, HTTPError, TemplateError
+from engine.errors import ExtractError, HostDownError, HTTPError, TemplateError
 from engine.flows import rules
 from engine.flows.base import FlowContext
 from engine.flows import protocol
@@ -140,6 +140,8 @@ class InventoryFlow:
         inventory = {"key": sku, "sku": sku, "warehouse": warehouses, "available": value, "updated_at": None}
         try:
             item = await self.item(inventory)
+        except HostDownError:
+            raise                      # the cart is down for this run: the rest waits for the next
         except (HTTPError, ExtractError, TemplateError) as exc:
             return self._failed(sku, f"lookup_item: {self.ctx.redact(str(exc))}")
         if item is None:
