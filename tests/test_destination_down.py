@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 
 import pytest
 from flow_support import WMS_ORDERS, FlowRig
@@ -153,3 +154,50 @@ def test_a_few_failures_that_are_not_in_a_row_do_not_stop_the_run(flow_rigs) -> 
     result = rig.cli("run")
     assert "destination down" not in result.out, result.out
     assert rig.creates() == 12
+
+
+class Observed:
+    """The most `find_order` requests the WMS served at once."""
+
+    def __init__(self, rig: FlowRig) -> None:
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+        app, dispatch = rig.wms.app, rig.wms.app.dispatch
+
+        def watched(request):
+            looking = request.method == "GET" and request.path == WMS_ORDERS
+            if looking:
+                with self.lock:
+                    self.now += 1
+                    self.most = max(self.most, self.now)
+            try:
+                return dispatch(request)
+            finally:
+                if looking:
+                    with self.lock:
+                        self.now -= 1
+
+        app.dispatch = watched
+
+
+def test_sending_orders_left_by_a_crash_are_reconciled_concurrently_and_counted(flow_rigs) -> None:
+    """Many orders left `sending` (their answers lost: the WMS stored 20, never got 20): the next
+    run looks them up several at a time within the connector's `http.concurrency`, counts
+    `reconciled 40`, sends only the 20 the WMS lacks, and delivers the new orders too."""
+    rig = flow_rigs(orders=40)
+    rig.patch_connector("extensiv", down_after(1000))
+    rig.wms.faults.add(path_prefix=WMS_ORDERS, method="POST", drop="after", times=20)
+    rig.wms.faults.add(path_prefix=WMS_ORDERS, method="POST", drop="before", times=20)
+    first = rig.cli("run")
+    assert first.code == 1 and ledger_counts(rig) == {"sending": 40}, first.text
+    assert len(rig.wms_refs()) == 20
+
+    rig.cart.add_orders(5)
+    observed = Observed(rig)
+    rig.wms.faults.add(path_prefix=WMS_ORDERS, method="GET", delay=0.05, times=10_000)   # lookups overlap
+    second = rig.cli("run")
+    assert second.code == 0, second.text
+    assert count(second, "reconciled") == 40
+    assert 1 < observed.most <= 4                          # extensiv's http.concurrency: 4
+    assert_delivered_once(rig)
+    assert ledger_counts(rig) == {"delivered": 45}

@@ -13,8 +13,9 @@ The protocol that makes a crash at any instant lose nothing and duplicate nothin
    not take it (a 4xx, a body that says so). An ambiguous outcome (timeout, 5xx after retries)
    stays `sending`.
 4. Every run starts by reconciling `sending` keys through `find_order` (found -> delivered,
-   absent -> pending) and then delivering every `pending` key that has its raw record (one a
-   hold window or `retry` released), so nothing claimed is forgotten.
+   absent -> pending), RECONCILE_BATCH at a time, concurrently within the destination's
+   `http.concurrency` and rate limit, and then delivering every `pending` key that has its raw
+   record (one a hold window or `retry` released), so nothing claimed is forgotten.
 5. A `create_order` with an `idempotency_key` renders it the first time the order is sent and
    keeps it in the ledger (`order_idempotency`); every resend carries that very key.
 6. A destination that is down (`http.down_after` failed requests in a row open the client's
@@ -397,8 +398,7 @@ class OrdersFlow:
         for batch in _chunks(ledger.iter_status("sending"), RECONCILE_BATCH):
             if self.ctx.stopped() or self._down():
                 break                  # what is left stays `sending`, reconciled by a later run
-            for entry in batch:
-                await self._reconcile(entry)
+            await asyncio.gather(*(self._reconcile(entry) for entry in batch))
         if self.ctx.stopped():
             return
         self.release(ledger.iter_status("held"), only_hold_window=True)
