@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import http, runlock, secrets
-from engine.errors import ConfigError, SyncEngineError
+from engine.errors import ConfigError, HostDownError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
@@ -182,6 +182,7 @@ async def run_integration(project: Project, integration: Integration, options: O
     outcome = outcome or Outcome(integration.name)
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
+    down: list[str] = []
     try:
         async with open_context(project, integration, options) as ctx:
             try:
@@ -193,9 +194,11 @@ async def run_integration(project: Project, integration: Integration, options: O
                     with _exclusive(options, integration.name, name):
                         await flow.run()
             finally:
-                note_hosts_down(ctx)
+                down = note_hosts_down(ctx)
+        if down and not any(getattr(counts, "down", None) for counts in outcome.counts.values()):
+            outcome.error = "; ".join(down)        # no flow's summary says it: the FAILED line does
     except SyncEngineError as exc:
-        outcome.error = str(exc)
+        outcome.error = "; ".join(down) if isinstance(exc, HostDownError) and down else str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
         text = f"internal error: {type(exc).__name__}: {exc}"[:500]
         outcome.error = ctx.redact.mask(text) if ctx is not None else text
@@ -207,17 +210,22 @@ async def run_integration(project: Project, integration: Integration, options: O
 HOSTS_DOWN = "hosts_down"
 
 
-def note_hosts_down(ctx: FlowContext) -> None:
-    """Keep in the ledger which side's host this run found down, and why; forget it once a run
-    gets an answer from that side (it is up again, or the integration now points elsewhere)."""
-    if ctx.ledger is None or ctx.dry_run:
-        return
+def note_hosts_down(ctx: FlowContext) -> list[str]:
+    """Why each side's host was down in this run ("destination down: ..."), also kept in the
+    ledger for `status`; a side that answered this run is forgotten there (it is up again, or
+    the integration now points elsewhere)."""
+    down = []
     for side, client in (("source", ctx.source_client), ("destination", ctx.destination_client)):
         breaker = client.breaker
         if breaker.open:
-            ctx.ledger.kv_set(HOSTS_DOWN, side, {"reason": f"{side} down: {breaker.reason}", "at": iso(ctx.now())})
+            down.append(f"{side} down: {breaker.reason}")
+        if ctx.ledger is None or ctx.dry_run:
+            continue
+        if breaker.open:
+            ctx.ledger.kv_set(HOSTS_DOWN, side, {"reason": down[-1], "at": iso(ctx.now())})
         elif breaker.answered:
             ctx.ledger.kv_delete(HOSTS_DOWN, side)
+    return down
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,

@@ -201,3 +201,24 @@ def test_sending_orders_left_by_a_crash_are_reconciled_concurrently_and_counted(
     assert 1 < observed.most <= 4                          # extensiv's http.concurrency: 4
     assert_delivered_once(rig)
     assert ledger_counts(rig) == {"delivered": 45}
+
+
+def test_a_cart_that_is_down_fails_the_inventory_run_and_says_why(tmp_path, monkeypatch) -> None:
+    """A write-back flow whose host goes down says so: a cart answering 503 to every products
+    call fails the inventory run with the reason (exit 1), `status` names it, and the next run
+    with the cart back pushes every level."""
+    from sync_rig import rig
+
+    products = "/wp-json/wc/v3/products"
+    with rig(tmp_path, monkeypatch) as r:
+        r.write()
+        r.cart.faults.add(path_prefix=products, status=503, times=100_000)
+        first = r.cli("run", "--flow", "inventory")
+        assert first.code == 1, first.text
+        reason = r"source down: 127\.0\.0\.1:\d+ answered 503 5 in a row"
+        assert re.search("FAILED: " + reason, first.out), first.out
+        assert re.search(r"host down +" + reason, r.status())
+        r.cart.faults.clear()
+        second = r.cli("run", "--flow", "inventory")
+        assert second.code == 0 and "pushed 8" in second.out, second.text
+        assert "host down" not in r.status()

@@ -75,7 +75,10 @@ class InventoryFlow:
         self.subtract_open(available)
         changed = [(sku, value) for sku, value in self.levels(available).items() if self._changed(sku, value)]
         for start in range(0, len(changed), CHUNK):
-            await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]))
+            done = await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]),
+                                        return_exceptions=True)
+            for error in (result for result in done if isinstance(result, BaseException)):
+                raise error            # the cart is down (every push of the chunk has ended first)
         return self.counts
 
     async def read(self) -> dict[str, int]:
