@@ -198,6 +198,9 @@ def _status_text(name: str, integration: dict, limit: int, stdout: TextIO) -> No
             stdout.write(f"  {title:<17} {item['key']:<24} {item['reason']}\n")
         if problem["count"] > limit:
             stdout.write(f"  {title}: … {problem['count'] - limit} more\n")
+    for side, note in integration.get("hosts_down", {}).items():
+        stdout.write(f"  {'host down':<17} {note.get('reason')} (last run, {note.get('at')}): what it "
+                     "did not send waits for the next run\n")
 
 
 def ledger_names(state_dir: Path, only: str | None) -> list[str]:

@@ -7,6 +7,7 @@
     ├── ExtractError         a JMESPath expression failed on a record
     ├── HTTPError            anything on the wire
     │   ├── TransportError   connect errors, timeouts, resets (after retries)
+    │   │   └── HostDownError  not sent: the host failed too often in a row this run
     │   ├── StatusError      a non-success answer (after retries); carries status and body excerpt
     │   ├── PagingError      a cursor or page repeated, a paging link to a foreign host
     │   └── ForeignHostError a request or redirect off the spec's origin
@@ -63,7 +64,19 @@ class HTTPError(SyncEngineError):
 
 
 class TransportError(HTTPError):
-    """Connect error, timeout or reset, after the retries ran out."""
+    """Connect error, timeout or reset, after the retries ran out. `unsent`: no attempt can
+    have reached the server (every one failed to connect or to write the request)."""
+
+    def __init__(self, message: str, unsent: bool = False, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.unsent = unsent
+
+
+class HostDownError(TransportError):
+    """A request not sent at all: its host's breaker opened in this run (`http/breaker.py`)."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message, unsent=True, **context)
 
 
 class StatusError(HTTPError):

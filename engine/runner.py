@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import history, http, runlock, secrets
-from engine.errors import ConfigError, LedgerError, SyncEngineError
+from engine.errors import ConfigError, HostDownError, LedgerError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
@@ -28,8 +28,9 @@ from engine.flows.orders import OrdersFlow
 from engine.flows.shipments import ShipmentsFlow
 from engine.ledger import DiskLedger
 from engine.specs.lint import load_clean
+from engine.status import HOSTS_DOWN
 from engine.specs.model import Connector
-from engine.specs.settings import Integration
+from engine.specs.settings import Integration, iso
 
 log = logging.getLogger("syncengine.runner")
 
@@ -98,6 +99,7 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.error is not None or any(c.failed or c.quarantined or getattr(c, "unresolved", 0)
+                                             or getattr(c, "down", None) or getattr(c, "waiting", 0)
                                              for c in self.counts.values())
 
 
@@ -199,18 +201,25 @@ async def run_integration(project: Project, integration: Integration, options: O
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
     started = time.time()
+    down: list[str] = []
     try:
         async with open_context(project, integration, options) as ctx:
-            for name in wanted:
-                if ctx.stopped():
-                    break
-                flow = FLOWS[name](ctx)
-                outcome.counts[name] = flow.counts
-                with _exclusive(options, integration.name, name), \
-                        history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts, stopped=ctx.stopped):
-                    await flow.run()
+            try:
+                for name in wanted:
+                    if ctx.stopped():
+                        break
+                    flow = FLOWS[name](ctx)
+                    outcome.counts[name] = flow.counts
+                    with _exclusive(options, integration.name, name), \
+                            history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts,
+                                             stopped=ctx.stopped):
+                        await flow.run()
+            finally:
+                down = note_hosts_down(ctx)
+        if down and not any(getattr(counts, "down", None) for counts in outcome.counts.values()):
+            outcome.error = "; ".join(down)        # no flow's summary says it: the FAILED line does
     except SyncEngineError as exc:
-        outcome.error = str(exc)
+        outcome.error = "; ".join(down) if isinstance(exc, HostDownError) and down else str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
         text = f"internal error: {type(exc).__name__}: {exc}"[:500]
         outcome.error = ctx.redact.mask(text) if ctx is not None else http.everywhere().mask(text)
@@ -230,6 +239,26 @@ def _record_unopened(options: Options, name: str, flows: list[str], error: str, 
                                                      duration=time.time() - started, stopped=False))
     except LedgerError as exc:
         log.warning("%s: the failed run could not be recorded in the history: %s", name, exc)
+
+
+
+
+def note_hosts_down(ctx: FlowContext) -> list[str]:
+    """Why each side's host was down in this run ("destination down: ..."), also kept in the
+    ledger for `status`; a side that answered this run is forgotten there (it is up again, or
+    the integration now points elsewhere)."""
+    down = []
+    for side, client in (("source", ctx.source_client), ("destination", ctx.destination_client)):
+        breaker = client.breaker
+        if breaker.open:
+            down.append(f"{side} down: {breaker.reason}")
+        if ctx.ledger is None or ctx.dry_run:
+            continue
+        if breaker.open:
+            ctx.ledger.kv_set(HOSTS_DOWN, side, {"reason": down[-1], "at": iso(ctx.now())})
+        elif breaker.answered:
+            ctx.ledger.kv_delete(HOSTS_DOWN, side)
+    return down
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,

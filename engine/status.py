@@ -9,6 +9,7 @@ The document (format 1; docs/operations.md, "status --format json", describes ev
      "alerts": ["held", ...], "exit_code": 4,
      "integrations": {"<name>": {
          "alerts": [...], "orders": {"<ledger status>": n, ...}, "watermarks": {"<flow>": "..." | null},
+         "hosts_down": {"<side>": {"reason": "destination down: ...", "at": "..."}},
          "flows": {"<flow>": {"running": false, "last_run": {...} | null,
                               "problems": {"<kind>": {"count": n, "items": [{"key", "reason", ...}]}}}}}}}
 
@@ -31,6 +32,9 @@ from engine.errors import ConfigError
 from engine.ledger import RUNS_KEPT, STATUSES, DiskLedger, Entry
 
 FORMAT = 1
+#: ledger kv namespace: side ("source", "destination") -> {"reason", "at"} while the last run
+#: found that side's host down (written by the runner, cleared when the host answers again)
+HOSTS_DOWN = "hosts_down"
 ALERTS = {"held": 4, "quarantined": 8, "unresolved": 16, "failed": 32}
 FLOWS = ("orders", "shipments", "inventory", "cancellations", "wms_cancellations")
 #: flow -> problem kind -> where it is kept: ("status", ledger status) or ("kv", namespace)
@@ -77,8 +81,9 @@ def integration_status(state_dir: Path, name: str, limit: int) -> dict[str, Any]
         flows["orders"]["problems"]["held"]["waiting"] = _waiting(ledger.iter_status("held"))
         _add(flows["orders"]["problems"]["unresolved"], writes.get("orders", []), limit)
         watermarks = {flow: ledger.watermark(flow) for flow in FLOWS}
+        hosts_down = {side: note for side, note in ledger.kv_items(HOSTS_DOWN) if isinstance(note, dict)}
     return {"alerts": _alerts(flows), "orders": {status: counts.get(status, 0) for status in STATUSES},
-            "watermarks": watermarks, "flows": flows}
+            "watermarks": watermarks, "hosts_down": hosts_down, "flows": flows}
 
 
 def runs(state_dir: str | Path, integration: str, flow: str | None = None, n: int = RUNS_KEPT) -> list[dict[str, Any]]:

@@ -76,7 +76,12 @@ class FlowContext:
 
 @dataclass
 class Counts:
-    """What one flow run did; `summary()` is the one line the CLI prints."""
+    """What one flow run did; `summary()` is the one line the CLI prints.
+
+    `reconciled`: orders a crashed or cut-off run left `sending`, settled through `find_order`
+    (found at the WMS, or certainly not there and sent again). `down` (not a count): why the
+    destination counted as down for the rest of the run, and `waiting` how many orders were
+    left `pending` for the next run, unsent (the destination was down, or refused every try)."""
 
     pulled: int = 0
     new: int = 0
@@ -85,6 +90,9 @@ class Counts:
     quarantined: int = 0
     held: int = 0
     failed: int = 0
+    reconciled: int = 0
+    down = None                      # class defaults, not fields: `as_dict` holds counts only
+    waiting = 0
 
     def add(self, status: str, n: int = 1) -> None:
         setattr(self, status, getattr(self, status) + n)
@@ -98,4 +106,9 @@ class Counts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def summary(self) -> str:
-        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+        line = ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+        if self.down:
+            line += f"; {self.down}"
+        if self.waiting:
+            line += f"; {self.waiting} order(s) left pending for the next run"
+        return line

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from engine.errors import ExtractError, HTTPError, TemplateError
+from engine.errors import ExtractError, HostDownError, HTTPError, TemplateError
 from engine.flows import rules
 from engine.flows.base import FlowContext
 from engine.flows import protocol
@@ -75,7 +75,10 @@ class InventoryFlow:
         self.subtract_open(available)
         changed = [(sku, value) for sku, value in self.levels(available).items() if self._changed(sku, value)]
         for start in range(0, len(changed), CHUNK):
-            await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]))
+            done = await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]),
+                                        return_exceptions=True)
+            for error in (result for result in done if isinstance(result, BaseException)):
+                raise error            # the cart is down (every push of the chunk has ended first)
         return self.counts
 
     async def read(self) -> dict[str, int]:
@@ -140,6 +143,8 @@ class InventoryFlow:
         inventory = {"key": sku, "sku": sku, "warehouse": warehouses, "available": value, "updated_at": None}
         try:
             item = await self.item(inventory)
+        except HostDownError:
+            raise                      # the cart is down for this run: the rest waits for the next
         except (HTTPError, ExtractError, TemplateError) as exc:
             return self._failed(sku, f"lookup_item: {self.ctx.redact(str(exc))}")
         if item is None:

@@ -13,10 +13,15 @@ The protocol that makes a crash at any instant lose nothing and duplicate nothin
    not take it (a 4xx, a body that says so). An ambiguous outcome (timeout, 5xx after retries)
    stays `sending`.
 4. Every run starts by reconciling `sending` keys through `find_order` (found -> delivered,
-   absent -> pending) and then delivering every `pending` key that has its raw record (one a
-   hold window or `retry` released), so nothing claimed is forgotten.
+   absent -> pending), RECONCILE_BATCH at a time, concurrently within the destination's
+   `http.concurrency` and rate limit, and then delivering every `pending` key that has its raw
+   record (one a hold window or `retry` released), so nothing claimed is forgotten.
 5. A `create_order` with an `idempotency_key` renders it the first time the order is sent and
    keeps it in the ledger (`order_idempotency`); every resend carries that very key.
+6. A destination that is down (`http.down_after` failed requests in a row open the client's
+   breaker) gets nothing more in this run: orders not yet sent stay `pending` with their raw
+   record (an order whose every try failed to connect goes back to `pending` too: it never
+   arrived), `sending` keys stay to be reconciled, and the summary says why and how many wait.
 The watermark moves only after a read completed; the overlap re-read is absorbed by the claim.
 """
 
@@ -31,7 +36,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine import records
-from engine.errors import ExtractError, HTTPError, SyncEngineError, TemplateError
+from engine.errors import ExtractError, HostDownError, HTTPError, SyncEngineError, TemplateError
 from engine.flows import rules, workers, writes
 from engine.flows.base import Counts, FlowContext
 from engine.http import Page, Request
@@ -41,6 +46,7 @@ from engine.specs.settings import iso, parse_time
 
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
+RECONCILE_BATCH = 200           # `sending` keys looked up at a time (the client bounds what is in flight)
 AGAIN = {"enrich": "again"}     # entry data of an order to enrich again before it is re-assessed
 IDEMPOTENCY = "order_idempotency"   # ledger namespace: order key -> the idempotency key create_order sent
 
@@ -59,6 +65,13 @@ class OrdersFlow:
 
     async def run(self) -> Counts:
         """Recover what a previous run left, then pull, dedupe and deliver new orders."""
+        try:
+            return await self._run()
+        finally:
+            if self._down() and not self.counts.down:
+                self.counts.down = f"destination down: {self.ctx.destination_client.breaker.reason}"
+
+    async def _run(self) -> Counts:
         if not self.ctx.dry_run:
             await self.recover()
         if self.ctx.stopped():
@@ -77,6 +90,8 @@ class OrdersFlow:
             raise
         for report in await team.join() if team else ():
             self.counts.merge(report["counts"])
+            self.counts.waiting += report.get("waiting", 0)
+            self.counts.down = self.counts.down or report.get("down")
             self._later(report["watermark"])
         if self._watermark and not self.ctx.dry_run and not self._cut:
             self.ctx.ledger.set_watermark("orders", self._watermark)
@@ -149,8 +164,12 @@ class OrdersFlow:
         pages, on its own connections; its counts and watermark go back to the parent."""
         async with self.ctx.reopened(fraction) as ctx:
             flow = type(self)(ctx)
-            await flow._pipeline(ctx.source_client.planned_pages(requests, self.read.extract_records, window))
-            return {"counts": flow.counts.as_dict(), "watermark": flow._watermark}
+            try:
+                await flow._pipeline(ctx.source_client.planned_pages(requests, self.read.extract_records, window))
+            finally:
+                down = ctx.destination_client.breaker.reason
+            return {"counts": flow.counts.as_dict(), "watermark": flow._watermark, "waiting": flow.counts.waiting,
+                    "down": f"destination down: {down}" if down else None}
 
     def _share_limits(self, fraction: float) -> None:
         self.ctx.source_client.share_limits(fraction)
@@ -253,6 +272,8 @@ class OrdersFlow:
                 self._show(order)
             return
         ledger = self.ctx.ledger
+        if self._down():
+            return self._leave(ready)
         with ledger.batch():
             mine = [(key, order) for key, order, raw in ready
                     if ledger.transition(key, "pending", "sending", **({} if raw is None else {"raw": raw}))]
@@ -261,9 +282,26 @@ class OrdersFlow:
             for (key, order), (status, fields) in zip(mine, outcomes):
                 if status == "delivered":
                     fields = self._index(key, order, fields)
+                if status == "pending":                # never reached the WMS: sent by a later run
+                    ledger.transition(key, "sending", "pending", **fields)
+                    self.counts.waiting += 1
+                    continue
                 if status != "sending":
                     ledger.set_status(key, status, **fields)
                 self.counts.add({"delivered": "delivered", "error": "failed", "sending": "failed"}[status])
+
+    def _leave(self, ready: list[tuple[str, dict, Any]]) -> None:
+        """The destination is down: keep these orders `pending`, with their raw record (the
+        next run sends them from the ledger: the watermark moves past them)."""
+        with self.ctx.ledger.batch():
+            for key, _, raw in ready:
+                if raw is not None:
+                    self.ctx.ledger.transition(key, "pending", "pending", raw=raw)
+        self.counts.waiting += len(ready)
+
+    def _down(self) -> bool:
+        """Is the destination down for the rest of this run (its client's breaker open)?"""
+        return self.ctx.destination_client.breaker.open
 
     def _index(self, key: str, order: dict, fields: dict) -> dict:
         """Index a delivered order by number and id, and keep what the later flows need of it.
@@ -291,7 +329,9 @@ class OrdersFlow:
             self.ctx.emit(self.ctx.redact(f"[dry-run] {self.ctx.integration.name}: cannot render create_order: {exc}"))
 
     async def send(self, order: dict, key: str | None = None) -> tuple[str, dict]:
-        """Send one order; ('delivered'|'error'|'sending', fields). Never raises for one order.
+        """Send one order; ('delivered'|'error'|'sending'|'pending', fields). Never raises for
+        one order. 'pending': it certainly never reached the WMS (refused connections, or the
+        WMS is down for this run), so it is sent again as a new order.
 
         A duplicate refusal (`already_exists`) counts as delivered only when `find_order` finds
         a record its `match` says is this very order: the same reference from another cart, or
@@ -301,7 +341,12 @@ class OrdersFlow:
             context = self._idempotency(context, key)
         except TemplateError as exc:
             return "error", {"last_error": self.ctx.redact(f"create_order idempotency_key: {exc.message}")}
-        outcome = await writes.send(self.ctx, "destination", self.create, context)
+        try:
+            outcome = await writes.send(self.ctx, "destination", self.create, context)
+        except HostDownError as exc:
+            return "pending", {"last_error": self.ctx.redact(str(exc))}
+        if outcome.status == "unknown" and outcome.unsent:
+            return "pending", {"last_error": outcome.error}
         if not outcome.ok:
             return ("error" if outcome.status == "error" else "sending"), {"last_error": outcome.error}
         if not outcome.existed:
@@ -350,30 +395,41 @@ class OrdersFlow:
         if unsent:
             log.info("%s: %d order(s) claimed by a run that stopped before sending them are "
                      "claimed again as this run re-reads them", self.ctx.integration.name, unsent)
-        for entry in list(ledger.iter_status("sending")):
-            if self.ctx.stopped():
-                return
-            await self._reconcile(entry)
+        for batch in _chunks(ledger.iter_status("sending"), RECONCILE_BATCH):
+            if self.ctx.stopped() or self._down():
+                break                  # what is left stays `sending`, reconciled by a later run
+            await asyncio.gather(*(self._reconcile(entry) for entry in batch))
+        if self.ctx.stopped():
+            return
         self.release(ledger.iter_status("held"), only_hold_window=True)
         for batch in _chunks(ledger.iter_status("pending"), 200):
             if self.ctx.stopped():
                 return
+            if self._down():                       # not even re-assessed: a later run does that
+                self.counts.waiting += len(batch)
+                continue
             await self.deliver(self._remap(batch))
 
     async def _reconcile(self, entry: Entry) -> None:
+        """Settle one `sending` key: found at the WMS -> delivered, certainly not -> pending
+        (given up after MAX_ATTEMPTS sends); a failed lookup leaves it for a later run."""
         order = self._order_of(entry)
         try:
             found = await self.lookup(order) if order else None
         except (SyncEngineError, KeyError) as exc:
-            log.warning("%s: cannot reconcile %s yet: %s", self.ctx.integration.name, entry.key, self.ctx.redact(str(exc)))
+            if not isinstance(exc, HostDownError):
+                log.warning("%s: cannot reconcile %s yet: %s", self.ctx.integration.name, entry.key,
+                            self.ctx.redact(str(exc)))
             return
         if found:
-            self.ctx.ledger.transition(entry.key, "sending", "delivered",
-                                       **self._index(entry.key, order, {"destination_id": found}))
+            moved = self.ctx.ledger.transition(entry.key, "sending", "delivered",
+                                               **self._index(entry.key, order, {"destination_id": found}))
         elif entry.attempts >= MAX_ATTEMPTS:
-            self.ctx.ledger.transition(entry.key, "sending", "error", last_error=f"gave up after {entry.attempts} attempts")
+            moved = self.ctx.ledger.transition(entry.key, "sending", "error",
+                                               last_error=f"gave up after {entry.attempts} attempts")
         else:
-            self.ctx.ledger.transition(entry.key, "sending", "pending")
+            moved = self.ctx.ledger.transition(entry.key, "sending", "pending")
+        self.counts.reconciled += moved
 
     async def reenrich(self, entries: Iterable[Entry]) -> list[Entry]:
         """The entries, those quarantined before their enrichment was complete enriched again

@@ -7,7 +7,12 @@ A write ends in one of three outcomes, the same three the orders flow uses:
 - `error`: it certainly did not (a template that cannot render, a 4xx, a precondition that
   failed, a 2xx body that says so): safe to send again;
 - `unknown`: it may or may not have (a timeout, a 5xx after every retry): sending again may
-  duplicate it.
+  duplicate it. `unsent` marks one that certainly never reached the other side (every try
+  failed to connect), which a flow may treat as not sent.
+
+A request to a host that is down for this run (`http/breaker.py`) is not sent at all: its
+HostDownError goes up to the flow, which stops writing to that host and leaves the rest for the
+next run (for the journaled flows, exactly as if the run had stopped there).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine import http, records
-from engine.errors import ExtractError, HTTPError, StatusError, TemplateError
+from engine.errors import ExtractError, HostDownError, HTTPError, StatusError, TemplateError, TransportError
 from engine.flows.base import FlowContext
 from engine.ledger import Entry
 from engine.specs.enrich import Unenriched
@@ -54,6 +59,7 @@ class Outcome:
     error: str | None = None
     existed: bool = False        # the answer said "already there" (`already_exists`)
     captures: Mapping[str, Any] | None = None    # a step's `capture` of its answer
+    unsent: bool = False         # `unknown`, but no try can have reached the other side
 
     @property
     def ok(self) -> bool:
@@ -195,8 +201,11 @@ async def send_step(ctx: FlowContext, side: str, operation: str, step: Step,
         return Outcome("error" if definite else "unknown", error=ctx.redact(str(exc)))
     except PreconditionFailed as exc:
         return Outcome("error", error=ctx.redact(str(exc)))
+    except HostDownError:
+        raise
     except HTTPError as exc:
-        return Outcome("unknown", error=ctx.redact(str(exc)))
+        unsent = isinstance(exc, TransportError) and exc.unsent
+        return Outcome("unknown", error=ctx.redact(str(exc)), unsent=unsent)
     return verdict(ctx, operation, step, answer)
 
 

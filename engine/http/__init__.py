@@ -7,6 +7,8 @@ it takes an already-compiled callable (`compile_path`). Only this package import
 from __future__ import annotations
 
 from .auth import AUTH_TYPES, build_auth
+from .breaker import DEFAULT_THRESHOLD as DEFAULT_DOWN_AFTER
+from .breaker import Breaker
 from .canned import canned_client
 from .client import HttpClient, logger
 from .limits import Limits, build_limits
@@ -20,7 +22,7 @@ from .stops import STOP_CONDITIONS, StopCondition
 from .waits import recorded_waits, set_testing
 
 __all__ = [
-    "AUTH_TYPES", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff",
+    "AUTH_TYPES", "DEFAULT_DOWN_AFTER", "NOTHING", "PACING_TYPES", "PAGINATORS", "STOP_CONDITIONS", "Answer", "Backoff", "Breaker",
     "HttpClient", "Limits", "Page", "Paginator", "RateLimit", "Reading", "Redactor", "Request", "RetryPolicy",
     "StopCondition", "backoff", "bucket_dir", "build_auth", "build_limits", "build_pacing", "build_paginator",
     "build_rate_limit", "build_retry", "canned_client", "everywhere", "forget_secrets", "logger",

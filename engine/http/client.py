@@ -34,6 +34,7 @@ from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError
                            SyncEngineError, TransportError)
 
 from .auth import endpoint
+from .breaker import DEFAULT_THRESHOLD, Breaker
 from .limits import Limits
 from .models import NOTHING, Answer, Page, Request
 from .pacer import Pacer, explains
@@ -58,7 +59,9 @@ class HttpClient:
     machine (every process); `pacing` reads the rate-limit feedback of each answer into the
     same shared bucket, which then paces every request and says how long a throttled answer
     waits (`pacing.py`). `concurrency` caps this client's requests in flight and sizes its
-    connection pool.
+    connection pool. `down_after` failed requests in a row (refused, timed out, dropped, 5xx
+    after every retry) open the client's `breaker`: from then on it sends nothing and raises
+    HostDownError (`breaker.py`).
     `secrets` (plus the auth object's own `secrets`) are masked in every message and log line.
     """
 
@@ -68,13 +71,14 @@ class HttpClient:
                  pacing: Pacing | None = None, concurrency: int = 4,
                  transport: httpx.AsyncBaseTransport | None = None,
                  secrets: Iterable[str] = (), log: logging.Logger = logger,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, down_after: int = DEFAULT_THRESHOLD) -> None:
         self.base_url = httpx.URL(base_url)
         if not self.base_url.host:
             raise ValueError(f"base_url must be an absolute URL, got {base_url!r}")
         self.retry = retry or RetryPolicy()
         self.limits = limits or Limits(deadline=timeout * 4)
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
+        self.breaker = Breaker(_origin(self.base_url), down_after)
         self._pacer = Pacer(bucket_for(_origin(self.base_url), rate_limit), pacing,
                             self.retry.max_throttle_wait) if rate_limit or pacing else None
         self._concurrency = concurrency
@@ -111,15 +115,20 @@ class HttpClient:
         `retry.when` calls throttled (GraphQL's THROTTLED: the query was not run). A timeout
         or 500/502/504 may have come after the server acted, so it is raised at once for the
         caller to reconcile (find the record) before anything is sent again.
+
+        Once the host's `breaker` is open, a request is not sent (nor retried, when no earlier
+        try can have reached the server): HostDownError, a TransportError with `unsent`.
         """
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 answer = await self._retrying(request, accept, replay_safe)
                 if not 300 <= answer.status < 400 or answer.status in accept:
+                    self.breaker.record(None)
                     return answer
                 request = self._redirect(request, answer)
             raise HTTPError(f"{self._where(request)}: more than {MAX_REDIRECTS} redirects")
         except SyncEngineError as exc:
+            self.breaker.record(exc)
             raise self._masked(exc) from exc.__cause__
 
     async def pages(self, request: Request, paginator: Paginator, records: Callable[[Any], Any],
@@ -239,18 +248,21 @@ class HttpClient:
         or rate-limit feedback) is waited for without using an attempt, within
         `retry.max_throttle_wait` seconds in total."""
         policy, attempt, budget = self.retry, 1, [float(self.retry.max_throttle_wait)]
+        reached = False                  # may a try have reached the server (and been acted on)?
         while True:
             try:
                 if once is None:
-                    answer, reading = await self._once(request, budget)
+                    answer, reading = await self._once(request, budget, gate=not reached)
                 else:
                     answer, reading = await once(), NOTHING_READ
             except httpx.HTTPError as exc:
                 unsent = isinstance(exc, UNSENT_ERRORS)
+                reached = reached or not unsent
                 if not policy.on_error(exc) or attempt >= policy.attempts or not (replay_safe or unsent):
-                    raise self._transport_error(request, exc, attempt) from exc
+                    raise self._transport_error(request, exc, attempt, unsent=not reached) from exc
                 verdict: bool | float = True
             else:
+                reached = reached or answer.status not in UNACTED_STATUSES
                 verdict = False if answer.status in accept else policy.on_answer(answer)
                 if verdict is False:
                     return self._checked(request, answer, accept, attempt)
@@ -262,8 +274,9 @@ class HttpClient:
             await self._wait(request, verdict, attempt)
             attempt += 1
 
-    async def _once(self, request: Request, budget: list[float]) -> tuple[Answer, Reading]:
-        """One try: host guard, concurrency slot, pacing, send, parse, feedback."""
+    async def _once(self, request: Request, budget: list[float], gate: bool = True) -> tuple[Answer, Reading]:
+        """One try: host guard, concurrency slot, the breaker (when `gate`: no earlier try can
+        have reached the server), pacing, send, parse, feedback."""
         sent = self._client.build_request(
             request.method, request.url, params=request.params, headers=request.headers,
             json=None if request.json is NOTHING else request.json, data=request.form)
@@ -271,9 +284,13 @@ class HttpClient:
         pacer = self._pacer
         if pacer is None:
             async with self._slots:
+                if gate:
+                    self.breaker.check()         # checked in the slot: it may have opened meanwhile
                 return await self._receive(request, sent), NOTHING_READ
         cost = pacer.cost(request)
         async with self._slots:                  # the turn is taken just before sending
+            if gate:
+                self.breaker.check()
             ticket = await pacer.acquire(cost, budget, lambda: self._where(request))
             try:
                 answer = await self._receive(request, sent)
@@ -424,10 +441,11 @@ class HttpClient:
                    f"attempt(s){f' (Retry-After: {hint})' if hint else ''}: {excerpt!r}")
         return StatusError(self._mask(message), status=answer.status, body=excerpt)
 
-    def _transport_error(self, request: Request, exc: Exception, attempts: int) -> TransportError:
+    def _transport_error(self, request: Request, exc: Exception, attempts: int, *,
+                         unsent: bool = False) -> TransportError:
         detail = str(exc) or type(exc).__name__
         return TransportError(self._mask(f"{self._where(request)} failed after {attempts} "
-                                         f"attempt(s): {type(exc).__name__}: {detail}"))
+                                         f"attempt(s): {type(exc).__name__}: {detail}"), unsent=unsent)
 
     def _where(self, request: Request) -> str:
         """`METHOD url` with the URL absolute and sanitized."""

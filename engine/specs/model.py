@@ -366,6 +366,7 @@ class Connector:
             rate_limit=http.build_rate_limit(spec.get("rate_limit")),
             pacing=http.build_pacing(spec.get("pacing"), extract.compile_path),
             concurrency=int(spec.get("concurrency", 4)),
+            down_after=int(spec.get("down_after", http.DEFAULT_DOWN_AFTER)),
             transport=transport,
             secrets=secrets,
         )
