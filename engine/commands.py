@@ -13,12 +13,14 @@ import signal
 import time
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
-from engine import runlock, runner, schedule
+from engine import http, runner, schedule
 from engine.errors import ConfigError, SpecError
 from engine.flows import protocol
 from engine.flows.orders import OrdersFlow
-from engine.ledger import STATUSES, DiskLedger
+from engine.ledger import STATUSES, Ledger, Store, open_store
+from engine.ledger.stores import is_url
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
@@ -41,7 +43,7 @@ def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the enabled flows of every (or one) integration once."""
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
+    options = runner.Options(state_location(args), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)
     if args.every is not None:
@@ -144,9 +146,9 @@ def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) ->
 
 def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Counts by status, latest errors, and the skipped, quarantined and held orders with reasons."""
-    names = ledger_names(Path(args.state_dir), args.integration)
-    for name in names:
-        with DiskLedger(args.state_dir, name) as ledger:
+    store = open_store(state_location(args))
+    for name in ledger_names(store, args.integration):
+        with store.open(name) as ledger:
             counts = ledger.counts()
             shown = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts.get(status))
             stdout.write(f"{name}: {shown or 'no orders yet'}; watermark {ledger.watermark('orders') or '-'}\n")
@@ -167,7 +169,7 @@ NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventor
          "wms_cancellations_parked": "cart cancel parked"}
 
 
-def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
+def _status_notes(ledger: Ledger, limit: int, stdout: TextIO) -> None:
     """Writes whose outcome is unknown, SKUs the cart does not know, failed pushes, shipments
     and cancellations waiting."""
     for n, (key, state) in enumerate(protocol.unresolved(ledger)):
@@ -184,14 +186,23 @@ def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
             stdout.write(f"  {title:<17} {key:<24} {why}\n")
 
 
-def ledger_names(state_dir: Path, only: str | None) -> list[str]:
-    """The integrations that have a ledger under `state_dir`."""
-    if not state_dir.is_dir():
-        raise ConfigError(f"no state directory {state_dir}: nothing has run yet")
-    names = sorted(path.name for path in state_dir.iterdir() if (path / "cache.db").exists())
+def state_location(args: argparse.Namespace) -> str:
+    """What `--state` names (a directory or a postgresql:// URL); a password in the URL is
+    masked in everything this command prints from here on."""
+    location = str(args.state_dir)
+    if is_url(location):
+        password = urlsplit(location).password
+        if password:
+            http.remember_secrets([password])
+    return location
+
+
+def ledger_names(store: Store, only: str | None) -> list[str]:
+    """The integrations that have a ledger in `store`."""
+    names = store.names()
     if only is not None:
         if only not in names:
-            raise ConfigError(f"no ledger for integration {only!r} in {state_dir}")
+            raise ConfigError(f"no ledger for integration {only!r} in {store.location}")
         return [only]
     return names
 
@@ -199,9 +210,9 @@ def ledger_names(state_dir: Path, only: str | None) -> list[str]:
 
 def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
-    ledger_names(Path(args.state_dir), args.integration)     # refuses a state dir where nothing ran
+    options = runner.Options(state_location(args), ["orders"])
+    ledger_names(options.store, args.integration)     # refuses a state where nothing ran
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), ["orders"])
     failed = False
     for integration in project.select(args.integration):
         released, counts = asyncio.run(_retry(project, integration, options))
@@ -212,7 +223,7 @@ def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
 async def _retry(project: runner.Project, integration, options: runner.Options):
     async with runner.open_context(project, integration, options) as ctx:
-        with runlock.hold(options.state_dir, integration.name, "orders"):
+        with options.store.lock(integration.name, "orders"):
             flow = OrdersFlow(ctx)
             released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
             await flow.recover()
@@ -222,8 +233,9 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
 
 def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
-    [name] = ledger_names(Path(args.state_dir), args.integration)
-    with runlock.hold(Path(args.state_dir), name, "orders"), DiskLedger(args.state_dir, name) as ledger:
+    store = open_store(state_location(args))
+    [name] = ledger_names(store, args.integration)
+    with store.lock(name, "orders"), store.open(name) as ledger:
         released = ledger.reset_since(args.since)   # under the lock: a running pull would move it on again
     stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
                  f"delivered orders still block duplicates\n")
