@@ -122,3 +122,21 @@ def test_the_state_may_come_from_the_environment(pg_url: str, monkeypatch) -> No
     monkeypatch.setenv("SYNCENGINE_STATE", pg_url)
     code, out, _ = run("status")
     assert code == 0 and out.startswith("acme: no orders yet")
+
+
+def test_a_dry_run_writes_nothing_to_the_database_and_a_run_does(pg_url: str, tmp_path: Path, monkeypatch) -> None:
+    """`run --dry-run --state URL` creates no ledger (not even the tables); a real run then
+    delivers through the shared ledger, and a second run delivers nothing again."""
+    from sync_rig import NAME, rig
+
+    with rig(tmp_path, monkeypatch, state_url=pg_url) as r:
+        r.write()
+        assert r.cli("run", "--flow", "orders", "--dry-run").code == 0
+        with pytest.raises(Exception, match="nothing has run yet"):
+            open_store(pg_url).names()
+        first = r.cli("run", "--flow", "orders")
+        assert first.code == 0 and "delivered 6," in first.out, first.out
+        assert r.cli("run", "--flow", "orders").out.count("delivered 0,") == 1
+        assert open_store(pg_url).names() == [NAME]
+        with r.ledger() as ledger:
+            assert ledger.counts() == {"delivered": 6} and ledger.watermark("orders")
