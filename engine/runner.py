@@ -8,6 +8,8 @@ SpecError with the findings).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import contextlib
 import functools
 import gc
@@ -61,7 +63,7 @@ def load_project(paths: Iterable[str | Path]) -> Project:
     connectors, integrations = {}, {}
     for document in documents:
         if document.kind == "connector":
-            connectors[document.name] = Connector.from_data(document.data)
+            connectors[document.name] = _compiled(document.data)
         elif document.kind == "integration":
             integrations[document.name] = Integration.from_data(document.data, document.path)
     for integration in integrations.values():
@@ -69,6 +71,21 @@ def load_project(paths: Iterable[str | Path]) -> Project:
             if endpoint.connector not in connectors:
                 raise ConfigError(f"integration {integration.name}: connector {endpoint.connector!r} not found")
     return Project(connectors, integrations)
+
+
+#: Connectors compiled by this process, by a digest of their spec's data (compiling every
+#: template is most of a load; `run --every`, `serve` and in-process callers load the same specs
+#: over and over). A compiled connector is never changed: `configured` makes a new one.
+_COMPILED: dict[str, Connector] = {}
+
+
+def _compiled(data: Any) -> Connector:
+    key = hashlib.blake2b(json.dumps(data, sort_keys=True, default=repr).encode(), digest_size=20).hexdigest()
+    if key not in _COMPILED:
+        _COMPILED[key] = Connector.from_data(data)
+        while len(_COMPILED) > 256:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    return _COMPILED[key]
 
 
 @dataclass
