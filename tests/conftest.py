@@ -41,6 +41,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     why = os.environ.get(pg_support.SKIPPED)
     if why:
         terminalreporter.write_line(f"PostgreSQL ledger tests skipped: {why}", yellow=True)
+    elif _pg_instance:
+        terminalreporter.write_line(f"PostgreSQL ledger tests ran on a throwaway server ({_pg_instance[0].url})")
 
 
 @pytest.fixture(scope="session")
