@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import http, secrets
-from engine.errors import ConfigError, SyncEngineError
+from engine import history, http, secrets
+from engine.errors import ConfigError, LedgerError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
@@ -205,6 +205,7 @@ async def run_integration(project: Project, integration: Integration, options: O
     outcome = outcome or Outcome(integration.name)
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
+    started = time.time()
     try:
         async with open_context(project, integration, options) as ctx:
             for name in wanted:
@@ -212,14 +213,30 @@ async def run_integration(project: Project, integration: Integration, options: O
                     break
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
-                with _exclusive(options, integration.name, name):
+                with _exclusive(options, integration.name, name), \
+                        history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts, stopped=ctx.stopped):
                     await flow.run()
     except SyncEngineError as exc:
         outcome.error = str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
         text = f"internal error: {type(exc).__name__}: {exc}"[:500]
-        outcome.error = ctx.redact.mask(text) if ctx is not None else text
+        outcome.error = ctx.redact.mask(text) if ctx is not None else http.everywhere().mask(text)
+    if ctx is None and outcome.error is not None and not options.dry_run:
+        _record_unopened(options, integration.name, wanted, outcome.error, started)
     return outcome
+
+
+def _record_unopened(options: Options, name: str, flows: list[str], error: str, started: float) -> None:
+    """An integration that failed before any of its flows could start (a secret that does not
+    resolve, a connector that does not configure, a ledger that does not open): a `failed`
+    record for each flow it was to run, so that `status` and monitoring see it."""
+    try:
+        with options.store.open(name, mask=http.everywhere().mask) as ledger:
+            for flow in flows:
+                ledger.record_run(history.run_record(ledger, flow, None, started=started, error=error,
+                                                     duration=time.time() - started, stopped=False))
+    except LedgerError as exc:
+        log.warning("%s: the failed run could not be recorded in the history: %s", name, exc)
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import LedgerError
-from engine.ledger import STATUSES, DiskLedger, Ledger, open_store
+from engine.ledger import RUNS_KEPT, STATUSES, DiskLedger, Ledger, open_store
 from engine.ledger.stores import is_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -560,3 +560,19 @@ def test_release_unsent_deletes_only_pending_entries_without_a_raw_record(ledger
     assert ledger.get("unsent") is None and ledger.claim("unsent")
     assert ledger.counts() == {"pending": 2, "skipped": 1, "sending": 1, "delivered": 1}
     assert ledger.release_unsent() == 1 and ledger.release_unsent() == 0
+
+
+def test_the_history_keeps_the_newest_runs_of_each_flow_and_masks_secrets(ledger_state: str) -> None:
+    """The ledger keeps the newest RUNS_KEPT runs per flow (newest first), others untouched, and
+    stores a run with every secret masked (both ledgers)."""
+    mask = lambda text: text.replace("s3cret-token", "***")  # noqa: E731
+    with open_store(ledger_state).open("shop", mask=mask) as ledger:
+        for n in range(RUNS_KEPT + 5):
+            ledger.record_run({"flow": "orders", "n": n})
+        ledger.record_run({"flow": "inventory", "n": 0, "error": "401 for token s3cret-token"})
+        assert [run["n"] for run in ledger.runs("orders", n=1000)] == list(range(RUNS_KEPT + 4, 4, -1))
+        assert ledger.last_runs() == {"inventory": {"flow": "inventory", "n": 0, "error": "401 for token ***"},
+                                      "orders": {"flow": "orders", "n": RUNS_KEPT + 4}}
+        assert [run["flow"] for run in ledger.runs(n=2)] == ["inventory", "orders"]
+    if not is_url(ledger_state):
+        assert b"s3cret-token" not in (Path(ledger_state) / "shop" / "cache.db").read_bytes()

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigError, LedgerError
-from engine.ledger.base import (KEEPS_RAW, RELEASABLE, Entry, _before, _check_status, _clean, _dumps,
+from engine.ledger.base import (KEEPS_RAW, RELEASABLE, RUNS_KEPT, Entry, _before, _check_status, _clean, _dumps,
                                 _instant, _loads, _make, _merge, _new_row, _now, _text)
 
 try:
@@ -58,6 +58,10 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         " value text NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY,"
         " PRIMARY KEY (integration, namespace, key))",
         "CREATE INDEX syncengine_kv_seq ON syncengine_kv (integration, namespace, seq)",
+    )),
+    (2, "run history", (
+        "CREATE TABLE syncengine_runs (integration text NOT NULL, flow text NOT NULL,"
+        " seq bigint GENERATED ALWAYS AS IDENTITY, doc text NOT NULL, PRIMARY KEY (integration, flow, seq))",
     )),
 )
 _migrated: set[tuple[str, str]] = set()        # (url, schema) this process brought up to date
@@ -392,6 +396,36 @@ class PostgresLedger:
         with self._guard("release"):
             return self._conn.execute("DELETE FROM syncengine_entries WHERE integration = %s AND status = 'pending'"
                                       " AND raw IS NULL", (self.integration,)).rowcount
+
+    # -- run history ----------------------------------------------------------------------------
+
+    def record_run(self, run: Mapping[str, Any]) -> None:
+        """Append one flow run (a JSON dict with ``flow``) and drop that flow's runs beyond the
+        newest ``RUNS_KEPT``, in one transaction."""
+        flow = _text(run.get("flow"))
+        text = _clean(self._mask, _dumps(dict(run), flow), run, flow)
+        with self.batch(), self._guard("record_run", flow):
+            self._conn.execute("INSERT INTO syncengine_runs (integration, flow, doc) VALUES (%s, %s, %s)",
+                               (self.integration, flow, text))
+            self._conn.execute("DELETE FROM syncengine_runs WHERE integration = %s AND flow = %s AND seq <= ("
+                               "SELECT seq FROM syncengine_runs WHERE integration = %s AND flow = %s"
+                               " ORDER BY seq DESC LIMIT 1 OFFSET %s)",
+                               (self.integration, flow, self.integration, flow, RUNS_KEPT))
+
+    def runs(self, flow: str | None = None, n: int = RUNS_KEPT) -> list[dict[str, Any]]:
+        """The newest ``n`` runs of ``flow`` (None: of every flow), newest first."""
+        where, args = (" AND flow = %s", (self.integration, flow, n)) if flow is not None else ("", (self.integration, n))
+        with self._guard("runs"):
+            rows = self._conn.execute(f"SELECT flow, doc FROM syncengine_runs WHERE integration = %s{where}"
+                                      " ORDER BY seq DESC LIMIT %s", args).fetchall()
+        return [_loads(doc, name) for name, doc in rows]
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each flow that ever ran -> its newest run."""
+        sql = ("SELECT DISTINCT ON (flow) flow, doc FROM syncengine_runs WHERE integration = %s"
+               " ORDER BY flow, seq DESC")
+        with self._guard("runs"):
+            return {name: _loads(doc, name) for name, doc in self._conn.execute(sql, (self.integration,)).fetchall()}
 
     # -- lifecycle ----------------------------------------------------------------------------
 

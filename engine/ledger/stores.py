@@ -33,6 +33,7 @@ class Store(Protocol):
     def exists(self, integration: str) -> bool: ...
     def names(self) -> list[str]: ...
     def lock(self, integration: str, flow: str) -> contextlib.AbstractContextManager[None]: ...
+    def busy(self, integration: str, flow: str) -> bool: ...
 
 
 def is_url(location: str | Path) -> bool:
@@ -71,6 +72,9 @@ class DiskStore:
     def lock(self, integration: str, flow: str) -> contextlib.AbstractContextManager[None]:
         return runlock.hold(self.directory, integration, flow)
 
+    def busy(self, integration: str, flow: str) -> bool:
+        return runlock.busy(self.directory, integration, flow)
+
 
 class PostgresStore:
     """Ledgers in one PostgreSQL database (the connection's current schema)."""
@@ -107,15 +111,24 @@ class PostgresStore:
         LedgerError naming the holder: a session advisory lock on a connection of its own."""
         with contextlib.closing(self._pg.connect(self.url)) as conn:
             with self._guard("lock"):
-                key = conn.execute("SELECT hashtext(%s)", (f"syncengine run {integration} {flow}",)).fetchone()[0]
-                scope = conn.execute("SELECT hashtext(current_database() || '/' || coalesce(current_schema(), ''))"
-                                     ).fetchone()[0]
+                scope, key = self._lock_key(conn, integration, flow)
                 taken = self._take(conn, scope, key)
                 holder = None if taken else self._holder(conn, scope, key)
             if not taken:
                 raise LedgerError(f"another {flow} run for {integration} is in progress ({holder or 'unknown'}); "
                                   f"it holds the run lock in {self.location}")
             yield                   # closing the connection releases the lock
+
+    def busy(self, integration: str, flow: str) -> bool:
+        """Whether a run of (integration, flow) holds its lock right now, on any machine."""
+        with contextlib.closing(self._pg.connect(self.url)) as conn, self._guard("lock"):
+            return self._holder(conn, *self._lock_key(conn, integration, flow)) is not None
+
+    @staticmethod
+    def _lock_key(conn, integration: str, flow: str) -> tuple[int, int]:
+        """The advisory lock's two keys: this database and schema, this (integration, flow)."""
+        return conn.execute("SELECT hashtext(current_database() || '/' || coalesce(current_schema(), '')),"
+                            " hashtext(%s)", (f"syncengine run {integration} {flow}",)).fetchone()
 
     def _take(self, conn, scope: int, key: int) -> bool:
         """Take the lock, waiting up to `LOCK_PATIENCE`: the server needs a moment to notice that
@@ -129,7 +142,7 @@ class PostgresStore:
         return True
 
     def _holder(self, conn, scope: int, key: int) -> str | None:
-        row = conn.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        row = conn.execute("SELECT coalesce(a.application_name, '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                            " WHERE l.locktype = 'advisory' AND l.classid::int = %s AND l.objid::int = %s"
                            " AND l.granted LIMIT 1", (scope, key)).fetchone()
         return row[0] if row else None
