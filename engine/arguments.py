@@ -4,6 +4,7 @@ heavy, so `syncengine lint` starts without loading the HTTP stack, flows or ledg
 from __future__ import annotations
 
 import argparse
+import os
 
 from engine.specs.settings import FLOWS
 
@@ -17,7 +18,9 @@ def project_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def state_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", default="state", metavar="DIR", help="where the ledger lives (default: state)")
+    parser.add_argument("--state", "--state-dir", dest="state_dir", default=os.environ.get("SYNCENGINE_STATE") or "state",
+                        metavar="DIR|URL", help="where the ledger lives: a directory, or a postgresql:// URL shared by "
+                                                "every machine (default: $SYNCENGINE_STATE, else the directory state)")
 
 
 def run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,5 +83,5 @@ def reset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="keep the ledger here (default: a fresh temporary one)")
+    parser.add_argument("--state", "--state-dir", dest="state_dir", metavar="DIR|URL",
+                        help="keep the ledger here, a directory or a postgresql:// URL (default: a fresh temporary directory)")

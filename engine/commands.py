@@ -16,11 +16,13 @@ import signal
 import time
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
-from engine import history, runlock, runner, schedule, status
+from engine import history, http, runner, schedule, status
 from engine.errors import ConfigError, SpecError
 from engine.flows.orders import OrdersFlow
-from engine.ledger import DiskLedger
+from engine.ledger import Store, open_store
+from engine.ledger.stores import is_url
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
@@ -43,7 +45,7 @@ def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the enabled flows of every (or one) integration once."""
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
+    options = runner.Options(state_location(args), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)
     if args.every is not None:
@@ -148,7 +150,7 @@ def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     """Per integration: counts by status, the last run of each flow, and the failed, quarantined,
     held, skipped and unresolved items with reasons (text, or `--format json`: the document of
     `engine.status`). The exit code sums the alerts' bits: 0 all clear (docs/operations.md)."""
-    document = status.status_document(Path(args.state_dir), args.integration, limit=args.limit)
+    document = status.status_document(state_location(args), args.integration, limit=args.limit)
     if args.format == "json":
         json.dump(document, stdout, indent=2, ensure_ascii=False)
         stdout.write("\n")
@@ -203,17 +205,28 @@ def _status_text(name: str, integration: dict, limit: int, stdout: TextIO) -> No
                      "did not send waits for the next run\n")
 
 
-def ledger_names(state_dir: Path, only: str | None) -> list[str]:
-    """The integrations that have a ledger under `state_dir`."""
-    return status.ledger_names(state_dir, only)
+def state_location(args: argparse.Namespace) -> str:
+    """What `--state` names (a directory or a postgresql:// URL); a password in the URL is
+    masked in everything this command prints from here on."""
+    location = str(args.state_dir)
+    if is_url(location):
+        password = urlsplit(location).password
+        if password:
+            http.remember_secrets([password])
+    return location
+
+
+def ledger_names(store: Store, only: str | None) -> list[str]:
+    """The integrations that have a ledger in `store`."""
+    return status.ledger_names(store, only)
 
 
 
 def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
-    ledger_names(Path(args.state_dir), args.integration)     # refuses a state dir where nothing ran
+    options = runner.Options(state_location(args), ["orders"])
+    ledger_names(options.store, args.integration)     # refuses a state where nothing ran
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), ["orders"])
     failed = False
     for integration in project.select(args.integration):
         released, counts = asyncio.run(_retry(project, integration, options))
@@ -224,7 +237,7 @@ def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
 async def _retry(project: runner.Project, integration, options: runner.Options):
     async with runner.open_context(project, integration, options) as ctx:
-        with runlock.hold(options.state_dir, integration.name, "orders"):
+        with options.store.lock(integration.name, "orders"):
             flow = OrdersFlow(ctx)
             with history.recorded(ctx.ledger, "orders", flow.counts, stopped=ctx.stopped, command="retry"):
                 released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
@@ -235,8 +248,9 @@ async def _retry(project: runner.Project, integration, options: runner.Options):
 
 def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
-    [name] = ledger_names(Path(args.state_dir), args.integration)
-    with runlock.hold(Path(args.state_dir), name, "orders"), DiskLedger(args.state_dir, name) as ledger:
+    store = open_store(state_location(args))
+    [name] = ledger_names(store, args.integration)
+    with store.lock(name, "orders"), store.open(name) as ledger:
         released = ledger.reset_since(args.since)   # under the lock: a running pull would move it on again
     stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
                  f"delivered orders still block duplicates\n")

@@ -6,7 +6,8 @@ send it again. Each flow run therefore holds an OS file lock, `<state>/<integrat
 taken without waiting: a second run of the same flow stops with a clear message instead. The
 kernel releases the lock when its process ends, however it ends (SIGKILL included), so a crash
 never leaves a stale lock behind. The lock covers processes that share the state directory's
-file system; a shared ledger store (Redis, PostgreSQL) brings its own lock.
+file system; the PostgreSQL ledger holds a cluster-wide advisory lock instead
+(`engine.ledger.stores.PostgresStore.lock`).
 """
 
 from __future__ import annotations

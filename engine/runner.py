@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -19,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import history, http, runlock, secrets
+from engine import history, http, secrets
 from engine.errors import ConfigError, HostDownError, LedgerError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
 from engine.flows.shipments import ShipmentsFlow
-from engine.ledger import DiskLedger
+from engine.ledger import Ledger, Store, open_store
 from engine.specs.lint import load_clean
 from engine.status import HOSTS_DOWN
 from engine.specs.model import Connector
@@ -105,13 +106,18 @@ class Outcome:
 
 @dataclass
 class Options:
-    state_dir: Path
+    state_dir: str | Path                      # a state directory or a postgresql:// URL (`--state`)
     flows: Sequence[str] | None = None        # None: every enabled flow
     dry_run: bool = False
     emit: Callable[[str], None] = print
     transport: Any = None                      # tests may hand an httpx transport
     workers: int = 1                           # processes a large paged read may be split over
     stop: asyncio.Event | None = None          # set by Ctrl-C / SIGTERM: read no further, finish what is in flight
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """Where the ledgers and run locks live (`engine.ledger.stores`)."""
+        return open_store(self.state_dir)
 
 
 @contextlib.asynccontextmanager
@@ -183,15 +189,16 @@ async def _startup_frozen() -> AsyncIterator[None]:
             gc.unfreeze()
 
 
-def _open_ledger(options: Options, name: str, mask: Callable[[str], str] | None = None) -> DiskLedger | None:
-    if options.dry_run and not (options.state_dir / name).exists():
+def _open_ledger(options: Options, name: str, mask: Callable[[str], str] | None = None) -> Ledger | None:
+    if options.dry_run and not options.store.exists(name):
         return None        # a dry run writes nothing anywhere, not even an empty ledger
-    return DiskLedger(options.state_dir, name, mask=mask)
+    return options.store.open(name, mask=mask)
 
 
 def _exclusive(options: Options, integration: str, flow: str) -> contextlib.AbstractContextManager:
-    """The run lock of (integration, flow); a dry run writes nothing, not even a lock file."""
-    return contextlib.nullcontext() if options.dry_run else runlock.hold(options.state_dir, integration, flow)
+    """The run lock of (integration, flow) in the store (a file lock on disk, an advisory lock in
+    PostgreSQL); a dry run writes nothing, not even a lock file."""
+    return contextlib.nullcontext() if options.dry_run else options.store.lock(integration, flow)
 
 
 async def run_integration(project: Project, integration: Integration, options: Options,
@@ -233,7 +240,7 @@ def _record_unopened(options: Options, name: str, flows: list[str], error: str, 
     resolve, a connector that does not configure, a ledger that does not open): a `failed`
     record for each flow it was to run, so that `status` and monitoring see it."""
     try:
-        with DiskLedger(options.state_dir, name, mask=http.everywhere().mask) as ledger:
+        with options.store.open(name, mask=http.everywhere().mask) as ledger:
             for flow in flows:
                 ledger.record_run(history.run_record(ledger, flow, None, started=started, error=error,
                                                      duration=time.time() - started, stopped=False))

@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engine import history, runlock
+from engine import history
 from engine.errors import ConfigError
-from engine.ledger import RUNS_KEPT, STATUSES, DiskLedger, Entry
+from engine.ledger import RUNS_KEPT, STATUSES, Entry, Ledger, Store, open_store
 
 FORMAT = 1
 #: ledger kv namespace: side ("source", "destination") -> {"reason", "at"} while the last run
@@ -54,10 +54,10 @@ PROBLEMS: dict[str, dict[str, tuple[str, str]]] = {
 def status_document(state_dir: str | Path, integration: str | None = None, *, limit: int = 10) -> dict[str, Any]:
     """The status of every integration with a ledger under `state_dir` (or of `integration`),
     listing at most `limit` items per problem kind (the counts are whole)."""
-    state_dir = Path(state_dir)
-    integrations = {name: integration_status(state_dir, name, limit) for name in ledger_names(state_dir, integration)}
+    store = open_store(state_dir)
+    integrations = {name: integration_status(store, name, limit) for name in ledger_names(store, integration)}
     alerts = [name for name in ALERTS if any(name in i["alerts"] for i in integrations.values())]
-    return {"format": FORMAT, "generated": history.iso(time.time()), "state_dir": str(state_dir),
+    return {"format": FORMAT, "generated": history.iso(time.time()), "state_dir": store.location,
             "runs_kept": RUNS_KEPT, "alerts": alerts, "exit_code": exit_code(alerts), "integrations": integrations}
 
 
@@ -66,15 +66,15 @@ def exit_code(alerts: Iterable[str]) -> int:
     return sum(ALERTS[name] for name in set(alerts))
 
 
-def integration_status(state_dir: Path, name: str, limit: int) -> dict[str, Any]:
+def integration_status(store: Store, name: str, limit: int) -> dict[str, Any]:
     """One integration's part of the document."""
-    with DiskLedger(state_dir, name) as ledger:
+    with store.open(name) as ledger:
         counts = ledger.counts()
         last = ledger.last_runs()
         writes: dict[str, list[dict[str, str]]] = {}
         for item in history.unresolved_writes(ledger):
             writes.setdefault(item["flow"], []).append(item)
-        flows = {flow: {"running": runlock.busy(state_dir, name, flow), "last_run": last.get(flow),
+        flows = {flow: {"running": store.busy(name, flow), "last_run": last.get(flow),
                         "problems": {kind: _problem(ledger, counts, where, writes.get(flow, []), limit)
                                      for kind, where in PROBLEMS[flow].items()}}
                  for flow in FLOWS}
@@ -88,24 +88,23 @@ def integration_status(state_dir: Path, name: str, limit: int) -> dict[str, Any]
 
 def runs(state_dir: str | Path, integration: str, flow: str | None = None, n: int = RUNS_KEPT) -> list[dict[str, Any]]:
     """The newest `n` run records of `integration` (of one `flow`, or of all), newest first."""
-    [name] = ledger_names(Path(state_dir), integration)
-    with DiskLedger(state_dir, name) as ledger:
+    store = open_store(state_dir)
+    [name] = ledger_names(store, integration)
+    with store.open(name) as ledger:
         return ledger.runs(flow, n)
 
 
-def ledger_names(state_dir: Path, only: str | None) -> list[str]:
-    """The integrations that have a ledger under `state_dir`."""
-    if not state_dir.is_dir():
-        raise ConfigError(f"no state directory {state_dir}: nothing has run yet")
-    names = sorted(path.name for path in state_dir.iterdir() if (path / "cache.db").exists())
+def ledger_names(store: Store, only: str | None) -> list[str]:
+    """The integrations that have a ledger in `store` (a state directory or PostgreSQL)."""
+    names = store.names()
     if only is not None:
         if only not in names:
-            raise ConfigError(f"no ledger for integration {only!r} in {state_dir}")
+            raise ConfigError(f"no ledger for integration {only!r} in {store.location}")
         return [only]
     return names
 
 
-def _problem(ledger: DiskLedger, counts: dict[str, int], where: tuple[str, str],
+def _problem(ledger: Ledger, counts: dict[str, int], where: tuple[str, str],
              writes: list[dict[str, str]], limit: int) -> dict[str, Any]:
     source, name = where
     if source == "status":

@@ -15,12 +15,11 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 from engine import ROOT, runner
 from engine.commands import report
-from engine.ledger import DiskLedger
+from engine.ledger import open_store
 from samples.servers import start
 
 CONNECTORS = ROOT / "connectors"
@@ -58,7 +57,7 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     with contextlib.ExitStack() as stack:
         servers = {kind: stack.enter_context(start(kind, **options)) for kind, (options, _) in SERVERS.items()}
         stack.enter_context(_environment(servers))
-        state = Path(args.state_dir) if args.state_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        state = args.state_dir or stack.enter_context(tempfile.TemporaryDirectory())
         for kind, server in servers.items():
             stdout.write(f"started sample {kind} server at {server.url}\n")
         project = _with_sample_servers(runner.load_project([CONNECTORS, INTEGRATIONS]))
@@ -85,7 +84,7 @@ def _with_sample_servers(project: runner.Project) -> runner.Project:
     return runner.Project(project.connectors, kept)
 
 
-def _run(project: runner.Project, state: Path, flows: list[str], stdout: TextIO,
+def _run(project: runner.Project, state: str, flows: list[str], stdout: TextIO,
          only: str | None = None, exclude: str | None = None) -> list[runner.Outcome]:
     options = runner.Options(state, flows, emit=lambda line: print(line, file=stdout))
     chosen = [i for i in project.integrations.values() if i.name != exclude and only in (None, i.name)]
@@ -143,7 +142,7 @@ def _shipstation_acts(server: Any, stdout: TextIO) -> list[str]:
     return [orders[7]["advancedOptions"]["customField3"]]
 
 
-def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], canceled: list[str], stdout: TextIO) -> None:
+def _show_back(servers: dict[str, Any], state: str, shipped: list[int], canceled: list[str], stdout: TextIO) -> None:
     """What came back to the carts: tracking, stock levels, and what became of the cancellations."""
     woo, shop = servers["woocommerce"].state, servers["shopify"].state
     stdout.write("\ntracking now in the carts:\n")
@@ -167,7 +166,7 @@ def _show_back(servers: dict[str, Any], state: Path, shipped: list[int], cancele
     bc_levels = ", ".join(f"{sku} {item['locations'][1]}" for sku, item in list(bc.inventory.items())[:4])
     stdout.write(f"stock levels in BigCommerce (location 1): {bc_levels}, …\n")
     for outcome_name in ("acme-woo-to-extensiv", "globex-shopify-to-extensiv", "hooli-bigcommerce-to-extensiv"):
-        with DiskLedger(state, outcome_name) as ledger:
+        with open_store(state).open(outcome_name) as ledger:
             for key in canceled:
                 entry = ledger.get(key)
                 if entry is not None:
@@ -208,9 +207,9 @@ def _show_wms(server: Any, stdout: TextIO) -> None:
         stdout.write(f"  … and {len(orders) - 5} more\n")
 
 
-def _show_shipstation_back(state: Path, keys: list[str], stdout: TextIO) -> None:
+def _show_shipstation_back(state: str, keys: list[str], stdout: TextIO) -> None:
     """What became of the cancellations between the WooCommerce shop and ShipStation."""
-    with DiskLedger(state, SHIPSTATION_DEMO) as ledger:
+    with open_store(state).open(SHIPSTATION_DEMO) as ledger:
         for key in keys:
             entry = ledger.get(key)
             if entry is None:
@@ -231,9 +230,9 @@ def _show_shipstation(server: Any, stdout: TextIO) -> None:
     stdout.write("\n")
 
 
-def _show_held(state: Path, outcomes: list[runner.Outcome], stdout: TextIO) -> None:
+def _show_held(state: str, outcomes: list[runner.Outcome], stdout: TextIO) -> None:
     for outcome in outcomes:
-        with DiskLedger(state, outcome.integration) as ledger:
+        with open_store(state).open(outcome.integration) as ledger:
             reasons: dict[str, int] = {}
             for status in ("held", "skipped", "quarantined"):
                 for entry in ledger.iter_status(status):

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+import pg_support
 import pytest
 from http_server import LoopbackServer
 
@@ -15,6 +16,58 @@ from engine.http import reset_buckets, set_testing
 # Every process of a test run (CLI subprocesses, forked workers) shares per-host rate-limit
 # buckets under one fresh directory, never the machine's real one.
 os.environ["SYNCENGINE_BUCKET_DIR"] = tempfile.mkdtemp(prefix="syncengine-test-buckets-")
+
+
+_pg_instance: list = []             # a throwaway PostgreSQL this run started, to stop at its end
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Find (or start) the PostgreSQL server once, in the controlling process; the test
+    processes it starts inherit the answer through the environment (`pg_support`)."""
+    if hasattr(config, "workerinput") or pg_support.SERVER in os.environ or pg_support.SKIPPED in os.environ:
+        return
+    url, why, instance = pg_support.find_server()
+    if instance is not None:
+        _pg_instance.append(instance)
+    os.environ[pg_support.SERVER if url else pg_support.SKIPPED] = url or why
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _pg_instance:
+        _pg_instance.pop().stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    why = os.environ.get(pg_support.SKIPPED)
+    if why:
+        terminalreporter.write_line(f"PostgreSQL ledger tests skipped: {why}", yellow=True)
+    elif _pg_instance:
+        terminalreporter.write_line(f"PostgreSQL ledger tests ran on a throwaway server ({_pg_instance[0].url})")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this test process's own on the PostgreSQL server, dropped at the end."""
+    server = os.environ.get(pg_support.SERVER)
+    if not server:
+        pytest.skip(f"no PostgreSQL server: {os.environ.get(pg_support.SKIPPED)}")
+    url = pg_support.create_database(server)
+    yield url
+    pg_support.drop_database(server, url)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """A PostgreSQL ledger URL of this test's own (a fresh schema)."""
+    return pg_support.schema_url(pg_database)
+
+
+@pytest.fixture(params=["disk", "postgres"])
+def ledger_state(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Where a test's ledgers live, once per ledger: a state directory, then a PostgreSQL URL."""
+    if request.param == "disk":
+        return str(tmp_path / "state")
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from engine import ROOT, cli
+from engine.ledger import Ledger, open_store
 from samples.servers import KINDS
 from samples.servers.base import Answer, Request, Server, _Handler
 from samples.servers.extensiv import ExtensivApp, _hal
@@ -181,6 +182,7 @@ class FlowRig:
     connectors: Path = CONNECTORS
     environ: dict[str, str] = field(default_factory=dict)
     gates: list[Gate] = field(default_factory=list)
+    state_url: str | None = None               # a postgresql:// ledger instead of <root>/state
 
     @property
     def integrations(self) -> Path:
@@ -189,6 +191,11 @@ class FlowRig:
     @property
     def state(self) -> Path:
         return self.root / "state"
+
+    @property
+    def location(self) -> str:
+        """What `--state` is given: the state directory or the PostgreSQL URL."""
+        return self.state_url or str(self.state)
 
     @property
     def wms_app(self) -> FlowWms:
@@ -234,9 +241,13 @@ class FlowRig:
     def args(self, command: str, *extra: str) -> list[str]:
         """`command` with this rig's project and state directories."""
         if command == "status":
-            return [command, "--state-dir", str(self.state), *extra]
+            return [command, "--state", self.location, *extra]
         return [command, "--connectors", str(self.connectors), "--integrations", str(self.integrations),
-                "--state-dir", str(self.state), *extra]
+                "--state", self.location, *extra]
+
+    def ledger(self, name: str = NAME) -> Ledger:
+        """This rig's ledger of integration `name` (close it after use)."""
+        return open_store(self.location).open(name)
 
     def cli(self, command: str, *extra: str) -> Result:
         """Run `syncengine <command>` in this process (engine.cli.run)."""

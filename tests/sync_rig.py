@@ -24,7 +24,7 @@ import yaml
 
 from engine import ROOT, cli
 from engine.http import reset_buckets, set_testing
-from engine.ledger import DiskLedger
+from engine.ledger import Ledger, open_store
 from samples.servers import Server, start
 from samples.servers.extensiv import order_items
 
@@ -56,6 +56,7 @@ class Rig:
     cart: Server
     wms: Server
     wms_kind: str = "extensiv"
+    state_url: str | None = None               # a postgresql:// ledger instead of <root>/state
 
     @property
     def cart_app(self) -> Any:
@@ -68,6 +69,11 @@ class Rig:
     @property
     def state(self) -> Path:
         return self.root / "state"
+
+    @property
+    def location(self) -> str:
+        """What `--state` is given: the state directory or the PostgreSQL URL."""
+        return self.state_url or str(self.state)
 
     def write(self, **overrides: Any) -> Path:
         """Write the integration (every flow enabled) with `overrides` on top; returns its path."""
@@ -95,9 +101,9 @@ class Rig:
 
     def args(self, command: str, *extra: str) -> list[str]:
         if command == "status":
-            return [command, "--state-dir", str(self.state), *extra]
+            return [command, "--state", self.location, *extra]
         return [command, "--connectors", str(self.connectors), "--integrations", str(self.root / "integrations"),
-                "--state-dir", str(self.state), *extra]
+                "--state", self.location, *extra]
 
     def cli(self, command: str, *extra: str) -> Result:
         """`syncengine <command>` in this process."""
@@ -111,8 +117,8 @@ class Rig:
     def sku_map(self) -> dict[str, str]:
         return integration(self.kind, self.cart.url, self.wms.url, self.wms_kind)["sku_map"]
 
-    def ledger(self) -> DiskLedger:
-        return DiskLedger(self.state, NAME)
+    def ledger(self) -> Ledger:
+        return open_store(self.location).open(NAME)
 
     def wms_id(self, ref: str) -> int:
         """The WMS order id of the (open, latest) order with referenceNum `ref`."""
@@ -230,7 +236,8 @@ def integration(kind: str, cart_url: str, wms_url: str, wms: str = "extensiv") -
 
 @contextlib.contextmanager
 def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", orders: int = 6,
-        cart_options: dict[str, Any] | None = None, wms: str = "extensiv", **wms_options: Any) -> Iterator[Rig]:
+        cart_options: dict[str, Any] | None = None, wms: str = "extensiv", state_url: str | None = None,
+        **wms_options: Any) -> Iterator[Rig]:
     """A cart of `kind` holding `orders` orders (with `cart_options`, e.g. `shipment_tracking`)
     and the WMS `wms` (with `wms_options`, e.g. its `time_zone`), both on 127.0.0.1, for the block."""
     secrets = SECRETS[kind]
@@ -250,7 +257,7 @@ def rig(root: Path, monkeypatch: pytest.MonkeyPatch, kind: str = "woocommerce", 
             wms_options = {"client_id": WMS_SECRETS["SYNC_WMS_ID"], "client_secret": WMS_SECRETS["SYNC_WMS_SECRET"],
                            **wms_options}
         with start(kind, **options) as cart, start(wms, **wms_options) as server:
-            yield Rig(root, kind, cart, server, wms)
+            yield Rig(root, kind, cart, server, wms, state_url)
     finally:
         set_testing(False)
         reset_buckets()

@@ -19,6 +19,7 @@ from sync_rig import Rig, rig
 
 from engine import ROOT
 from engine.flows.protocol import unresolved
+from engine.ledger.stores import is_url
 
 ORDERS = "/wp-json/wc/v3/orders"
 
@@ -88,13 +89,19 @@ def test_a_fault_on_one_step_repeats_no_step(tmp_path: Path, monkeypatch: pytest
             assert unresolved(ledger) == [] and ledger.get("1001").status == "confirmed"
 
 
-@pytest.mark.parametrize(("held", "after"), [("POST", 0), ("PUT", 0), ("POST", 1)],
-                         ids=["during-the-first-note", "between-the-steps", "second-package-note"])
+KILLS = [("POST", 0, "during-the-first-note"), ("PUT", 0, "between-the-steps"), ("POST", 1, "second-package-note")]
+
+
+@pytest.mark.parametrize(("ledger_state", "held", "after"),
+                         [pytest.param("disk", held, after, id=f"disk-{name}") for held, after, name in KILLS]
+                         + [pytest.param("postgres", "PUT", 0, id="postgres-between-the-steps")],
+                         indirect=["ledger_state"])
 def test_a_sigkill_between_steps_resumes_at_the_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          held: str, after: int) -> None:
+                                                          ledger_state: str, held: str, after: int) -> None:
     """The engine is killed while a step's request is at the cart (which then acts on it); the
-    rerun resolves that step and goes on, never sending a done step again."""
-    with rig(tmp_path, monkeypatch) as r:
+    rerun resolves that step and goes on, never sending a done step again (the write journal in
+    either ledger)."""
+    with rig(tmp_path, monkeypatch, state_url=ledger_state if is_url(ledger_state) else None) as r:
         numbers = shipped(r)
         path = ORDERS + "/1001/notes" if held == "POST" else ORDERS + "/1001"
         gate = Gate(r.cart, held, path, after=after)

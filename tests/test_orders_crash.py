@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from flow_support import LIST_PATHS, NAME, WMS_ORDERS, FlowRig, subprocess_run, wait_for
 
-from engine.ledger import DiskLedger
+from engine.ledger.stores import is_url
 
 ORDERS = 40
 TOKEN = "/AuthServer/api/Token"
@@ -71,19 +71,26 @@ STORED_FIRST = KillPoint("first order stored, not answered", stored_not_answered
 STORED_LAST = KillPoint("last order stored, not answered", stored_not_answered(ORDERS))
 STORED_LATER = KillPoint("25th order stored, not answered", stored_not_answered(25))
 
-SEQUENCES = [
-    pytest.param([READING], id="reading-the-cart"),
-    pytest.param([TOKEN_WAIT], id="before-any-send"),
-    pytest.param([MID_SENDS], id="during-sends"),
-    pytest.param([STORED_FIRST], id="stored-not-answered-first"),
-    pytest.param([STORED_LAST], id="stored-not-answered-last"),
-    pytest.param([MID_SENDS, STORED_LATER, TOKEN_WAIT], id="killed-three-times"),
-]
+SEQUENCES = {
+    "reading-the-cart": [READING],
+    "before-any-send": [TOKEN_WAIT],
+    "during-sends": [MID_SENDS],
+    "stored-not-answered-first": [STORED_FIRST],
+    "stored-not-answered-last": [STORED_LAST],
+    "killed-three-times": [MID_SENDS, STORED_LATER, TOKEN_WAIT],
+}
+#: the PostgreSQL leg: the reconcile windows, and three kills in a row (which pass through the
+#: kill points of "during-sends" and "before-any-send"); "reading-the-cart" claims nothing
+ON_POSTGRES = ("stored-not-answered-first", "stored-not-answered-last", "killed-three-times")
+CASES = [pytest.param("disk", kills, id=f"disk-{name}") for name, kills in SEQUENCES.items()] + \
+        [pytest.param("postgres", SEQUENCES[name], id=f"postgres-{name}") for name in ON_POSTGRES]
 
 
 @pytest.fixture
-def crash_rig(flow_rigs) -> FlowRig:
+def crash_rig(flow_rigs, ledger_state) -> FlowRig:
+    """The rig, once with the embedded ledger and once with the PostgreSQL one."""
     rig = flow_rigs("woocommerce", orders=ORDERS)
+    rig.state_url = ledger_state if is_url(ledger_state) else None
     rig.patch_connector("extensiv", fast)
     rig.patch_connector("woocommerce", fast)
     return rig
@@ -138,7 +145,7 @@ def assert_exactly_once(rig: FlowRig) -> None:
     assert {ref: n for ref, n in held.items() if n > 1} == {}, "orders duplicated at the WMS"
 
 
-@pytest.mark.parametrize("kills", SEQUENCES)
+@pytest.mark.parametrize(("ledger_state", "kills"), CASES, indirect=["ledger_state"])
 def test_a_crash_at_any_point_loses_no_order_and_duplicates_none(crash_rig, tmp_path, kills) -> None:
     """After SIGKILLs at these points and a rerun, the WMS holds every eligible order exactly once."""
     rig, log = crash_rig, tmp_path / "runs.log"
@@ -147,7 +154,7 @@ def test_a_crash_at_any_point_loses_no_order_and_duplicates_none(crash_rig, tmp_
     assert len(rig.wms_refs()) < ORDERS or kills[-1] is STORED_LAST
     run_to_completion(rig, log)
     assert_exactly_once(rig)
-    with DiskLedger(rig.state, NAME) as ledger:
+    with rig.ledger() as ledger:
         assert ledger.counts() == {"delivered": ORDERS}
     creates = rig.creates()
     again = run_to_completion(rig, log)
@@ -161,7 +168,7 @@ def test_the_crash_window_is_real(crash_rig, tmp_path) -> None:
     rig = crash_rig
     kill_at(rig, STORED_FIRST, tmp_path / "runs.log")
     assert len(rig.wms_refs()) >= 1
-    with DiskLedger(rig.state, NAME) as ledger:
+    with rig.ledger() as ledger:
         counts = ledger.counts()
     assert counts.get("delivered", 0) == 0 and counts.get("sending", 0) >= 1
 
@@ -179,7 +186,7 @@ def test_orders_claimed_but_never_sent_are_claimed_again_by_the_next_run(crash_r
 
     monkeypatch.setattr(OrdersFlow, "deliver", stop_before_sending)
     assert rig.cli("run").code != 0
-    with DiskLedger(rig.state, NAME) as ledger:
+    with rig.ledger() as ledger:
         assert ledger.counts() == {"pending": ORDERS} and ledger.watermark("orders") is None
         assert all(entry.raw is None for entry in ledger.iter_status("pending"))
     monkeypatch.setattr(OrdersFlow, "deliver", real)
@@ -187,5 +194,5 @@ def test_orders_claimed_but_never_sent_are_claimed_again_by_the_next_run(crash_r
     assert result.code == 0, result.text
     assert f"new {ORDERS}, delivered {ORDERS}" in result.out
     assert_exactly_once(rig)
-    with DiskLedger(rig.state, NAME) as ledger:
+    with rig.ledger() as ledger:
         assert ledger.counts() == {"delivered": ORDERS}

@@ -19,6 +19,7 @@ from samples.servers.base import Answer
 from engine.flows import workers
 from engine.http import HttpClient, RateLimit, reset_buckets
 from engine.ledger import DiskLedger
+from engine.ledger.stores import is_url
 
 pytestmark = [pytest.mark.usefixtures("http_testing"),
               pytest.mark.skipif(not hasattr(os, "fork"), reason="workers need os.fork")]
@@ -206,10 +207,13 @@ def children_of(pid: int) -> set[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through /proc")
-def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(rig) -> None:
+@pytest.mark.parametrize("ledger_state", ["disk", "postgres"], indirect=True)
+def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(rig, ledger_state) -> None:
     """SIGKILL a worker while the WMS has stored orders it has not answered yet: the run fails,
     and the next run reconciles the worker's `sending` orders through find_order before sending
-    anything, so the WMS (which would accept a duplicate) ends with each order exactly once."""
+    anything, so the WMS (which would accept a duplicate) ends with each order exactly once
+    (each forked worker with its own connection to either ledger)."""
+    rig.state_url = ledger_state if is_url(ledger_state) else None
     wms = rig.wms_app
     wms.stall_at = 40                      # after 40 stored orders, answers wait for `release`
     outcome: dict = {}
@@ -228,7 +232,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(rig) -> N
     again = rig.cli("run", "--workers", "2")
     assert again.code == 0, again.text
     assert_delivered_once(rig)
-    with DiskLedger(rig.state, NAME) as ledger:
+    with rig.ledger() as ledger:
         assert ledger.counts() == {"delivered": ORDERS}
 
 

@@ -8,8 +8,11 @@ One ledger namespace per integration holds three things:
 - a small **key/value area** per namespace for flows (last pushed inventory, cached lookup ids);
   ``kv_add`` is its atomic add-if-absent, the claim for things that are not orders (a package).
 
-``Ledger`` is the interface (a Protocol, so a Redis or PostgreSQL store can replace the embedded
-one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe). Semantics:
+``Ledger`` is the interface (a Protocol); ``DiskLedger`` is the embedded default on diskcache
+(SQLite, process-safe), ``PostgresLedger`` (``postgres.py``, psycopg 3, an optional extra) the
+shared one for workers on several machines. ``open_store(location)`` (``stores.py``) picks one
+from what ``--state`` names (a directory or a ``postgresql://`` URL) and holds each (integration,
+flow) run lock the matching way. Semantics, the same for every ledger:
 
 - ``claim(key, **fields) -> bool`` is THE dedupe primitive: one atomic add-if-absent that creates
   the entry (``pending`` unless ``status=`` says otherwise) only if the key is absent. Never
@@ -58,6 +61,7 @@ from __future__ import annotations
 from engine.ledger.base import (FIELDS, FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, STATUSES,
                                 TAKES_REASON, Entry, Ledger)
 from engine.ledger.disk import DiskLedger
+from engine.ledger.stores import Store, open_store
 
 __all__ = ["FIELDS", "FORMAT_VERSION", "KEEPS_RAW", "RELEASABLE", "RUNS_KEPT", "STATUSES", "TAKES_REASON",
-           "DiskLedger", "Entry", "Ledger"]
+           "DiskLedger", "Entry", "Ledger", "Store", "open_store"]

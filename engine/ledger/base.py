@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -168,3 +168,39 @@ def _before(new: str, old: str) -> bool:
         except (ValueError, TypeError, LedgerError):
             continue
     return str(new) < str(old)
+
+
+def _clean(mask: Callable[[str], str] | None, text: str, value: Any, key: str) -> str:
+    """`text` (the JSON of `value`; None: parse `text`), or when it holds a secret, the value
+    re-dumped with every string in it masked (masking JSON text could break its syntax)."""
+    if mask is None or mask(text) == text:
+        return text
+    value = _loads(text, key) if value is None else value
+    return _dumps(_mask_strings(value, mask), key)
+
+
+def _mask_strings(value: Any, mask: Callable[[str], str]) -> Any:
+    """`value` with `mask` applied to every string in it (keys included)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {mask(str(k)): _mask_strings(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_strings(v, mask) for v in value]
+    return value
+
+
+def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str, float, str, str | None]:
+    """The ``Entries`` row of a new claim: (key, status, updated, document, raw record)."""
+    status = fields.get("status", "pending")
+    if status not in STATUSES:
+        _check_status(status)
+    doc: dict[str, Any] = {"v": FORMAT_VERSION, "created": now}
+    if status == "sending":
+        doc["attempts"] = 1
+    rest = {name: value for name, value in fields.items() if name != "status" and name != "raw"}
+    if rest:
+        _merge(doc, status, rest, key)
+    raw = fields.get("raw")
+    raw_text = _dumps(raw, key) if raw is not None and status in KEEPS_RAW else None
+    return _text(key), status, now, _dumps(doc, key), raw_text

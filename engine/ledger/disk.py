@@ -16,8 +16,8 @@ from typing import Any
 import diskcache
 
 from engine.errors import LedgerError
-from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, STATUSES, Entry, _before,
-                                _check_status, _dumps, _instant, _loads, _make, _merge, _now, _text)
+from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, Entry, _before, _check_status,
+                                _clean, _dumps, _instant, _loads, _make, _merge, _new_row, _now, _text)
 
 _PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -94,12 +94,7 @@ class DiskLedger:
         return key, status, now, self._clean(doc, None, key), raw
 
     def _clean(self, text: str, value: Any, key: str) -> str:
-        """`text` (the JSON of `value`; None: parse `text`), or when it holds a secret, the value
-        re-dumped with every string in it masked (masking JSON text could break its syntax)."""
-        if self._mask is None or self._mask(text) == text:
-            return text
-        value = _loads(text, key) if value is None else value
-        return _dumps(_mask_strings(value, self._mask), key)
+        return _clean(self._mask, text, value, key)
 
     def _insert(self, rows: list[tuple[str, str, float, str, str | None]]) -> set[str]:
         """Insert each row whose key is absent; the keys inserted (inside a transaction)."""
@@ -428,33 +423,6 @@ def _open_cache(path: Path, fsync: bool) -> diskcache.Cache:
 
 def _kkey(namespace: str, key: str) -> str:
     return f"k:{namespace}\x00{key}"
-
-
-def _mask_strings(value: Any, mask: Callable[[str], str]) -> Any:
-    """`value` with `mask` applied to every string in it (keys included)."""
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, Mapping):
-        return {mask(str(k)): _mask_strings(v, mask) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_mask_strings(v, mask) for v in value]
-    return value
-
-
-def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str, float, str, str | None]:
-    """The ``Entries`` row of a new claim: (key, status, updated, document, raw record)."""
-    status = fields.get("status", "pending")
-    if status not in STATUSES:
-        _check_status(status)
-    doc: dict[str, Any] = {"v": FORMAT_VERSION, "created": now}
-    if status == "sending":
-        doc["attempts"] = 1
-    rest = {name: value for name, value in fields.items() if name != "status" and name != "raw"}
-    if rest:
-        _merge(doc, status, rest, key)
-    raw = fields.get("raw")
-    raw_text = _dumps(raw, key) if raw is not None and status in KEEPS_RAW else None
-    return _text(key), status, now, _dumps(doc, key), raw_text
 
 
 def _entry(row: tuple[str, str, float, str, str | None]) -> Entry:
