@@ -4,7 +4,8 @@ The order of checks for one document:
 
 1. what loading found (duplicate keys; YAML syntax errors never get this far);
 2. the schema of its kind, with JMESPath compiled on the way (`schema_rules`);
-3. connectors: templates and their variables (`rules`), every write resolvable after a lost
+3. connectors: templates and their variables (`rules`; the fields they read of canonical
+   records, `canonical`), `map` keys against the canonical schemas (`canonical`), every write resolvable after a lost
    answer (`guarantees`); integrations: connector references,
    flows, config and secrets (`integrations`);
 4. connectors that are otherwise clean: their golden examples (`examples`).
@@ -23,6 +24,7 @@ from typing import Any
 
 from engine import ROOT
 from engine.errors import SpecError
+from engine.specs.canonical import map_problems
 from engine.specs.examples import example_problems
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
@@ -102,6 +104,7 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
     found = list(schema_problems(document.kind, document.data))
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
+        found.extend(map_problems(document.data))
         found.extend(write_problems(document.data))
     else:
         found.extend(integration_problems(document.data, connectors))

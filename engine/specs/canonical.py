@@ -1,0 +1,345 @@
+"""The canonical record schemas seen from a connector spec: which keys a `map` may write, and
+which fields a write's templates may read.
+
+A run validates every mapped record against its canonical schema and quarantines the ones that
+fail, so a `map` key the schema does not know (`adress1`) or a required key it never writes
+quarantines every order. Lint finds both beforehand: `map_problems` walks each read operation's
+`map` (nested mappings, `{each, map}` lists and JMESPath multiselect hashes such as
+`line_items[*].{sku: sku, quantity: quantity}`) beside the canonical schema of the operation's
+record type. `reference_problems` checks the paths a template reads (`order.ship_to.city`)
+against the record its context holds (`CONTEXT_SHAPES`; `template.attribute_paths` says which
+paths are read for certain).
+
+Only what is certain is reported: an unknown key of a closed object, a required key a mapping
+or hash never writes, a list written where the schema has no list (and the reverse). A JMESPath
+leaf that is not a hash may give anything, so it is not second-guessed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jmespath_errors
+
+from engine import SCHEMAS
+from engine.records import RECORD_TYPES
+from engine.specs.findings import Problem, did_you_mean, dotted, one_of
+from engine.template import ITEM, attribute_paths, loop_path
+
+#: The keys the engine adds to every mapped record itself (from the operation's `key:`).
+ENGINE_ADDS = frozenset({"key"})
+#: A list step in a label (`lines[]`).
+EACH = "[]"
+_DICT_ATTRIBUTES = frozenset(dir(dict))   # `order.items` is dict.items in Jinja, not a field
+_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
+               "boolean": "true or false", "array": "a list", "object": "an object", "null": "null"}
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The schemas that apply to one value of a record (`allOf` and `$ref` flattened into
+    `parts`), with what to call it in a message: `where` inside `title`."""
+
+    parts: tuple[Mapping[str, Any], ...]
+    root: Mapping[str, Any]
+    title: str
+    where: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, schema: Any, root: Mapping[str, Any], title: str, where: tuple[str, ...] = ()) -> Shape:
+        parts: list[Mapping[str, Any]] = []
+        _flatten(schema, root, parts, set())
+        return cls(tuple(parts), root, title, where)
+
+    @property
+    def label(self) -> str:
+        """`the canonical order`, or `ship_to of the canonical order`."""
+        return f"{dotted(self.where).replace('.[]', '[]')} of {self.title}" if self.where else self.title
+
+    def types(self) -> frozenset[str] | None:
+        """The JSON types a value may have; None when no part says."""
+        kinds: frozenset[str] | None = None
+        for part in self.parts:
+            if "type" in part:
+                named = part["type"] if isinstance(part["type"], list) else [part["type"]]
+                kinds = frozenset(named) if kinds is None else kinds & frozenset(named)
+        return kinds
+
+    def allows(self, kind: str) -> bool:
+        kinds = self.types()
+        return kinds is None or kind in kinds
+
+    def described(self) -> str:
+        kinds = self.types()
+        return " or ".join(_TYPE_NAMES.get(kind, kind) for kind in sorted(kinds)) if kinds else "any value"
+
+    def fields(self) -> dict[str, Shape]:
+        """The shape of each named property (a name listed by several parts has them all)."""
+        schemas: dict[str, list[Any]] = {}
+        for part in self.parts:
+            for name, sub in (part.get("properties") or {}).items():
+                schemas.setdefault(name, []).append(sub)
+        return {name: Shape.of({"allOf": subs}, self.root, self.title, self.where + (name,))
+                for name, subs in schemas.items()}
+
+    def closed(self) -> frozenset[str] | None:
+        """The only keys allowed (every part with `additionalProperties: false` lists them), or
+        None for an open object."""
+        closed = [frozenset(part.get("properties") or ()) for part in self.parts
+                  if part.get("additionalProperties", True) is False]
+        return frozenset.intersection(*closed) if closed else None
+
+    def required(self) -> list[str]:
+        return list(dict.fromkeys(name for part in self.parts for name in part.get("required", ())))
+
+    def items(self) -> Shape | None:
+        subs = [part["items"] for part in self.parts if isinstance(part.get("items"), Mapping)]
+        return Shape.of({"allOf": subs}, self.root, self.title, self.where + (EACH,)) if subs else None
+
+
+def _flatten(schema: Any, root: Mapping[str, Any], parts: list, seen: set[str]) -> None:
+    if not isinstance(schema, Mapping):
+        return
+    parts.append(schema)
+    for sub in schema.get("allOf", ()):
+        _flatten(sub, root, parts, seen)
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
+        target: Any = root
+        for step in ref[2:].split("/"):
+            target = target.get(step) if isinstance(target, Mapping) else None
+        _flatten(target, root, parts, seen | {ref})
+
+
+@functools.cache
+def record_schema(record_type: str) -> dict[str, Any]:
+    """The canonical JSON Schema of a record type (`schemas/<type>.schema.json`)."""
+    return json.loads((SCHEMAS / f"{record_type}.schema.json").read_text(encoding="utf-8"))
+
+
+def record_shape(record_type: str) -> Shape:
+    schema = record_schema(record_type)
+    return Shape.of(schema, schema, f"the canonical {record_type.replace('_', ' ')}")
+
+
+#: The `order` of create_shipment and cancel_order: the order as delivered, read back from the
+#: ledger (`flows.writes.order_context` builds it; a test keeps the two in step).
+DELIVERED_ORDER: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "key": {"type": "string"}, "order_id": {"type": "string"},
+        "order_number": {"type": ["string", "null"]}, "destination_id": {"type": ["string", "null"]},
+        "lines": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer"},
+                           "line_id": {"type": ["string", "null"]}}}},
+    },
+}
+
+
+@functools.cache
+def _write_order() -> dict[str, Any]:
+    """The canonical order as create_order sees it: a kit's component lines also carry
+    `kit_sku` (the integration's rules add it)."""
+    schema = copy.deepcopy(record_schema("order"))
+    schema["$defs"]["line"]["properties"]["kit_sku"] = {"type": "string"}
+    return schema
+
+
+@functools.cache
+def context_shapes(operation: str) -> dict[str, Shape]:
+    """The records a write operation's templates see, by variable (docs/spec-language.md,
+    "Template contexts"); {} for an operation whose variables are not canonical records."""
+    order = Shape.of(_write_order(), _write_order(), "the canonical order")
+    delivered = Shape.of(DELIVERED_ORDER, DELIVERED_ORDER, "the order as delivered")
+    shipment = record_shape("shipment")
+    package = shipment.fields()["packages"].items()
+    inventory, cancellation = record_shape("inventory_level"), record_shape("cancellation")
+    table = {
+        "create_order": {"order": order}, "find_order": {"order": order},
+        "create_shipment": {"order": delivered, "shipment": shipment,
+                            "package": Shape(package.parts, package.root, "a package of the canonical shipment")},
+        "cancel_order": {"order": delivered, "cancellation": cancellation},
+        "update_inventory": {"inventory": inventory}, "lookup_item": {"inventory": inventory},
+    }
+    return table.get(operation, {})
+
+
+# -- map keys -----------------------------------------------------------------------------------
+
+def map_problems(data: Any) -> Iterator[Problem]:
+    """Every read operation's `map` against the canonical schema of its record type."""
+    operations = data.get("operations") if isinstance(data, Mapping) else None
+    for name, record_type in RECORD_TYPES.items():
+        operation = operations.get(name) if isinstance(operations, Mapping) else None
+        mapping = operation.get("map") if isinstance(operation, Mapping) else None
+        if isinstance(mapping, Mapping):
+            for problem in mapping_problems(mapping, record_shape(record_type), ENGINE_ADDS):
+                yield problem.at(("operations", name, "map"))
+
+
+def mapping_problems(mapping: Mapping[str, Any], shape: Shape,
+                     added: Iterable[str] = ()) -> Iterator[Problem]:
+    """A mapping object against the object `shape` it makes (`added`: keys the engine sets)."""
+    allowed, fields = shape.closed(), shape.fields()
+    for key, value in mapping.items():
+        if allowed is not None and key not in allowed:
+            yield Problem((key,), f"unknown key '{key}': not a field of {shape.label}",
+                          one_of(sorted(allowed)), did_you_mean(key, allowed))
+        elif key in fields:
+            yield from (problem.at((key,)) for problem in _value_problems(value, fields[key]))
+    for name in shape.required():
+        if name not in mapping and name not in added:
+            yield Problem((), f"missing required key '{name}' of {shape.label}",
+                          _description(fields.get(name)) or f"a key '{name}'")
+
+
+def _value_problems(value: Any, shape: Shape) -> Iterator[Problem]:
+    if isinstance(value, str):
+        yield from expression_problems(value, shape)
+    elif not isinstance(value, Mapping) or "const" in value or "value" in value or "default" in value:
+        return
+    elif "each" in value or "map" in value:
+        if not shape.allows("array"):
+            yield _mismatch(shape, "{each, map} makes a list")
+        elif isinstance(value.get("map"), Mapping) and shape.items() is not None:
+            yield from (problem.at(("map",)) for problem in _object_problems(value["map"], shape.items()))
+    else:
+        yield from _object_problems(value, shape)
+
+
+def _object_problems(mapping: Mapping[str, Any], shape: Shape) -> Iterator[Problem]:
+    if not shape.allows("object"):
+        yield _mismatch(shape, "a nested mapping makes an object")
+    else:
+        yield from mapping_problems(mapping, shape)
+
+
+def _mismatch(shape: Shape, what: str) -> Problem:
+    return Problem((), f"{what}, but {shape.label} is {shape.described()}", shape.described())
+
+
+def _description(shape: Shape | None) -> str | None:
+    if shape is None:
+        return None
+    return next((part["description"] for part in shape.parts if part.get("description")), None)
+
+
+# -- JMESPath multiselect hashes ----------------------------------------------------------------
+
+def expression_problems(expression: str, shape: Shape) -> Iterator[Problem]:
+    """The keys of the multiselect hash a JMESPath leaf ends in (`a.{x: y}`, `items[*].{x: y}`)
+    against the `shape` its value must have; nothing for other expressions."""
+    try:
+        parsed = jmespath.compile(expression).parsed
+    except jmespath_errors.JMESPathError:
+        return                                 # schema_rules reports it
+    yield from _result_problems(parsed, shape)
+
+
+def _result_problems(node: Mapping[str, Any], shape: Shape) -> Iterator[Problem]:
+    kind, children = node.get("type"), node.get("children") or []
+    if kind in ("subexpression", "pipe") and children:
+        yield from _result_problems(children[-1], shape)
+    elif kind in ("projection", "value_projection", "filter_projection") and len(children) > 1:
+        if not shape.allows("array"):
+            yield _mismatch(shape, "this JMESPath projection makes a list")
+        elif shape.items() is not None:
+            yield from _result_problems(children[1], shape.items())
+    elif kind == "multi_select_dict":
+        yield from _hash_problems(children, shape)
+
+
+def _hash_problems(pairs: list[Mapping[str, Any]], shape: Shape) -> Iterator[Problem]:
+    if not shape.allows("object"):
+        yield _mismatch(shape, "this JMESPath multiselect hash makes an object")
+        return
+    allowed, fields = shape.closed(), shape.fields()
+    keys = [pair.get("value") for pair in pairs]
+    for pair in pairs:
+        key = pair.get("value")
+        if allowed is not None and key not in allowed:
+            yield Problem((), f"the JMESPath multiselect hash writes key '{key}', not a field of "
+                          f"{shape.label}", one_of(sorted(allowed)), did_you_mean(key, allowed))
+        elif key in fields and pair.get("children"):
+            yield from _result_problems(pair["children"][0], fields[key])
+    for name in shape.required():
+        if name not in keys:
+            yield Problem((), f"the JMESPath multiselect hash lacks '{name}', which {shape.label} "
+                          "requires", _description(fields.get(name)) or f"a key '{name}'")
+
+
+# -- template references ------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4096)
+def _paths(source: str) -> tuple:
+    return tuple(attribute_paths(source))
+
+
+def reference_problems(source: str, shapes: Mapping[str, Shape]) -> Iterator[Problem]:
+    """Each path a template reads from a record of its context that the record cannot have
+    (`order.shiping_method`), at the template's line."""
+    for root, parts, line in _paths(source):
+        shape = shapes.get(root)
+        if shape is not None:
+            problem = _path_problem(root, parts, shape)
+            if problem is not None:
+                yield Problem((), problem[0], problem[1], problem[2], offset=line - 1)
+
+
+def _path_problem(root: str, parts: tuple, shape: Shape) -> tuple[str, str, str | None] | None:
+    read = root
+    for part in parts:
+        if part == ITEM:
+            if shape.types() is None or shape.allows("object") or shape.items() is None:
+                return None
+            shape, read = shape.items(), f"{read}[]"
+            continue
+        if not shape.allows("object") or part in _DICT_ATTRIBUTES:
+            return None
+        allowed, fields = shape.closed(), shape.fields()
+        if allowed is not None and part not in allowed:
+            return (f"'{read}.{part}' is not a field: {shape.label} has no '{part}'",
+                    one_of(sorted(allowed)), did_you_mean(part, allowed))
+        if part not in fields:
+            return None
+        shape, read = fields[part], f"{read}.{part}"
+    return None
+
+
+class Scope(frozenset):
+    """The variables a template may read (a frozenset, as `rules.CONTEXTS` has them) and the
+    shape of those holding canonical records; set operations keep the shapes of the names kept."""
+
+    shapes: dict[str, Shape]
+
+    def __new__(cls, names: Iterable[str], shapes: Mapping[str, Shape] | None = None) -> Scope:
+        scope = super().__new__(cls, names)
+        scope.shapes = {name: shape for name, shape in (shapes or {}).items() if name in scope}
+        return scope
+
+    def __or__(self, other: Iterable[str]) -> Scope:          # type: ignore[override]
+        return Scope(frozenset(self) | frozenset(other), self.shapes)
+
+    def __sub__(self, other: Iterable[str]) -> Scope:         # type: ignore[override]
+        return Scope(frozenset(self) - frozenset(other), self.shapes)
+
+    def bind(self, name: str, source: Any) -> Scope:
+        """The scope inside a `{for_each: source, as: name}` loop: `name` is an item of the list
+        `source` reads when `source` is exactly one path (`{{ order.lines }}`) of a known shape."""
+        shapes = {key: shape for key, shape in self.shapes.items() if key != name}
+        path = loop_path(source) if isinstance(source, str) else None
+        shape = self.shapes.get(path[0]) if path else None
+        for part in path[1] if shape is not None else ():
+            if shape is None:
+                break
+            shape = shape.items() if part == ITEM else shape.fields().get(part)
+        if shape is not None and shape.items() is not None:
+            shapes[name] = shape.items()
+        return Scope(frozenset(self) | {name}, shapes)
