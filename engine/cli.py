@@ -4,8 +4,9 @@ Subcommands live in `COMMANDS`: a name, a function that adds its arguments to a 
 handler `(args, stdout, stderr) -> exit code`. Adding `run`, `demo`, `status`, `retry` or
 `reset` is one `Command(...)` entry; nothing else here changes.
 
-Exit codes: 0 success (lint: clean), 1 findings, 2 usage error or unexpected failure. The
-command never shows a traceback: an unexpected exception becomes one error line and exit 2.
+Exit codes: 0 success (lint: no errors; warnings are printed), 1 findings, 2 usage error or
+unexpected failure. The command never shows a traceback: an unexpected exception becomes one
+error line and exit 2.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _lint_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Lint specs; exit 0 when clean, 1 with findings."""
+    """Lint specs; exit 0 when clean (warnings alone included), 1 with an error."""
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(missing))
@@ -66,7 +67,7 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         lines = write_guarantees(documents, findings)
         if lines:
             stdout.write("guarantees when an answer is lost:\n" + "".join(f"  {line}\n" for line in lines))
-    return 1 if findings else 0
+    return 1 if any(finding.severity == "error" for finding in findings) else 0
 
 
 def format_finding(finding: Finding) -> str:
@@ -84,10 +85,12 @@ def format_finding(finding: Finding) -> str:
 
 
 def summary(findings: Sequence[Finding], paths: Sequence[str]) -> str:
-    if not findings:
-        return f"ok: no problems in {', '.join(paths)}"
+    warnings = sum(finding.severity == "warning" for finding in findings)
+    noted = f" ({warnings} warning(s))" if warnings else ""
+    if len(findings) == warnings:
+        return f"ok: no problems in {', '.join(paths)}{noted}"
     files = len({finding.file for finding in findings})
-    return f"{len(findings)} problem(s) in {files} file(s)"
+    return f"{len(findings) - warnings} problem(s) in {files} file(s){noted}"
 
 
 def _schema_arguments(parser: argparse.ArgumentParser) -> None:

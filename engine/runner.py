@@ -25,7 +25,8 @@ from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
 from engine.flows.shipments import ShipmentsFlow
 from engine.ledger import DiskLedger
-from engine.specs.lint import load_clean
+from engine.specs.findings import Finding
+from engine.specs.lint import find_connectors, load_clean
 from engine.specs.model import Connector
 from engine.specs.settings import Integration
 
@@ -44,6 +45,7 @@ class Project:
 
     connectors: dict[str, Connector]
     integrations: dict[str, Integration]
+    warnings: list[Finding] = field(default_factory=list)     # lint warnings (a shadowed connector)
 
     def select(self, name: str | None) -> list[Integration]:
         if name is None:
@@ -55,8 +57,11 @@ class Project:
 
 
 def load_project(paths: Iterable[str | Path]) -> Project:
-    """Load, lint (SpecError on any finding) and compile every spec under `paths`."""
-    documents = load_clean(paths)
+    """Load, lint (SpecError on any error) and compile every spec under `paths`; an integration
+    finds its connectors as lint does (`find_connectors`: the user's, then the bundled ones)."""
+    warnings: list[Finding] = []
+    documents = load_clean(paths, warnings)
+    found = find_connectors(documents)
     connectors, integrations = {}, {}
     for document in documents:
         if document.kind == "connector":
@@ -65,9 +70,11 @@ def load_project(paths: Iterable[str | Path]) -> Project:
             integrations[document.name] = Integration.from_data(document.data, document.path)
     for integration in integrations.values():
         for endpoint in (integration.source, integration.destination):
+            if endpoint.connector not in connectors and endpoint.connector in found:
+                connectors[endpoint.connector] = Connector.from_data(found[endpoint.connector])
             if endpoint.connector not in connectors:
                 raise ConfigError(f"integration {integration.name}: connector {endpoint.connector!r} not found")
-    return Project(connectors, integrations)
+    return Project(connectors, integrations, warnings)
 
 
 @dataclass

@@ -102,7 +102,7 @@ class Document:
         inside = problem.offset is not None
         line, column = self.locate(problem.path, value=inside)
         return Finding(str(self.path), line + (problem.offset or 0), column, dotted(problem.path),
-                       problem.message, problem.expected, problem.hint)
+                       problem.message, problem.expected, problem.hint, problem.severity)
 
 
 def _mark(node: yaml.Node) -> Position:
