@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
 from engine.http import everywhere, forget_secrets
-from engine.specs import Finding, lint_paths, write_guarantees
+from engine.specs import Finding, example_refreshes, lint_paths, load_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -47,6 +47,9 @@ def _lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="spec files or directories (walked recursively)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--update-examples", action="store_true",
+                        help="first write each golden example's `expect: {file: ...}` that differs from what "
+                             "the case gives now (or is missing), showing the diff; then lint")
 
 
 def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -54,6 +57,8 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(missing))
+    if args.update_examples:
+        update_examples(args.paths, stderr if args.format == "json" else stdout)
     documents: list = []
     findings = lint_paths(args.paths, documents=documents)
     if not documents and not findings:
@@ -68,6 +73,18 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         if lines:
             stdout.write("guarantees when an answer is lost:\n" + "".join(f"  {line}\n" for line in lines))
     return 1 if any(finding.severity == "error" for finding in findings) else 0
+
+
+def update_examples(paths: Sequence[str], out: TextIO) -> None:
+    """Show the diff of each golden `expect` file whose case gives other records now, then
+    write the file (only inside the spec's tree; see `writable_data_file`)."""
+    documents, _ = load_paths(paths)
+    written = 0
+    for refresh in example_refreshes(documents):
+        out.write(f"updating {refresh.path} ({refresh.label}):\n{refresh.diff}\n")
+        refresh.write()
+        written += 1
+    out.write(f"updated {written} example file(s)\n" if written else "examples: every expect file is up to date\n")
 
 
 def format_finding(finding: Finding) -> str:

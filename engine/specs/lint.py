@@ -10,6 +10,7 @@ The order of checks for one document:
    flows, config and secrets (`integrations`);
 4. connectors that are otherwise clean: their golden examples (`examples`).
 
+`example_refreshes` is `lint --update-examples`: the golden `expect` files to rewrite.
 `load_clean` is what `run` uses: the documents, or a SpecError carrying the findings. Both find
 the connectors an integration names with `find_connectors`: the user's, then the bundled ones; a
 user's connector hiding a bundled one of the same name is a warning, not an error.
@@ -27,7 +28,7 @@ from typing import Any
 from engine import ROOT
 from engine.errors import SpecError
 from engine.specs.canonical import map_problems
-from engine.specs.examples import example_problems
+from engine.specs.examples import Refresh, example_problems, refreshes
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
@@ -104,6 +105,14 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
         yield Problem((), "not a connector (no 'kind: cart|wms') nor an integration "
                       "(no 'source'/'destination')", "a connector or an integration spec")
         return
+    found = _spec_problems(document, connectors)
+    yield from found
+    if document.kind == "connector" and not found and not document.problems:
+        yield from example_problems(document)
+
+
+def _spec_problems(document: Document, connectors: Mapping[str, Any]) -> list[Problem]:
+    """Steps 2 and 3 of the module docstring: the problems of the spec itself."""
     found = list(schema_problems(document.kind, document.data))
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
@@ -111,9 +120,16 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
         found.extend(write_problems(document.data))
     else:
         found.extend(integration_problems(document.data, connectors))
-    yield from found
-    if document.kind == "connector" and not found and not document.problems:
-        yield from example_problems(document)
+    return found
+
+
+def example_refreshes(documents: list[Document]) -> Iterator[Refresh]:
+    """The golden `expect` files to write (`lint --update-examples`), of the connectors that lint
+    clean but for their examples (a spec with other problems is left alone)."""
+    connectors = find_connectors(documents)
+    for document in documents:
+        if document.kind == "connector" and not document.problems and not _spec_problems(document, connectors):
+            yield from refreshes(document)
 
 
 class Connectors(Mapping[str, Any]):

@@ -309,6 +309,20 @@ def data_file(document: Document, reference: Any) -> Path:
     return target
 
 
+def writable_data_file(document: Document, reference: Any) -> Path:
+    """The file a `{file: ...}` reference names, to be written (`lint --update-examples`): the
+    confinement of `data_file`, but the file may not exist yet (its folder must, inside the
+    spec's tree)."""
+    try:
+        return data_file(document, reference)
+    except FileNotFoundError:
+        pass
+    target = (document.path.parent / reference).resolve()
+    if not target.parent.is_dir():
+        raise ValueError(f"refused file {reference!r}: its folder {target.parent} does not exist")
+    return target
+
+
 def _check_regular(status: os.stat_result, reference: str) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise ValueError(f"refused file {reference!r}: not a regular file")
