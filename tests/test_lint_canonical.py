@@ -138,3 +138,26 @@ def test_delivered_order_schema_is_what_writes_see() -> None:
     assert Draft202012Validator(DELIVERED_ORDER).is_valid(built)
     assert set(built) == set(DELIVERED_ORDER["properties"])
     assert set(built["lines"][0]) == set(DELIVERED_ORDER["properties"]["lines"]["items"]["properties"])
+
+
+def test_editors_complete_canonical_keys_from_the_connector_schema() -> None:
+    """`syncengine schema` describes each read operation's `map` with the canonical fields (nested
+    ones and list items included), generated from schemas/<record>.schema.json and in step with it."""
+    from engine.specs.canonical import map_definitions
+
+    out = io.StringIO()
+    assert run(["schema", "connector"], out, io.StringIO()) == 0
+    schema = json.loads(out.getvalue())
+    definitions = schema["$defs"]
+    assert {name: definitions.get(name) for name in map_definitions()} == map_definitions(), \
+        "regenerate: python -c 'from engine.specs.canonical import write_map_definitions as w; w()'"
+    orders = definitions["op_list_orders"]["properties"]["map"]
+    assert orders["$ref"] == "#/$defs/map_order"
+    fields = definitions["map_order"]["properties"]
+    assert {"order_id", "order_number", "created_at", "ship_to", "lines", "totals"} <= set(fields)
+    assert fields["order_id"]["description"].startswith("Required. ")
+    assert "address1" in fields["ship_to"]["properties"]
+    assert {"sku", "quantity"} <= set(fields["lines"]["properties"]["map"]["properties"])
+    tracking = definitions["map_shipment"]["properties"]["packages"]["properties"]["map"]["properties"]
+    assert "tracking_number" in tracking
+    assert definitions["op_list_inventory"]["properties"]["map"]["$ref"] == "#/$defs/map_inventory_level"

@@ -343,3 +343,52 @@ class Scope(frozenset):
         if shape is not None and shape.items() is not None:
             shapes[name] = shape.items()
         return Scope(frozenset(self) | {name}, shapes)
+
+
+# -- editor completion --------------------------------------------------------------------------
+
+#: The `$defs` of schemas/connector.schema.json that describe the `map` of each read operation,
+#: generated from the canonical schemas by `map_definitions` (`write_map_definitions()` rewrites
+#: them; a test keeps the file in step).
+MAP_DEFINITIONS = {f"map_{record_type}": record_type for record_type in dict.fromkeys(RECORD_TYPES.values())}
+
+
+def map_definitions() -> dict[str, dict[str, Any]]:
+    """Per record type, the schema of a `map` writing it: the generic `mapping` (which validates),
+    plus `properties` naming every canonical field with its description, nested ones included,
+    so an editor (yaml-language-server) completes and explains the keys."""
+    return {name: {
+        "type": "object",
+        "description": f"A mapping to {record_shape(kind).title} (schemas/{kind}.schema.json): keys are its "
+                       "fields (editors complete them; lint checks them and the required ones); `key` is added "
+                       "by the engine from the operation's `key`.",
+        "allOf": [{"$ref": "#/$defs/mapping"}],
+        "properties": _field_hints(record_shape(kind), ENGINE_ADDS),
+    } for name, kind in MAP_DEFINITIONS.items()}
+
+
+def _field_hints(shape: Shape, skip: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    required = shape.required()
+    return {name: _field_hint(field, name in required) for name, field in shape.fields().items()
+            if name not in skip}
+
+
+def _field_hint(shape: Shape, required: bool) -> dict[str, Any]:
+    hint: dict[str, Any] = {"description": ("Required. " if required else "") + (_description(shape) or "")}
+    items = shape.items()
+    if shape.allows("object") and shape.fields():
+        hint["properties"] = _field_hints(shape)
+    elif shape.allows("array") and items is not None and items.fields():
+        hint["properties"] = {
+            "each": {"description": "JMESPath to the source list. Example: line_items."},
+            "map": {"description": f"Mapping applied to each item: the fields of {items.label}.",
+                    "properties": _field_hints(items)},
+        }
+    return hint
+
+
+def write_map_definitions(path: Any = SCHEMAS / "connector.schema.json") -> None:
+    """Rewrite the `map_*` definitions of the connector schema from the canonical schemas."""
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    schema["$defs"].update(map_definitions())
+    path.write_text(json.dumps(schema, indent=2, ensure_ascii=False), encoding="utf-8")
