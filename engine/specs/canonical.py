@@ -30,7 +30,7 @@ from jmespath import exceptions as jmespath_errors
 from engine import SCHEMAS
 from engine.records import RECORD_TYPES
 from engine.specs.findings import Problem, did_you_mean, dotted, one_of
-from engine.template import ITEM, attribute_paths, loop_path
+from engine.template_paths import ITEM, attribute_paths, loop_path
 
 #: The keys the engine adds to every mapped record itself (from the operation's `key:`).
 ENGINE_ADDS = frozenset({"key"})
