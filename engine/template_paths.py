@@ -1,9 +1,11 @@
 """What a template reads of its variables, from Jinja's AST, for lint: the attribute paths
 (`order.ship_to.city`) it is certain to read (`attribute_paths`), and the list a `for_each` loops
-over when it is exactly one path (`loop_path`). Nothing here renders."""
+over when it is exactly one path (`loop_path`). Nothing here renders; both are cached by source
+text, as lint meets the same templates in spec after spec."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jinja2
@@ -19,7 +21,8 @@ _GUARD_TESTS = frozenset({"defined", "undefined"})
 AttributePath = tuple[str, tuple[str | int, ...], int]
 
 
-def attribute_paths(source: str) -> list[AttributePath]:
+@functools.lru_cache(maxsize=4096)
+def attribute_paths(source: str) -> tuple[AttributePath, ...]:
     """The fields a template reads outright: `(variable, ("ship_to", "city"), line)` for
     `order.ship_to.city` (or `order["ship_to"]["city"]`); `ITEM` steps into a list, through an
     index or a `{% for line in order.lines %}` loop variable.
@@ -28,11 +31,11 @@ def attribute_paths(source: str) -> list[AttributePath]:
     `is defined` test, a method call's name (`order.get`), and any variable the template assigns itself other than a loop variable bound
     exactly once."""
     if "{{" not in source and "{%" not in source:
-        return []
+        return ()
     try:
         tree = ENV.parse(source)
     except jinja2.TemplateSyntaxError:
-        return []
+        return ()
     nodes = jinja2.nodes
     stores: dict[str, int] = {}
     for node in tree.find_all(nodes.Name):
@@ -55,7 +58,7 @@ def attribute_paths(source: str) -> list[AttributePath]:
         if root is not None:
             parts = parts[:-1] if id(node) in called else parts
             found.append((root, parts, node.lineno))
-    return found
+    return tuple(found)
 
 
 def _chain(node: Any) -> tuple[str, tuple[str | int, ...]] | None:
@@ -85,6 +88,7 @@ def _bound(chain: tuple[str, tuple], loops: dict, stores: dict,
     return (None, ()) if root in stores else (root, parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def loop_path(source: str) -> tuple[str, tuple[str | int, ...]] | None:
     """The path a template reads when it is exactly that path (`{{ order.lines }}`), else None."""
     if not source.startswith("{{"):

@@ -41,10 +41,12 @@ _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a numbe
                "boolean": "true or false", "array": "a list", "object": "an object", "null": "null"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class Shape:
     """The schemas that apply to one value of a record (`allOf` and `$ref` flattened into
-    `parts`), with what to call it in a message: `where` inside `title`."""
+    `parts`), with what to call it in a message: `where` inside `title`. What it derives is
+    computed once per shape (`record_shape` and `context_shapes` are cached: lint asks the
+    same questions of every spec)."""
 
     parts: tuple[Mapping[str, Any], ...]
     root: Mapping[str, Any]
@@ -62,7 +64,8 @@ class Shape:
         """`the canonical order`, or `ship_to of the canonical order`."""
         return f"{dotted(self.where).replace('.[]', '[]')} of {self.title}" if self.where else self.title
 
-    def types(self) -> frozenset[str] | None:
+    @functools.cached_property
+    def kinds(self) -> frozenset[str] | None:
         """The JSON types a value may have; None when no part says."""
         kinds: frozenset[str] | None = None
         for part in self.parts:
@@ -72,15 +75,19 @@ class Shape:
         return kinds
 
     def allows(self, kind: str) -> bool:
-        kinds = self.types()
+        kinds = self.kinds
         return kinds is None or kind in kinds
 
     def described(self) -> str:
-        kinds = self.types()
+        kinds = self.kinds
         return " or ".join(_TYPE_NAMES.get(kind, kind) for kind in sorted(kinds)) if kinds else "any value"
 
     def fields(self) -> dict[str, Shape]:
         """The shape of each named property (a name listed by several parts has them all)."""
+        return self._fields
+
+    @functools.cached_property
+    def _fields(self) -> dict[str, Shape]:
         schemas: dict[str, list[Any]] = {}
         for part in self.parts:
             for name, sub in (part.get("properties") or {}).items():
@@ -91,6 +98,10 @@ class Shape:
     def closed(self) -> frozenset[str] | None:
         """The only keys allowed (every part with `additionalProperties: false` lists them), or
         None for an open object."""
+        return self._closed
+
+    @functools.cached_property
+    def _closed(self) -> frozenset[str] | None:
         closed = [frozenset(part.get("properties") or ()) for part in self.parts
                   if part.get("additionalProperties", True) is False]
         return frozenset.intersection(*closed) if closed else None
@@ -99,6 +110,10 @@ class Shape:
         return list(dict.fromkeys(name for part in self.parts for name in part.get("required", ())))
 
     def items(self) -> Shape | None:
+        return self._items
+
+    @functools.cached_property
+    def _items(self) -> Shape | None:
         subs = [part["items"] for part in self.parts if isinstance(part.get("items"), Mapping)]
         return Shape.of({"allOf": subs}, self.root, self.title, self.where + (EACH,)) if subs else None
 
@@ -123,6 +138,7 @@ def record_schema(record_type: str) -> dict[str, Any]:
     return json.loads((SCHEMAS / f"{record_type}.schema.json").read_text(encoding="utf-8"))
 
 
+@functools.cache
 def record_shape(record_type: str) -> Shape:
     schema = record_schema(record_type)
     return Shape.of(schema, schema, f"the canonical {record_type.replace('_', ' ')}")
@@ -236,11 +252,17 @@ def _description(shape: Shape | None) -> str | None:
 def expression_problems(expression: str, shape: Shape) -> Iterator[Problem]:
     """The keys of the multiselect hash a JMESPath leaf ends in (`a.{x: y}`, `items[*].{x: y}`)
     against the `shape` its value must have; nothing for other expressions."""
+    parsed = _parsed(expression)
+    if parsed is not None:
+        yield from _result_problems(parsed, shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(expression: str) -> Mapping[str, Any] | None:
     try:
-        parsed = jmespath.compile(expression).parsed
+        return jmespath.compile(expression).parsed
     except jmespath_errors.JMESPathError:
-        return                                 # schema_rules reports it
-    yield from _result_problems(parsed, shape)
+        return None                            # schema_rules reports it
 
 
 def _result_problems(node: Mapping[str, Any], shape: Shape) -> Iterator[Problem]:
@@ -277,15 +299,10 @@ def _hash_problems(pairs: list[Mapping[str, Any]], shape: Shape) -> Iterator[Pro
 
 # -- template references ------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4096)
-def _paths(source: str) -> tuple:
-    return tuple(attribute_paths(source))
-
-
 def reference_problems(source: str, shapes: Mapping[str, Shape]) -> Iterator[Problem]:
     """Each path a template reads from a record of its context that the record cannot have
     (`order.shiping_method`), at the template's line."""
-    for root, parts, line in _paths(source):
+    for root, parts, line in attribute_paths(source):
         shape = shapes.get(root)
         if shape is not None:
             problem = _path_problem(root, parts, shape)
@@ -297,7 +314,7 @@ def _path_problem(root: str, parts: tuple, shape: Shape) -> tuple[str, str, str 
     read = root
     for part in parts:
         if part == ITEM:
-            if shape.types() is None or shape.allows("object") or shape.items() is None:
+            if shape.kinds is None or shape.allows("object") or shape.items() is None:
                 return None
             shape, read = shape.items(), f"{read}[]"
             continue
