@@ -1,6 +1,7 @@
 """Lint checks what a run would fail on against the canonical record schemas: `map` keys (unknown,
-required and missing, nested, in `{each, map}` lists and JMESPath multiselect hashes) and the
-fields templates read of the records in their context (`order.<field>`)."""
+required and missing, nested, in `{each, map}` lists and JMESPath multiselect hashes), the
+fields templates read of the records in their context (`order.<field>`), and those `match` and
+`skip_when` predicates read."""
 
 from __future__ import annotations
 
@@ -85,6 +86,11 @@ CANONICAL_CASES = [
              wms(CREATE, 'json: {ref: "{{ order.key }}", note: "{% for l in order.lines %}{{ l.qty }}{% endfor %}"}')),
     SpecCase("template-find-order-field", "did you mean 'order_number'?", 18, "operations.find_order.request.params.ref",
              wms('params: {ref: "{{ order.key }}"}', 'params: {ref: "{{ order.order_nummer }}"}')),
+    SpecCase("find-order-match-field", "did you mean 'key'?", 20, "operations.find_order.match",
+             wms('match: "record.ref == order.key"', 'match: "record.ref == order.kee"')),
+    SpecCase("verify-match-field", "a package of the canonical shipment has no 'tracking'", 37,
+             "operations.create_shipment.verify.match",
+             cart("match: \"record.tracking == package.tracking_number\"", "match: \"record.tracking == package.tracking\"")),
 ]
 
 
@@ -116,6 +122,8 @@ CLEAN = [
     ("dict-method", wms(CREATE, 'json: {ref: "{{ order.key }}", n: "{{ order.get(\'notes\') }}", k: "{{ order.keys() | list }}"}')),
     ("kit-sku-of-a-line", wms(CREATE, 'json: {ref: "{{ order.key }}", items: {for_each: "{{ order.lines }}", as: line, '
                                       'item: {kit: "{{ line.kit_sku }}", sku: "{{ line.sku }}"}}}')),
+    ("match-names-inside-a-filter-are-the-items", wms('match: "record.ref == order.key"',
+                                                       'match: "record.ref == order.key && length(record.lines[?skuu == \'x\']) > `0`"')),
     ("loop-over-a-filtered-list", wms(CREATE, 'json: {ref: "{{ order.key }}", items: {for_each: "{{ order.lines | map(attribute=\'sku\') | list }}", '
                                               'as: line, item: {s: "{{ line.anything }}"}}}')),
 ]

@@ -7,8 +7,9 @@ quarantines every order. Lint finds both beforehand: `map_problems` walks each r
 `map` (nested mappings, `{each, map}` lists and JMESPath multiselect hashes such as
 `line_items[*].{sku: sku, quantity: quantity}`) beside the canonical schema of the operation's
 record type. `reference_problems` checks the paths a template reads (`order.ship_to.city`)
-against the record its context holds (`CONTEXT_SHAPES`; `template.attribute_paths` says which
-paths are read for certain).
+against the record its context holds (`context_shapes`; `template_paths.attribute_paths` says
+which paths are read for certain), `predicate_problems` those of the `match` and `skip_when`
+JMESPath predicates over the same context.
 
 Only what is certain is reported: an unknown key of a closed object, a required key a mapping
 or hash never writes, a list written where the schema has no list (and the reverse). A JMESPath
@@ -328,6 +329,61 @@ def _path_problem(root: str, parts: tuple, shape: Shape) -> tuple[str, str, str 
             return None
         shape, read = fields[part], f"{read}.{part}"
     return None
+
+
+# -- JMESPath predicates over a write's context ---------------------------------------------------
+
+def predicate_problems(data: Any) -> Iterator[Problem]:
+    """The fields `match` and `skip_when` read of the canonical records of their write's context
+    (`match: "record.ref == order.order_numbr"`): in JMESPath an unknown field is null, so such a
+    predicate silently compares null and resolves a lost answer wrongly."""
+    operations = data.get("operations") if isinstance(data, Mapping) else None
+    for name, operation in (operations.items() if isinstance(operations, Mapping) else ()):
+        shapes = context_shapes(name)
+        if not shapes or not isinstance(operation, Mapping):
+            continue
+        steps = operation.get("steps") if isinstance(operation.get("steps"), list) else []
+        for where, step in [((), operation), *(((("steps", i),) , s) for i, s in enumerate(steps))]:
+            yield from (problem.at(("operations", name, *where))
+                        for problem in _step_predicates(step, shapes))
+
+
+def _step_predicates(step: Any, shapes: Mapping[str, Shape]) -> Iterator[Problem]:
+    if not isinstance(step, Mapping):
+        return
+    verify = step.get("verify")
+    found = [(("match",), step.get("match")), (("skip_when",), step.get("skip_when")),
+             (("verify", "match"), verify.get("match") if isinstance(verify, Mapping) else None)]
+    for path, source in found:
+        parsed = _parsed(source) if isinstance(source, str) else None
+        for root, parts in _root_chains(parsed) if parsed else ():
+            shape = shapes.get(root)
+            problem = _path_problem(root, parts, shape) if shape is not None else None
+            if problem is not None:
+                yield Problem(path, problem[0], problem[1], problem[2] or
+                              "JMESPath reads an unknown field as null: the predicate would compare null")
+
+
+def _root_chains(node: Mapping[str, Any], top: bool = True) -> Iterator[tuple[str, tuple]]:
+    """`order.ship_to.city` read from the context itself (not inside a projection, a filter or
+    after a pipe, where names are relative to something else): ("order", ("ship_to", "city"))."""
+    kind, children = node.get("type"), [c for c in node.get("children") or () if isinstance(c, Mapping)]
+    if kind == "subexpression" and top and children and children[0].get("type") == "field":
+        parts: list[str | int] = []
+        for child in children[1:]:
+            if child.get("type") == "field":
+                parts.append(child["value"])
+            elif child.get("type") == "index_expression" and child["children"][0].get("type") == "field":
+                parts += [child["children"][0]["value"], ITEM]
+            else:
+                break
+        if parts:
+            yield children[0]["value"], tuple(parts)
+        return
+    relative = {"subexpression": 1, "projection": 1, "filter_projection": 1, "pipe": 1,
+                "value_projection": 1, "index_expression": 1}
+    for index, child in enumerate(children):
+        yield from _root_chains(child, top and not (kind in relative and index >= relative[kind]))
 
 
 class Scope(frozenset):

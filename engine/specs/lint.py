@@ -27,7 +27,7 @@ from typing import Any
 
 from engine import ROOT
 from engine.errors import SpecError
-from engine.specs.canonical import map_problems
+from engine.specs.canonical import map_problems, predicate_problems
 from engine.specs.examples import Refresh, example_problems, refreshes
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
@@ -117,6 +117,7 @@ def _spec_problems(document: Document, connectors: Mapping[str, Any]) -> list[Pr
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
         found.extend(map_problems(document.data))
+        found.extend(predicate_problems(document.data))
         found.extend(write_problems(document.data))
     else:
         found.extend(integration_problems(document.data, connectors))
