@@ -18,7 +18,7 @@ from jmespath import exceptions as jmespath_errors
 from engine import zones
 from engine.errors import TemplateError
 from engine.extract import OPTIONS
-from engine.specs.canonical import Scope, reference_problems
+from engine.specs.references import Scope, reference_problems
 from engine.specs.findings import Problem, SpecPath, did_you_mean
 from engine.template import is_loop, variables, zone_literals
 

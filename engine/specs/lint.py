@@ -4,8 +4,9 @@ The order of checks for one document:
 
 1. what loading found (duplicate keys; YAML syntax errors never get this far);
 2. the schema of its kind, with JMESPath compiled on the way (`schema_rules`);
-3. connectors: templates and their variables (`rules`; the fields they read of canonical
-   records, `canonical`), `map` keys against the canonical schemas (`canonical`), every write resolvable after a lost
+3. connectors: templates and their variables (`rules`; the fields they, `match` and
+   `skip_when` read of canonical records, `references`), `map` keys against the canonical
+   schemas (`canonical`), every write resolvable after a lost
    answer (`guarantees`); integrations: connector references,
    flows, config and secrets (`integrations`);
 4. connectors that are otherwise clean: their golden examples (`examples`).
@@ -27,12 +28,13 @@ from typing import Any
 
 from engine import ROOT
 from engine.errors import SpecError
-from engine.specs.canonical import map_problems, predicate_problems
+from engine.specs.canonical import map_problems
 from engine.specs.examples import Refresh, example_problems, refreshes
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
 from engine.specs.load import Document, load_paths
+from engine.specs.references import predicate_problems
 from engine.specs.rules import connector_template_problems
 from engine.specs.schema_rules import lint_validator, schema_problems
 

@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import zones
-from engine.specs.canonical import Scope, context_shapes
+from engine.specs.canonical import context_shapes
 from engine.specs.expressions import descend, structure_rule, template_rule
 from engine.http.auth import DEFAULT_PORTS, token_host
 from engine.specs.findings import Problem
+from engine.specs.references import Scope
 
 #: The `format` that marks a config property as an IANA time zone name (checked in integrations).
 ZONE_FORMAT = "iana-time-zone"
