@@ -106,7 +106,7 @@ def summary(findings: Sequence[Finding], paths: Sequence[str]) -> str:
     noted = f" ({warnings} warning(s))" if warnings else ""
     if len(findings) == warnings:
         return f"ok: no problems in {', '.join(paths)}{noted}"
-    files = len({finding.file for finding in findings})
+    files = len({finding.file for finding in findings if finding.severity != "warning"})
     return f"{len(findings) - warnings} problem(s) in {files} file(s){noted}"
 
 
