@@ -4,8 +4,9 @@ Subcommands live in `COMMANDS`: a name, a function that adds its arguments to a 
 handler `(args, stdout, stderr) -> exit code`. Adding `run`, `demo`, `status`, `retry` or
 `reset` is one `Command(...)` entry; nothing else here changes.
 
-Exit codes: 0 success (lint: clean), 1 findings, 2 usage error or unexpected failure. The
-command never shows a traceback: an unexpected exception becomes one error line and exit 2.
+Exit codes: 0 success (lint: no errors; warnings are printed), 1 findings, 2 usage error or
+unexpected failure. The command never shows a traceback: an unexpected exception becomes one
+error line and exit 2.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, TextIO
 from engine import SCHEMAS, __version__, arguments
 from engine.errors import SyncEngineError
 from engine.http import everywhere, forget_secrets
-from engine.specs import Finding, lint_paths, write_guarantees
+from engine.specs import Finding, example_refreshes, lint_paths, load_paths, write_guarantees
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
@@ -46,13 +47,18 @@ def _lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="spec files or directories (walked recursively)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--update-examples", action="store_true",
+                        help="first write each golden example's `expect: {file: ...}` that differs from what "
+                             "the case gives now (or is missing), showing the diff; then lint")
 
 
 def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Lint specs; exit 0 when clean, 1 with findings."""
+    """Lint specs; exit 0 when clean (warnings alone included), 1 with an error."""
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise UsageError("no such file or directory: " + ", ".join(missing))
+    if args.update_examples:
+        update_examples(args.paths, stderr if args.format == "json" else stdout)
     documents: list = []
     findings = lint_paths(args.paths, documents=documents)
     if not documents and not findings:
@@ -66,7 +72,19 @@ def lint_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         lines = write_guarantees(documents, findings)
         if lines:
             stdout.write("guarantees when an answer is lost:\n" + "".join(f"  {line}\n" for line in lines))
-    return 1 if findings else 0
+    return 1 if any(finding.severity == "error" for finding in findings) else 0
+
+
+def update_examples(paths: Sequence[str], out: TextIO) -> None:
+    """Show the diff of each golden `expect` file whose case gives other records now, then
+    write the file (only inside the spec's tree; see `writable_data_file`)."""
+    documents, _ = load_paths(paths)
+    written = 0
+    for refresh in example_refreshes(documents):
+        out.write(f"updating {refresh.path} ({refresh.label}):\n{refresh.diff}\n")
+        refresh.write()
+        written += 1
+    out.write(f"updated {written} example file(s)\n" if written else "examples: every expect file is up to date\n")
 
 
 def format_finding(finding: Finding) -> str:
@@ -84,10 +102,12 @@ def format_finding(finding: Finding) -> str:
 
 
 def summary(findings: Sequence[Finding], paths: Sequence[str]) -> str:
-    if not findings:
-        return f"ok: no problems in {', '.join(paths)}"
-    files = len({finding.file for finding in findings})
-    return f"{len(findings)} problem(s) in {files} file(s)"
+    warnings = sum(finding.severity == "warning" for finding in findings)
+    noted = f" ({warnings} warning(s))" if warnings else ""
+    if len(findings) == warnings:
+        return f"ok: no problems in {', '.join(paths)}{noted}"
+    files = len({finding.file for finding in findings if finding.severity != "warning"})
+    return f"{len(findings) - warnings} problem(s) in {files} file(s){noted}"
 
 
 def _schema_arguments(parser: argparse.ArgumentParser) -> None:

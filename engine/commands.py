@@ -28,23 +28,27 @@ from engine.specs.settings import seconds
 RETRYABLE = ("error", "quarantined", "held")
 
 
-def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
-    """Load and lint the project; a spec that does not lint clean stops here, before any request."""
+def load(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> runner.Project:
+    """Load and lint the project; a spec with a lint error stops here, before any request (its
+    warnings go to stderr)."""
     paths = [args.connectors, args.integrations]
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise ConfigError("no such directory: " + ", ".join(missing))
+    from engine.cli import format_finding       # the one place findings are formatted
     try:
-        return runner.load_project(paths)
+        project = runner.load_project(paths)
     except SpecError as exc:
-        from engine.cli import format_finding   # the one place findings are formatted
         stdout.writelines(format_finding(finding) for finding in exc.findings)
-        raise ConfigError(f"{len(exc.findings)} problem(s) in the specs: nothing was run") from None
+        count = sum(finding.severity == "error" for finding in exc.findings)
+        raise ConfigError(f"{count} problem(s) in the specs: nothing was run") from None
+    stderr.writelines(format_finding(finding) for finding in project.warnings)
+    return project
 
 
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the enabled flows of every (or one) integration once."""
-    project = load(args, stdout)
+    project = load(args, stdout, stderr)
     options = runner.Options(state_location(args), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)
@@ -226,7 +230,7 @@ def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
     options = runner.Options(state_location(args), ["orders"])
     ledger_names(options.store, args.integration)     # refuses a state where nothing ran
-    project = load(args, stdout)
+    project = load(args, stdout, stderr)
     failed = False
     for integration in project.select(args.integration):
         released, counts = asyncio.run(_retry(project, integration, options))

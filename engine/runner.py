@@ -28,7 +28,8 @@ from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
 from engine.flows.shipments import ShipmentsFlow
 from engine.ledger import Ledger, Store, open_store
-from engine.specs.lint import load_clean
+from engine.specs.findings import Finding
+from engine.specs.lint import find_connectors, load_clean
 from engine.status import HOSTS_DOWN
 from engine.specs.model import Connector
 from engine.specs.settings import Integration, iso
@@ -48,6 +49,7 @@ class Project:
 
     connectors: dict[str, Connector]
     integrations: dict[str, Integration]
+    warnings: list[Finding] = field(default_factory=list)     # lint warnings (a shadowed connector)
 
     def select(self, name: str | None) -> list[Integration]:
         if name is None:
@@ -59,8 +61,11 @@ class Project:
 
 
 def load_project(paths: Iterable[str | Path]) -> Project:
-    """Load, lint (SpecError on any finding) and compile every spec under `paths`."""
-    documents = load_clean(paths)
+    """Load, lint (SpecError on any error) and compile every spec under `paths`; an integration
+    finds its connectors as lint does (`find_connectors`: the user's, then the bundled ones)."""
+    warnings: list[Finding] = []
+    documents = load_clean(paths, warnings)
+    found = find_connectors(documents)
     connectors, integrations = {}, {}
     for document in documents:
         if document.kind == "connector":
@@ -69,9 +74,11 @@ def load_project(paths: Iterable[str | Path]) -> Project:
             integrations[document.name] = Integration.from_data(document.data, document.path)
     for integration in integrations.values():
         for endpoint in (integration.source, integration.destination):
+            if endpoint.connector not in connectors and endpoint.connector in found:
+                connectors[endpoint.connector] = _compiled(found[endpoint.connector])
             if endpoint.connector not in connectors:
                 raise ConfigError(f"integration {integration.name}: connector {endpoint.connector!r} not found")
-    return Project(connectors, integrations)
+    return Project(connectors, integrations, warnings)
 
 
 #: Connectors compiled by this process, by a digest of their spec's data (compiling every

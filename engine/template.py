@@ -424,3 +424,4 @@ def zone_literals(source: str) -> list[str]:
         return []
     return [node.args[0].value for node in tree.find_all(jinja2.nodes.Filter)
             if node.name in ZONE_FILTERS and node.args and isinstance(node.args[0], jinja2.nodes.Const)]
+

@@ -45,7 +45,7 @@ def test_an_idempotency_key_may_use_uuid_but_not_now(tmp_path: Path):
     spec = copy.deepcopy(SHOPIFY)
     spec["examples"] = []
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    assert lint_paths([path]) == []
+    assert [f for f in lint_paths([path]) if f.severity == "error"] == []     # a warning: it shadows the bundled shopify
     spec["operations"]["update_inventory"]["idempotency_key"] = "{{ uuid }}-{{ now }}"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     assert "now" in " ".join(str(f) for f in lint_paths([path]))

@@ -23,6 +23,7 @@ LAYERS = {
     "jmespath_source": {"records", "extract", "template", "ledger", "http", "specs", "flows", "runner", "cli",
                         "commands", "demo"},
     "template": {"specs", "flows", "runner", "cli", "commands", "demo", "http", "ledger", "extract", "jmespath_compile", "jmespath_source"},
+    "template_paths": {"specs", "flows", "runner", "cli", "commands", "demo", "http", "ledger", "extract", "jmespath_compile", "jmespath_source"},
     "ledger": {"specs", "flows", "runner", "cli", "commands", "demo", "http", "extract", "jmespath_compile", "jmespath_source", "template"},
     "http": {"specs", "flows", "runner", "cli", "commands", "demo", "ledger", "extract", "jmespath_compile", "jmespath_source", "template", "records"},
     "specs": {"flows", "runner", "cli", "commands", "demo"},

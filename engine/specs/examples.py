@@ -7,6 +7,8 @@ with `expect`. A write case renders the operation's request (or one `step`'s) fr
 resolving a lost answer finds in a canned `response` (`expect.resolved`). A mismatch is shown as a unified diff of pretty JSON.
 
 Rendering uses a fixed `now` (`EXAMPLE_NOW`, or `input.now`) so cases are reproducible.
+`refreshes` gives the read cases whose `expect` file differs from what they give now
+(`lint --update-examples` shows each diff, then writes the file).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import difflib
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine import zones
@@ -27,7 +31,7 @@ from engine.specs.expressions import descend
 from engine.specs.findings import Problem
 from engine.specs.enrich import Unenriched
 from engine.specs.findings import SpecPath
-from engine.specs.load import Document, data_file, load_json_file
+from engine.specs.load import Document, data_file, load_json_file, writable_data_file
 from engine.specs.model import Operation, Verify
 from engine.specs.rules import CONTEXTS
 from engine.template import Structure, compile_structure, compile_template
@@ -104,15 +108,68 @@ def _refusal(document: Document, reference: Any) -> list[Exception]:
 
 def run_read_case(document: Document, example: Mapping, operation: Mapping) -> None:
     """records -> filter -> key -> map -> validate, compared with the expected records."""
-    body = _response_body(document, example.get("response") or {})
-    produced = read_records(example["operation"], operation, body, case_zone(document, example, operation),
-                            _enricher(document, example, operation))
+    produced = case_records(document, example, operation)
     expect = example.get("expect") or {}
     wanted = load_json_file(document, expect["file"]) if "file" in expect else expect.get("records")
     if isinstance(wanted, Mapping) and "records" in wanted:
         wanted = wanted["records"]
     if produced != wanted:
         raise CaseFailed("records differ from expect\n" + json_diff(wanted, produced))
+
+
+def case_records(document: Document, example: Mapping, operation: Mapping) -> list[Any]:
+    """The records a read case's canned answer gives (enriched, mapped and validated)."""
+    body = _response_body(document, example.get("response") or {})
+    return read_records(example["operation"], operation, body, case_zone(document, example, operation),
+                        _enricher(document, example, operation))
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A golden `expect` file to write because its read case now gives other records: `diff`
+    is from what the file holds (null when it does not exist yet) to what `text` holds."""
+
+    label: str
+    path: Path
+    diff: str
+    text: str
+
+    def write(self) -> None:
+        self.path.write_text(self.text, encoding="utf-8")
+
+
+def refreshes(document: Document) -> Iterator[Refresh]:
+    """Each `expect: {file: ...}` of a read case that differs from what the case gives now, or
+    does not exist yet. A case that cannot run, or whose file may not be written (outside the
+    spec's tree: `writable_data_file`), is skipped: lint reports it."""
+    data = document.data if isinstance(document.data, Mapping) else {}
+    operations = data.get("operations") if isinstance(data.get("operations"), Mapping) else {}
+    for example in data.get("examples") if isinstance(data.get("examples"), list) else ():
+        expect = example.get("expect") if isinstance(example, Mapping) else None
+        operation = operations.get(example.get("operation")) if isinstance(expect, Mapping) else None
+        if isinstance(operation, Mapping) and "file" in expect and "input" not in example:
+            try:
+                refresh = _refresh(document, example, operation, expect["file"])
+            except (CaseFailed, SyncEngineError, OSError, ValueError):
+                continue
+            if refresh is not None:
+                yield refresh
+
+
+def _refresh(document: Document, example: Mapping, operation: Mapping, reference: Any) -> Refresh | None:
+    target = writable_data_file(document, reference)
+    produced = case_records(document, example, operation)
+    held = load_json_file(document, reference) if target.exists() else None
+    wrapped = isinstance(held, Mapping) and "records" in held
+    wanted = held["records"] if wrapped else held
+    if produced == wanted:
+        return None
+    produced = [{"key": record["key"], **record} if isinstance(record, dict) and "key" in record else record
+                for record in produced]         # written as the bundled files are: the key first
+    value = {**held, "records": produced} if wrapped else produced
+    label = f"example {example.get('name') or example['operation']!r} of {document.name or document.path}"
+    return Refresh(label, target, json_diff(wanted, produced),
+                   json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def _response_body(document: Document, response: Mapping) -> Any:

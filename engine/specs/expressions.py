@@ -18,6 +18,7 @@ from jmespath import exceptions as jmespath_errors
 from engine import zones
 from engine.errors import TemplateError
 from engine.extract import OPTIONS
+from engine.specs.references import Scope, reference_problems
 from engine.specs.findings import Problem, SpecPath, did_you_mean
 from engine.template import is_loop, variables, zone_literals
 
@@ -137,7 +138,8 @@ def _template_check(source: str) -> tuple[str, int, str | None] | frozenset[str]
 
 
 def template_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
-    """A template parses in the sandbox and reads only the variables of its context."""
+    """A template parses in the sandbox and reads only the variables of its context, and only
+    fields its context's canonical records have (when `allowed` is a `Scope` that knows them)."""
     if not isinstance(value, str) or "{" not in value:
         return
     checked = _template_check(value)
@@ -148,6 +150,8 @@ def template_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     for name in sorted(checked - allowed):
         yield Problem((), f"unknown template variable '{name}'",
                       "one of: " + ", ".join(sorted(allowed)), did_you_mean(name, allowed))
+    if isinstance(allowed, Scope) and allowed.shapes:
+        yield from reference_problems(value, allowed.shapes)
     yield from zone_rule(value)
 
 
@@ -169,7 +173,8 @@ def structure_rule(value: Any, allowed: frozenset[str]) -> Iterator[Problem]:
     inside a `{for_each, as, item}` loop, the loop variable is allowed too."""
     if is_loop(value):
         yield from descend(template_rule(value["for_each"], allowed), ("for_each",))
-        inner = allowed | {str(value.get("as", "item"))}
+        name = str(value.get("as", "item"))
+        inner = allowed.bind(name, value["for_each"]) if isinstance(allowed, Scope) else allowed | {name}
         yield from descend(structure_rule(value.get("item"), inner), ("item",))
     elif isinstance(value, Mapping):
         for key, item in value.items():

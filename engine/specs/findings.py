@@ -17,7 +17,8 @@ SpecPath = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One problem in one file, at a line and column (1-based), at a path inside the spec."""
+    """One problem in one file, at a line and column (1-based), at a path inside the spec;
+    `severity` is "error" (lint fails, run refuses) or "warning" (reported only)."""
 
     file: str
     line: int
@@ -48,10 +49,11 @@ class Problem:
     expected: str | None = None
     hint: str | None = None
     offset: int | None = None
+    severity: str = "error"
 
     def at(self, prefix: SpecPath) -> Problem:
         """The same problem, seen from `prefix` up: the walker adds the path."""
-        return Problem(prefix + self.path, self.message, self.expected, self.hint, self.offset)
+        return Problem(prefix + self.path, self.message, self.expected, self.hint, self.offset, self.severity)
 
 
 def dotted(path: Sequence[str | int]) -> str:

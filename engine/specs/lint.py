@@ -4,12 +4,17 @@ The order of checks for one document:
 
 1. what loading found (duplicate keys; YAML syntax errors never get this far);
 2. the schema of its kind, with JMESPath compiled on the way (`schema_rules`);
-3. connectors: templates and their variables (`rules`), every write resolvable after a lost
+3. connectors: templates and their variables (`rules`; the fields they, `match` and
+   `skip_when` read of canonical records, `references`), `map` keys against the canonical
+   schemas (`canonical`), every write resolvable after a lost
    answer (`guarantees`); integrations: connector references,
    flows, config and secrets (`integrations`);
 4. connectors that are otherwise clean: their golden examples (`examples`).
 
-`load_clean` is what `run` uses: the documents, or a SpecError carrying the findings.
+`example_refreshes` is `lint --update-examples`: the golden `expect` files to rewrite.
+`load_clean` is what `run` uses: the documents, or a SpecError carrying the findings. Both find
+the connectors an integration names with `find_connectors`: the user's, then the bundled ones; a
+user's connector hiding a bundled one of the same name is a warning, not an error.
 """
 
 from __future__ import annotations
@@ -26,15 +31,18 @@ from typing import Any
 
 from engine import ROOT
 from engine.errors import SpecError
-from engine.specs.examples import example_problems
+from engine.specs.canonical import map_problems
+from engine.specs.examples import Refresh, example_problems, refreshes
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
 from engine.specs.load import MAX_DATA_FILE, Document, load_paths
+from engine.specs.references import predicate_problems
 from engine.specs.rules import connector_template_problems
 from engine.specs.schema_rules import lint_validator, schema_problems
 
-PROJECT_CONNECTORS = ROOT / "connectors"
+#: The connectors shipped with syncengine; integrations may name them without copying them.
+BUNDLED_CONNECTORS = ROOT / "connectors"
 
 
 def lint_paths(paths: Iterable[str | Path], *, documents: list[Document] | None = None) -> list[Finding]:
@@ -48,7 +56,7 @@ def lint_paths(paths: Iterable[str | Path], *, documents: list[Document] | None 
 
 def write_guarantees(documents: Iterable[Document], findings: Iterable[Finding]) -> list[str]:
     """One line per write of each clean connector: what a lost answer leaves (`guarantees`)."""
-    bad = {finding.file for finding in findings}
+    bad = {finding.file for finding in errors(findings)}
     return [f"{doc.name}: {op} ({flow}): {guarantee}"
             for doc in documents if doc.kind == "connector" and str(doc.path) not in bad and doc.name
             for op, flow, guarantee in guarantees(doc.data)]
@@ -62,13 +70,14 @@ def lint_documents(documents: list[Document], among: list[Document] | None = Non
     one per core: each spec costs a few milliseconds of pure-Python schema walking, and forked
     workers share the parent's loaded schemas and documents without pickling them.
     """
-    connectors = Connectors(documents if among is None else among)
+    connectors = find_connectors(documents if among is None else among)
     workers = min(os.cpu_count() or 1, len(documents) // PARALLEL_FROM)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         findings = _in_workers(documents, connectors, workers)
     else:
         findings = _lint_some(documents, connectors)
-    return sorted(findings, key=Finding.sort_key)
+    shadows = shadow_warnings(connectors) if among is None else []     # `among`: the caller warns
+    return sorted(findings + shadows, key=Finding.sort_key)
 
 
 PARALLEL_FROM = 50
@@ -105,53 +114,104 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
         yield Problem((), "not a connector (no 'kind: cart|wms') nor an integration "
                       "(no 'source'/'destination')", "a connector or an integration spec")
         return
-    found = list(schema_problems(document.kind, document.data))
-    if document.kind == "connector":
-        found.extend(connector_template_problems(document.data))
-        found.extend(write_problems(document.data))
-    else:
-        found.extend(integration_problems(document.data, connectors))
+    found = _spec_problems(document, connectors)
     yield from found
     if document.kind == "connector" and not found and not document.problems:
         yield from example_problems(document)
 
 
+def _spec_problems(document: Document, connectors: Mapping[str, Any]) -> list[Problem]:
+    """Steps 2 and 3 of the module docstring: the problems of the spec itself."""
+    found = list(schema_problems(document.kind, document.data))
+    if document.kind == "connector":
+        found.extend(connector_template_problems(document.data))
+        found.extend(map_problems(document.data))
+        found.extend(predicate_problems(document.data))
+        found.extend(write_problems(document.data))
+    else:
+        found.extend(integration_problems(document.data, connectors))
+    return found
+
+
+def example_refreshes(documents: list[Document]) -> Iterator[Refresh]:
+    """The golden `expect` files to write (`lint --update-examples`), of the connectors that lint
+    clean but for their examples (a spec with other problems is left alone)."""
+    connectors = find_connectors(documents)
+    for document in documents:
+        if document.kind == "connector" and not document.problems and not _spec_problems(document, connectors):
+            yield from refreshes(document)
+
+
 class Connectors(Mapping[str, Any]):
-    """Connector specs by name: those being linted, then the project's `connectors/` dir."""
+    """Connector specs by name, as integrations find them (lint and run alike): those among the
+    documents given (the user's), then the bundled ones in the project's `connectors/` dir. A
+    user's connector named like a bundled one is the one used (`shadowed` says which)."""
 
     def __init__(self, documents: Iterable[Document]) -> None:
-        self._linted = {doc.name: doc.data for doc in documents
-                        if doc.kind == "connector" and doc.name}
+        self._linted = {doc.name: doc for doc in documents if doc.kind == "connector" and doc.name}
 
-    def __getitem__(self, name: str) -> Any:
+    def document(self, name: str) -> Document:
+        """The spec integrations get for `name`; KeyError when there is none."""
         if name in self._linted:
             return self._linted[name]
-        return project_connectors()[name]
+        return bundled_connectors()[name]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.document(name).data
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(set(self._linted) | set(project_connectors())))
+        return iter(sorted(set(self._linted) | set(bundled_connectors())))
 
     def __len__(self) -> int:
-        return len(set(self._linted) | set(project_connectors()))
+        return len(set(self._linted) | set(bundled_connectors()))
+
+    def shadowed(self) -> Iterator[tuple[Document, Document]]:
+        """(the user's connector, the bundled one of the same name it hides), by name."""
+        bundled = bundled_connectors()
+        for name, doc in sorted(self._linted.items()):
+            if name in bundled and doc.path.resolve() != bundled[name].path.resolve():
+                yield doc, bundled[name]
+
+
+def find_connectors(documents: Iterable[Document]) -> Connectors:
+    """The connectors integrations may name, found the one way `lint` and `run` share."""
+    return Connectors(documents)
 
 
 @functools.cache
-def project_connectors() -> dict[str, Any]:
+def bundled_connectors() -> dict[str, Document]:
     """The connector specs shipped in the project's `connectors/` dir, by name."""
-    if not PROJECT_CONNECTORS.is_dir():
+    if not BUNDLED_CONNECTORS.is_dir():
         return {}
-    documents, _ = load_paths([PROJECT_CONNECTORS])
-    return {doc.name: doc.data for doc in documents if doc.kind == "connector" and doc.name}
+    documents, _ = load_paths([BUNDLED_CONNECTORS])
+    return {doc.name: doc for doc in documents if doc.kind == "connector" and doc.name}
 
 
-def load_clean(paths: Iterable[str | Path]) -> list[Document]:
-    """The documents under `paths`; raises SpecError with the findings unless they lint clean.
+def shadow_warnings(connectors: Connectors) -> list[Finding]:
+    """A warning at the `name:` of each user connector that hides a bundled one."""
+    return [doc.finding(Problem(
+        ("name",), f"connector '{doc.name}' shadows the bundled connector of the same name, "
+        f"{bundled.path}: integrations naming '{doc.name}' use this one, {doc.path}",
+        "a name no bundled connector has, unless replacing the bundled one is meant",
+        "rename it to keep both, or delete it to use the bundled one", severity="warning"))
+        for doc, bundled in connectors.shadowed()]
+
+
+def errors(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that are errors (a warning does not stop `run`)."""
+    return [finding for finding in findings if finding.severity == "error"]
+
+
+def load_clean(paths: Iterable[str | Path], warnings: list[Finding] | None = None) -> list[Document]:
+    """The documents under `paths`; raises SpecError with the findings unless they lint without
+    an error. Warnings are appended to `warnings` when given.
 
     A connector spec already linted by this process with the same data and the same files in
     its tree is not linted again (`run --every`, `serve` and in-process callers load the same
     specs over and over; linting their golden examples is most of a load). `lint` itself always
     lints afresh."""
     documents, findings = load_paths(paths)
+    connectors = find_connectors(documents)
     fresh = [doc for doc in documents if doc.kind != "connector"]
     trees: dict[Path, str] = {}
     for document in documents:
@@ -159,14 +219,17 @@ def load_clean(paths: Iterable[str | Path]) -> list[Document]:
             continue
         key = _connector_key(document, trees)
         if key not in _CONNECTOR_FINDINGS:
-            _CONNECTOR_FINDINGS[key] = [document.finding(p) for p in problems(document, Connectors(documents))]
+            _CONNECTOR_FINDINGS[key] = [document.finding(p) for p in problems(document, connectors)]
             while len(_CONNECTOR_FINDINGS) > 256:
                 _CONNECTOR_FINDINGS.pop(next(iter(_CONNECTOR_FINDINGS)))
         findings += [dataclasses.replace(f, file=str(document.path)) for f in _CONNECTOR_FINDINGS[key]]
     findings += lint_documents(fresh, among=documents) if fresh else []
-    if findings:
-        raise SpecError(f"{len(findings)} problem(s) in the specs; run `syncengine lint`",
-                        findings=sorted(findings, key=Finding.sort_key))
+    findings = sorted(findings + shadow_warnings(connectors), key=Finding.sort_key)
+    if errors(findings):
+        raise SpecError(f"{len(errors(findings))} problem(s) in the specs; run `syncengine lint`",
+                        findings=findings)
+    if warnings is not None:
+        warnings.extend(findings)
     return documents
 
 

@@ -102,7 +102,7 @@ class Document:
         inside = problem.offset is not None
         line, column = self.locate(problem.path, value=inside)
         return Finding(str(self.path), line + (problem.offset or 0), column, dotted(problem.path),
-                       problem.message, problem.expected, problem.hint)
+                       problem.message, problem.expected, problem.hint, problem.severity)
 
 
 def _mark(node: yaml.Node) -> Position:
@@ -306,6 +306,20 @@ def data_file(document: Document, reference: Any) -> Path:
         raise ValueError(f"refused file {reference!r}: it leads outside {root}, the directory "
                          f"the spec was found under (through '..' or a symlink)")
     _check_regular(os.stat(target), reference)
+    return target
+
+
+def writable_data_file(document: Document, reference: Any) -> Path:
+    """The file a `{file: ...}` reference names, to be written (`lint --update-examples`): the
+    confinement of `data_file`, but the file may not exist yet (its folder must, inside the
+    spec's tree)."""
+    try:
+        return data_file(document, reference)
+    except FileNotFoundError:
+        pass
+    target = (document.path.parent / reference).resolve()
+    if not target.parent.is_dir():
+        raise ValueError(f"refused file {reference!r}: its folder {target.parent} does not exist")
     return target
 
 

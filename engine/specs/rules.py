@@ -14,9 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import zones
+from engine.specs.canonical import context_shapes
 from engine.specs.expressions import descend, structure_rule, template_rule
 from engine.http.auth import DEFAULT_PORTS, token_host
 from engine.specs.findings import Problem
+from engine.specs.references import Scope
 
 #: The `format` that marks a config property as an IANA time zone name (checked in integrations).
 ZONE_FORMAT = "iana-time-zone"
@@ -58,7 +60,7 @@ def connector_template_problems(data: Any) -> Iterator[Problem]:
     operations = data.get("operations")
     if isinstance(operations, Mapping):
         for name, operation in operations.items():
-            allowed = CONTEXTS.get(name, BASE)
+            allowed = Scope(CONTEXTS.get(name, BASE), context_shapes(name))
             yield from descend(operation_rule(operation, allowed), ("operations", name))
             if isinstance(operation, Mapping) and "time_zone" in operation:
                 yield from descend(time_zone_rule(operation["time_zone"]), ("operations", name, "time_zone"))
