@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import runlock, runner, schedule
+from engine import control, runlock, runner, schedule
 from engine.errors import ConfigError, SpecError
 from engine.flows import protocol
 from engine.flows.orders import OrdersFlow
-from engine.ledger import STATUSES, DiskLedger
+from engine.ledger import STATUSES, DiskLedger, Ledger
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
@@ -167,7 +167,7 @@ NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventor
          "wms_cancellations_parked": "cart cancel parked"}
 
 
-def _status_notes(ledger: DiskLedger, limit: int, stdout: TextIO) -> None:
+def _status_notes(ledger: Ledger, limit: int, stdout: TextIO) -> None:
     """Writes whose outcome is unknown, SKUs the cart does not know, failed pushes, shipments
     and cancellations waiting."""
     for n, (key, state) in enumerate(protocol.unresolved(ledger)):
@@ -201,32 +201,78 @@ def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
     ledger_names(Path(args.state_dir), args.integration)     # refuses a state dir where nothing ran
     project = load(args, stdout)
-    options = runner.Options(Path(args.state_dir), ["orders"])
+    keys = getattr(args, "key", None)
+    if keys and not args.integration:
+        raise ConfigError("--key needs --integration")
     failed = False
     for integration in project.select(args.integration):
-        released, counts = asyncio.run(_retry(project, integration, options))
+        released, counts = asyncio.run(retry(project, integration, Path(args.state_dir), keys))
         stdout.write(f"{integration.name}: released {released}; {counts.summary()}\n")
         failed = failed or counts.failed > 0
+        _record(Path(args.state_dir), integration.name, "retry", ",".join(keys or []) or "all",
+                f"released {released}; {counts.summary()}")
     return 1 if failed else 0
 
 
-async def _retry(project: runner.Project, integration, options: runner.Options):
+async def retry(project: runner.Project, integration, state_dir: Path, keys: list[str] | None = None):
+    """`syncengine retry` for one integration (the console's too): re-assess the errored,
+    quarantined and held orders (only `keys` when given), deliver what passes; (released, counts)."""
+    options = runner.Options(state_dir, ["orders"])
     async with runner.open_context(project, integration, options) as ctx:
         with runlock.hold(options.state_dir, integration.name, "orders"):
             flow = OrdersFlow(ctx)
-            released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
+            if keys:
+                entries = [entry for entry in map(ctx.ledger.get, keys) if entry and entry.status in RETRYABLE]
+            else:
+                entries = ctx.ledger.iter_status(*RETRYABLE)
+            released = flow.release(await flow.reenrich(entries))
             await flow.recover()
             return released, flow.counts
 
+
+def release_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Send held orders on despite their hold (an operator's decision), then deliver them."""
+    ledger_names(Path(args.state_dir), args.integration)
+    project = load(args, stdout)
+    [integration] = project.select(args.integration)
+    by = control.whoami()
+    with control.open_ledger(args.state_dir, integration.name) as ledger:
+        for key in args.key:
+            control.mark_released(ledger, key, by)
+    released, counts = asyncio.run(retry(project, integration, Path(args.state_dir), args.key))
+    stdout.write(f"{integration.name}: released {released}; {counts.summary()}\n")
+    _record(Path(args.state_dir), integration.name, "release", ",".join(args.key),
+            f"released {released}; {counts.summary()}", by)
+    return 1 if counts.failed else 0
+
+
+def pause_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Pause (or, as `resume`, resume) the scheduled runs of an integration."""
+    [name] = ledger_names(Path(args.state_dir), args.integration)
+    on = args.command == "pause"
+    with control.open_ledger(args.state_dir, name) as ledger:
+        done = control.set_paused(ledger, on, control.whoami())
+        control.record(ledger, control.whoami(), args.command, name, done)
+    stdout.write(f"{name}: {done}\n")
+    return 0
+
+
+def _record(state_dir: Path, name: str, action: str, target: str, result: str, by: str | None = None) -> None:
+    with control.open_ledger(state_dir, name) as ledger:
+        control.record(ledger, by or control.whoami(), action, target, result)
 
 
 def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
     [name] = ledger_names(Path(args.state_dir), args.integration)
-    with runlock.hold(Path(args.state_dir), name, "orders"), DiskLedger(args.state_dir, name) as ledger:
-        released = ledger.reset_since(args.since)   # under the lock: a running pull would move it on again
+    released = reset(Path(args.state_dir), name, args.since)
     stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
                  f"delivered orders still block duplicates\n")
+    _record(Path(args.state_dir), name, "reset", f"since {args.since}", f"{released} skipped order(s) released")
     return 0
 
 
+def reset(state_dir: Path, name: str, since: str) -> int:
+    """`syncengine reset --since` (the console's too); the number of skipped orders released."""
+    with runlock.hold(state_dir, name, "orders"), control.open_ledger(state_dir, name) as ledger:
+        return ledger.reset_since(since)   # under the lock: a running pull would move it on again
