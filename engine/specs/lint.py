@@ -96,10 +96,14 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
     """Every problem of one document, in the order of the module docstring."""
     yield from document.problems
     if document.kind == "unknown":
-        yield Problem((), "not a connector (no 'kind: cart|wms') nor an integration "
-                      "(no 'source'/'destination')", "a connector or an integration spec")
+        yield Problem((), "not a connector (no 'kind: cart|wms'), an integration "
+                      "(no 'source'/'destination') nor alert settings (no 'alerts_version')",
+                      "a connector or an integration spec, or alert settings")
         return
     found = list(schema_problems(document.kind, document.data))
+    if document.kind == "alerts":
+        yield from found
+        return
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
         found.extend(write_problems(document.data))
