@@ -27,7 +27,7 @@ def test_serve_runs_the_schedule_and_the_console_then_stops_on_sigterm(tmp_path:
     """One process: it delivers on its schedule, answers /healthz, /readyz and a logged-in page,
     and stops with exit 0 on SIGTERM."""
     with rig(tmp_path, monkeypatch, orders=2) as r:
-        r.write(flows={"orders": {"enabled": True}})
+        r.write(flows={"orders": {"enabled": True}, "shipments": {"enabled": True}})
         few_connectors(tmp_path)
         users = users_file(tmp_path / "users")
         log = tmp_path / "out.log"
@@ -37,7 +37,7 @@ def test_serve_runs_the_schedule_and_the_console_then_stops_on_sigterm(tmp_path:
                                                                                 "--users", str(users), "--every", "1h")],
                                        cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            wait_for(lambda: "orders: pulled" in log.read_text(), timeout=60)
+            wait_for(lambda: "orders: pulled" in log.read_text() and "shipments: pulled" in log.read_text(), timeout=60)
             url = re.search(r"console at (\S+)", log.read_text())[1]
             assert url.startswith("http://127.0.0.1:")
             assert httpx.get(url + "healthz").text == "ok\n"
@@ -45,7 +45,9 @@ def test_serve_runs_the_schedule_and_the_console_then_stops_on_sigterm(tmp_path:
             token_page = httpx.get(url + "index.json", headers={"Authorization": "Bearer ci-token-0123456789abcdef"})
             [row] = token_page.json()["integrations"]
             assert row["name"] == NAME and row["counts"] == {"delivered": 2}
-            assert row["flows"][0]["last"]["outcome"] == "ok" and row["flows"][0]["next"]
+            runs = {flow["flow"]: flow for flow in row["flows"]}
+            assert runs["orders"]["last"]["outcome"] == "ok" and runs["orders"]["next"]
+            assert runs["shipments"]["last"]["outcome"] == "ok"
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=20) == 0
         finally:
@@ -142,3 +144,28 @@ def test_the_schedule_skips_a_paused_integration(tmp_path: Path, monkeypatch, ca
 def state_cli(r, command: str) -> int:
     """`syncengine pause|resume --integration NAME --state-dir DIR` (no project arguments)."""
     return cli.run([command, "--integration", NAME, "--state-dir", str(r.state)], io.StringIO(), io.StringIO())
+
+
+def test_demo_serve_keeps_the_demo_behind_a_live_console(tmp_path: Path) -> None:
+    """`demo --serve` runs the demo, then serves the console over its sample servers with a
+    printed login; the overview lists every sample integration; SIGTERM stops it with exit 0."""
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "engine", "demo", "--serve", "--listen", "127.0.0.1:0"],
+                                   cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "console at" in log.read_text(), timeout=120)
+        url, password = re.search(r"console at (\S+)\s+\(log in as demo / (\S+)\)", log.read_text()).groups()
+        with httpx.Client(base_url=url, timeout=60) as client:
+            login = client.get("/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', login.text)[1]
+            client.post("/login", data={"user": "demo", "password": password, "csrf": token})
+            names = [row["name"] for row in client.get("/index.json").json()["integrations"]]
+        assert "acme-woo-to-extensiv" in names and "hooli-woo-to-shipstation" in names
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log.read_text()

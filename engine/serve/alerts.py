@@ -102,7 +102,7 @@ class Alerts:
         """Check one run's outcome (called by the schedule's report and the console's actions)."""
         for flow in outcome.counts or {"-": None}:
             key = (outcome.integration, flow)
-            failed = bool(outcome.error) or bool(getattr(outcome.counts.get(flow), "failed", 0))
+            failed = bool(outcome.error) or bool(getattr(outcome.counts.get(flow), "failed", 0))   # every flow counts failed
             self.failures[key] = self.failures.get(key, 0) + 1 if failed else 0
             threshold = self.rules["failing_runs"]
             if threshold and self.failures[key] == threshold:

@@ -31,6 +31,7 @@ from engine import control
 from engine.flows import protocol
 from engine.http import observe
 from engine.runner import Outcome
+from engine.serve.views import as_dict
 
 disable_created_metrics()            # no `_created` series beside every counter: nobody graphs them
 
@@ -70,10 +71,11 @@ class Metrics:
 
     def outcome(self, outcome: Outcome) -> None:
         for flow, counts in outcome.counts.items():
-            for name, value in counts.as_dict().items():
+            counted = as_dict(counts)
+            for name, value in counted.items():
                 if value:
                     self.records.labels(outcome.integration, flow, name).inc(value)
-            bad = outcome.error or counts.failed or counts.quarantined
+            bad = outcome.error or counted.get("failed") or counted.get("quarantined") or counted.get("unresolved")
             self.runs.labels(outcome.integration, flow, "failed" if outcome.error else "partial" if bad else "ok").inc()
             if not bad:
                 self.success[(outcome.integration, flow)] = time.time()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from engine.serve.access import Users
 from engine.serve.app import Console, create_app
 from engine.serve.metrics import Metrics
 from engine.specs.settings import seconds
+
+log = logging.getLogger("syncengine.serve")
 
 
 def serve_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -170,7 +173,10 @@ def _fan_out(console: Console, alerts) -> Callable[[runner.Outcome], None]:
 
 def _reporter(console: Console, stdout: TextIO) -> Callable[[runner.Outcome], None]:
     def stamped(outcome: runner.Outcome) -> None:
-        console.report(outcome)
+        try:
+            console.report(outcome)
+        except Exception:  # noqa: BLE001 - the console's bookkeeping never stops the schedule
+            log.exception("%s: the console could not record this run", outcome.integration)
         stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] ")
         report([outcome], stdout)
         stdout.flush()

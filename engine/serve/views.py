@@ -2,12 +2,14 @@
 
 Everything is read through the `Ledger` interface: `counts()` and `latest()` are indexed, so a
 page of one status costs the same at 100 orders as at 100,000; a search by key or order number
-is one lookup; a search by SKU or reason walks the status it looks in (least recently updated
-first, the ledger's streaming order) and stops once a page is full (`SCAN_LIMIT` entries at most).
+is one lookup (a delivered order's number is indexed); a search by SKU, reason or a number the
+ledger does not index looks through the newest `SCAN_LIMIT` entries of the status (the page says so
+when there are more).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from engine.flows import protocol
 from engine.ledger import STATUSES, Entry, Ledger
 
 PER_PAGE = 50
-SCAN_LIMIT = 200_000
+SCAN_LIMIT = 10_000              # a search by SKU or reason looks at the newest this many of a status
 ATTENTION = ("error", "held", "quarantined", "sending")
 #: status -> the entry field that says why it is there
 WHY = {"error": "last_error", "sending": "last_error", "held": "reason", "quarantined": "reason",
@@ -39,7 +41,7 @@ class RunBook:
         finished = time.time()
         ran = dict(outcome.counts) or {flow: None for name, flow in self.periods if name == outcome.integration}
         for flow, counts in ran.items():
-            counted = counts.as_dict() if counts is not None else {}
+            counted = as_dict(counts)
             if outcome.error:
                 result = "failed"
             elif counted.get("failed") or counted.get("quarantined") or getattr(counts, "unresolved", 0):
@@ -59,6 +61,13 @@ class RunBook:
         if last is None:
             return "now"
         return _iso(last["finished_epoch"] + period)
+
+
+def as_dict(counts: Any) -> dict[str, int]:
+    """Any flow's counts (`Counts`, or a `Tally` dataclass of the other flows) as a dict."""
+    if counts is None:
+        return {}
+    return {f.name: getattr(counts, f.name) for f in dataclasses.fields(counts)}
 
 
 def _iso(epoch: float) -> str:
@@ -131,15 +140,16 @@ def orders(ledger: Ledger, *, status: str, q: str = "", reason: str = "", page: 
     if q and (found := _exact(ledger, q)) is not None:
         rows, more = [summary(found)], False
     elif q or reason:
-        matches = (entry for entry in itertools.islice(ledger.iter_status(status), SCAN_LIMIT)
-                   if _matches(entry, q, reason.lower()))
+        matches = (entry for entry in ledger.latest(status, SCAN_LIMIT) if _matches(entry, q, reason.lower()))
         chosen = list(itertools.islice(matches, (page - 1) * per_page, page * per_page + 1))
         rows, more = [summary(entry) for entry in chosen[:per_page]], len(chosen) > per_page
     else:
         newest = ledger.latest(status, page * per_page + 1)
         chosen = newest[(page - 1) * per_page:]
         rows, more = [summary(entry) for entry in chosen[:per_page]], len(chosen) > per_page
+    scanned = bool(q or reason) and counts.get(status, 0) > SCAN_LIMIT
     return {"integration": ledger.integration, "status": status, "q": q, "reason": reason, "page": page,
+            "searched": SCAN_LIMIT if scanned else None,
             "more": more, "rows": rows, "counts": counts, "statuses": [s for s in STATUSES if counts.get(s)],
             "reasons": _reasons(ledger, status) if status in ("skipped", "held", "quarantined") else []}
 
