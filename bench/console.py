@@ -87,7 +87,7 @@ def main() -> None:
             "delivered, page 20": f"/i/{NAME}?status=delivered&page=20",
             "search: order number": f"/i/{NAME}?status=delivered&q=%23150005",
             "search: key": f"/i/{NAME}?q=150001",
-            "search: SKU (delivered, newest 10,000)": f"/i/{NAME}?status=delivered&q=SKU-42",
+            "search: SKU (delivered, newest 5,000)": f"/i/{NAME}?status=delivered&q=SKU-42",
             "search: SKU (held, a scan)": f"/i/{NAME}?status=held&q=SKU-42",
             "skipped with reason filter": f"/i/{NAME}?status=skipped&reason=order+filter+%27paid+only%27",
             "order page (held, raw + canonical)": f"/i/{NAME}/orders/100000",

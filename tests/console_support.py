@@ -130,3 +130,4 @@ def serving(console: Any) -> Iterator[str]:
         thread.join(10)
         sock.close()
         unwatch()
+        console.close()

@@ -39,9 +39,11 @@ disable_created_metrics()            # no `_created` series beside every counter
 class Metrics:
     """The console's metrics: `outcome()` after each run, HTTP observed while `watch()` is on."""
 
-    def __init__(self, state_dir: Any, names: Callable[[], list[str]]) -> None:
+    def __init__(self, state_dir: Any, names: Callable[[], list[str]],
+                 ledger: Callable[[str], Any] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.state_dir, self.names = state_dir, names
+        self.ledger = ledger or (lambda name: control.open_ledger(state_dir, name))
         self.success: dict[tuple[str, str], float] = {}
         r = self.registry
         self.records = Counter("syncengine_records", "Records a flow run counted", ["integration", "flow", "counted"], registry=r)
@@ -103,7 +105,7 @@ class _LedgerCollector:
                                     "When the last run that ended ok finished", labels=["integration", "flow"])
         state_dir = self.metrics.state_dir
         for name in control.ledger_names(state_dir):
-            with control.open_ledger(state_dir, name) as ledger:
+            with self.metrics.ledger(name) as ledger:
                 for status, count in sorted(ledger.counts().items()):
                     orders.add_metric([name, status], count)
                 unresolved.add_metric([name], len(protocol.unresolved(ledger)))

@@ -64,7 +64,7 @@ def build(project: runner.Project, state_dir: Path, users: Users, *, secure_cook
     so that no page shows one."""
     remember_secrets(project)
     console = Console(project, state_dir, users, secure_cookies=secure_cookies)
-    console.metrics = Metrics(state_dir, console.names)
+    console.metrics = Metrics(state_dir, console.names, console.ledger)
     console.on_outcome = console.metrics.outcome
     return console
 
@@ -160,6 +160,7 @@ async def run(console: Console, sock: socket.socket, integrations: list, options
                 await asyncio.gather(watcher, return_exceptions=True)
             await asyncio.gather(web, return_exceptions=True)
             unwatch()
+            console.close()
 
 
 def _fan_out(console: Console, alerts) -> Callable[[runner.Outcome], None]:

@@ -22,7 +22,7 @@ from engine.flows import protocol
 from engine.ledger import STATUSES, Entry, Ledger
 
 PER_PAGE = 50
-SCAN_LIMIT = 10_000              # a search by SKU or reason looks at the newest this many of a status
+SCAN_LIMIT = 5_000               # a search by SKU or reason looks at the newest this many of a status
 ATTENTION = ("error", "held", "quarantined", "sending")
 #: status -> the entry field that says why it is there
 WHY = {"error": "last_error", "sending": "last_error", "held": "reason", "quarantined": "reason",
@@ -140,7 +140,7 @@ def orders(ledger: Ledger, *, status: str, q: str = "", reason: str = "", page: 
     if q and (found := _exact(ledger, q)) is not None:
         rows, more = [summary(found)], False
     elif q or reason:
-        matches = (entry for entry in ledger.latest(status, SCAN_LIMIT) if _matches(entry, q, reason.lower()))
+        matches = (entry for entry in _newest(ledger, status) if _matches(entry, q, reason.lower()))
         chosen = list(itertools.islice(matches, (page - 1) * per_page, page * per_page + 1))
         rows, more = [summary(entry) for entry in chosen[:per_page]], len(chosen) > per_page
     else:
@@ -152,6 +152,18 @@ def orders(ledger: Ledger, *, status: str, q: str = "", reason: str = "", page: 
             "searched": SCAN_LIMIT if scanned else None,
             "more": more, "rows": rows, "counts": counts, "statuses": [s for s in STATUSES if counts.get(s)],
             "reasons": _reasons(ledger, status) if status in ("skipped", "held", "quarantined") else []}
+
+
+def _newest(ledger: Ledger, status: str) -> Iterator[Entry]:
+    """The newest SCAN_LIMIT entries of `status`, newest first, read in growing windows so that
+    a search whose page fills among the newest orders reads no further."""
+    seen = 0
+    for size in (500, SCAN_LIMIT):
+        window = ledger.latest(status, size)
+        yield from window[seen:]
+        if len(window) < size:
+            return
+        seen = len(window)
 
 
 def _exact(ledger: Ledger, q: str) -> Entry | None:
