@@ -63,6 +63,9 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     state_argument(parser)
     parser.add_argument("--integration", metavar="NAME", help="only this integration")
     parser.add_argument("--limit", type=_count, default=10, help="entries listed per status (default: 10)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (default) or the JSON document described in docs/operations.md; "
+                             "either way the exit code sums the alerts (0: all clear)")
 
 
 def retry_arguments(parser: argparse.ArgumentParser) -> None:

@@ -142,7 +142,7 @@ COMMANDS: tuple[Command, ...] = (
             _later("run_command")),
     Command("demo", "run the sample integrations against sample servers on 127.0.0.1",
             arguments.demo_arguments, _demo_command),
-    Command("status", "ledger counts, latest errors, skipped/quarantined/held orders",
+    Command("status", "ledger counts, last runs, failed/quarantined/held/unresolved items; exit code alerts",
             arguments.status_arguments, _later("status_command")),
     Command("retry", "re-process errored, quarantined and held orders (e.g. after a fix)",
             arguments.retry_arguments, _later("retry_command")),

@@ -1,24 +1,26 @@
 """The commands that move data or read the ledger: `run`, `status`, `retry`, `reset`.
 
 Each is a handler `(args, stdout, stderr) -> exit code` (its arguments are in `engine.arguments`);
-`engine.cli.COMMANDS` lists them and imports this module only when one of them runs. Exit codes: 0 all went well, 1 something failed (an order
-that could not be delivered, an integration that stopped), 2 usage or spec errors.
+`engine.cli.COMMANDS` lists them and imports this module only when one of them runs. Exit
+codes (docs/operations.md, "Exit codes"): 0 all went well, 1 something failed (an order that
+could not be delivered, an integration that stopped), 2 usage or spec errors; `status` sums the
+alerts' bits (`engine.status.ALERTS`: 4 held, 8 quarantined, 16 unresolved, 32 failed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import control, runlock, runner, schedule
+from engine import control, history, runlock, runner, schedule, status
 from engine.errors import ConfigError, SpecError
-from engine.flows import protocol
 from engine.flows.orders import OrdersFlow
-from engine.ledger import STATUSES, DiskLedger, Ledger
+from engine.ledger import DiskLedger
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
@@ -143,57 +145,64 @@ def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) ->
 
 
 def status_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Counts by status, latest errors, and the skipped, quarantined and held orders with reasons."""
-    names = ledger_names(Path(args.state_dir), args.integration)
-    for name in names:
-        with DiskLedger(args.state_dir, name) as ledger:
-            counts = ledger.counts()
-            shown = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts.get(status))
-            stdout.write(f"{name}: {shown or 'no orders yet'}; watermark {ledger.watermark('orders') or '-'}\n")
-            for status in ("error", "quarantined", "held", "skipped", "sending", "shipped", "cancel_too_late"):
-                for entry in ledger.latest(status, args.limit):
-                    why = entry.last_error if status in ("error", "sending", "shipped") else entry.reason
-                    if status != "shipped" or why:
-                        stdout.write(f"  {status:<15} {entry.key:<24} attempts {entry.attempts}  {why or ''}\n")
-                if status != "shipped" and counts.get(status, 0) > args.limit:
-                    stdout.write(f"  {status:<15} … and {counts[status] - args.limit} more (--limit N shows more)\n")
-            _status_notes(ledger, args.limit, stdout)
-    return 0
+    """Per integration: counts by status, the last run of each flow, and the failed, quarantined,
+    held, skipped and unresolved items with reasons (text, or `--format json`: the document of
+    `engine.status`). The exit code sums the alerts' bits: 0 all clear (docs/operations.md)."""
+    document = status.status_document(Path(args.state_dir), args.integration, limit=args.limit)
+    if args.format == "json":
+        json.dump(document, stdout, indent=2, ensure_ascii=False)
+        stdout.write("\n")
+    else:
+        for name, integration in document["integrations"].items():
+            _status_text(name, integration, args.limit, stdout)
+        if document["alerts"]:
+            stdout.write(f"attention: {', '.join(document['alerts'])} (exit {document['exit_code']}; "
+                         "see docs/operations.md, exit codes)\n")
+    return document["exit_code"]
 
 
-#: kv namespaces the other flows keep problems in -> how status introduces them
-NOTES = {"inventory_skipped": "inventory skipped", "inventory_errors": "inventory failed",
-         "shipments_parked": "shipment parked", "cancellations_parked": "cancel parked",
-         "wms_cancellations_parked": "cart cancel parked"}
+#: how the text status introduces each problem kind, in the order it lists them: (flow, kind, title)
+TITLES = (("orders", "failed", "error"), ("orders", "quarantined", "quarantined"), ("orders", "held", "held"),
+          ("orders", "skipped", "skipped"), ("orders", "unresolved", "sending"), ("shipments", "errors", "shipped"),
+          ("cancellations", "too_late", "cancel_too_late"))
+NOTES = (("shipments", "unresolved", "write unresolved"), ("inventory", "unresolved", "write unresolved"),
+         ("cancellations", "unresolved", "write unresolved"), ("wms_cancellations", "unresolved", "write unresolved"),
+         ("inventory", "skipped", "inventory skipped"), ("inventory", "errors", "inventory failed"),
+         ("shipments", "parked", "shipment parked"), ("cancellations", "parked", "cancel parked"),
+         ("wms_cancellations", "parked", "cart cancel parked"))
 
 
-def _status_notes(ledger: Ledger, limit: int, stdout: TextIO) -> None:
-    """Writes whose outcome is unknown, SKUs the cart does not know, failed pushes, shipments
-    and cancellations waiting."""
-    for n, (key, state) in enumerate(protocol.unresolved(ledger)):
-        if n == limit:
-            stdout.write("  write unresolved: … more\n")
-            break
-        stdout.write(f"  {'write unresolved':<17} {key:<24} step {state['inflight']}: {state.get('error') or 'in flight'}\n")
-    for namespace, title in NOTES.items():
-        for n, (key, value) in enumerate(ledger.kv_items(namespace)):
-            if n == limit:
-                stdout.write(f"  {title}: … more\n")
-                break
-            why = value.get("reason") if isinstance(value, dict) else value
-            stdout.write(f"  {title:<17} {key:<24} {why}\n")
+def _status_text(name: str, integration: dict, limit: int, stdout: TextIO) -> None:
+    """One integration's status as text: counts, the last run per flow, then the problems."""
+    counts, flows = integration["orders"], integration["flows"]
+    shown = ", ".join(f"{state} {n}" for state, n in counts.items() if n)
+    stdout.write(f"{name}: {shown or 'no orders yet'}; watermark {integration['watermarks']['orders'] or '-'}\n")
+    for flow, state in flows.items():
+        run = state["last_run"]
+        if run is not None:
+            summary = ", ".join(f"{key} {value}" for key, value in run["counts"].items() if value)
+            stdout.write(f"  {'last run':<15} {flow:<24} {run['outcome']} at {run['started']} "
+                         f"({run['duration']:g}s){': ' + summary if summary else ''}"
+                         f"{' (running now)' if state['running'] else ''}\n")
+            if run.get("error"):
+                stdout.write(f"  {'':<15} {'':<24} {run['error']}\n")
+    for flow, kind, title in TITLES:
+        problem = flows[flow]["problems"][kind]
+        for item in problem["items"]:
+            stdout.write(f"  {title:<15} {item['key']:<24} attempts {item.get('attempts', '-')}  {item['reason'] or ''}\n")
+        if problem["count"] > limit and (flow, kind) != ("shipments", "errors"):
+            stdout.write(f"  {title:<15} … and {problem['count'] - limit} more (--limit N shows more)\n")
+    for flow, kind, title in NOTES:
+        problem = flows[flow]["problems"][kind]
+        for item in problem["items"]:
+            stdout.write(f"  {title:<17} {item['key']:<24} {item['reason']}\n")
+        if problem["count"] > limit:
+            stdout.write(f"  {title}: … {problem['count'] - limit} more\n")
 
 
 def ledger_names(state_dir: Path, only: str | None) -> list[str]:
     """The integrations that have a ledger under `state_dir`."""
-    if not state_dir.is_dir():
-        raise ConfigError(f"no state directory {state_dir}: nothing has run yet")
-    names = sorted(path.name for path in state_dir.iterdir() if (path / "cache.db").exists())
-    if only is not None:
-        if only not in names:
-            raise ConfigError(f"no ledger for integration {only!r} in {state_dir}")
-        return [only]
-    return names
+    return status.ledger_names(state_dir, only)
 
 
 
@@ -225,8 +234,9 @@ async def retry(project: runner.Project, integration, state_dir: Path, keys: lis
                 entries = [entry for entry in map(ctx.ledger.get, keys) if entry and entry.status in RETRYABLE]
             else:
                 entries = ctx.ledger.iter_status(*RETRYABLE)
-            released = flow.release(await flow.reenrich(entries))
-            await flow.recover()
+            with history.recorded(ctx.ledger, "orders", flow.counts, stopped=ctx.stopped, command="retry"):
+                released = flow.release(await flow.reenrich(entries))
+                await flow.recover()
             return released, flow.counts
 
 

@@ -38,3 +38,18 @@ def hold(state_dir: Path, integration: str, flow: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def busy(state_dir: Path, integration: str, flow: str) -> bool:
+    """Whether a run of (integration, flow) holds its lock right now (creates nothing)."""
+    try:
+        fd = os.open(Path(state_dir) / integration / f"run-{flow}.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)              # closing drops the shared lock this took, if it took one
+    return False

@@ -8,6 +8,8 @@ SpecError with the findings).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import contextlib
 import gc
 import logging
@@ -17,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import http, runlock, secrets
-from engine.errors import ConfigError, SyncEngineError
+from engine import history, http, runlock, secrets
+from engine.errors import ConfigError, LedgerError, SyncEngineError
 from engine.flows.base import Counts, FlowContext
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
@@ -60,7 +62,7 @@ def load_project(paths: Iterable[str | Path]) -> Project:
     connectors, integrations = {}, {}
     for document in documents:
         if document.kind == "connector":
-            connectors[document.name] = Connector.from_data(document.data)
+            connectors[document.name] = _compiled(document.data)
         elif document.kind == "integration":
             integrations[document.name] = Integration.from_data(document.data, document.path)
     for integration in integrations.values():
@@ -68,6 +70,21 @@ def load_project(paths: Iterable[str | Path]) -> Project:
             if endpoint.connector not in connectors:
                 raise ConfigError(f"integration {integration.name}: connector {endpoint.connector!r} not found")
     return Project(connectors, integrations)
+
+
+#: Connectors compiled by this process, by a digest of their spec's data (compiling every
+#: template is most of a load; `run --every`, `serve` and in-process callers load the same specs
+#: over and over). A compiled connector is never changed: `configured` makes a new one.
+_COMPILED: dict[str, Connector] = {}
+
+
+def _compiled(data: Any) -> Connector:
+    key = hashlib.blake2b(json.dumps(data, sort_keys=True, default=repr).encode(), digest_size=20).hexdigest()
+    if key not in _COMPILED:
+        _COMPILED[key] = Connector.from_data(data)
+        while len(_COMPILED) > 256:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    return _COMPILED[key]
 
 
 @dataclass
@@ -181,6 +198,7 @@ async def run_integration(project: Project, integration: Integration, options: O
     outcome = outcome or Outcome(integration.name)
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
+    started = time.time()
     try:
         async with open_context(project, integration, options) as ctx:
             for name in wanted:
@@ -188,14 +206,30 @@ async def run_integration(project: Project, integration: Integration, options: O
                     break
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
-                with _exclusive(options, integration.name, name):
+                with _exclusive(options, integration.name, name), \
+                        history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts, stopped=ctx.stopped):
                     await flow.run()
     except SyncEngineError as exc:
         outcome.error = str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
         text = f"internal error: {type(exc).__name__}: {exc}"[:500]
-        outcome.error = ctx.redact.mask(text) if ctx is not None else text
+        outcome.error = ctx.redact.mask(text) if ctx is not None else http.everywhere().mask(text)
+    if ctx is None and outcome.error is not None and not options.dry_run:
+        _record_unopened(options, integration.name, wanted, outcome.error, started)
     return outcome
+
+
+def _record_unopened(options: Options, name: str, flows: list[str], error: str, started: float) -> None:
+    """An integration that failed before any of its flows could start (a secret that does not
+    resolve, a connector that does not configure, a ledger that does not open): a `failed`
+    record for each flow it was to run, so that `status` and monitoring see it."""
+    try:
+        with DiskLedger(options.state_dir, name, mask=http.everywhere().mask) as ledger:
+            for flow in flows:
+                ledger.record_run(history.run_record(ledger, flow, None, started=started, error=error,
+                                                     duration=time.time() - started, stopped=False))
+    except LedgerError as exc:
+        log.warning("%s: the failed run could not be recorded in the history: %s", name, exc)
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import LedgerError
-from engine.ledger import STATUSES, DiskLedger, Ledger
+from engine.ledger import RUNS_KEPT, STATUSES, DiskLedger, Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [f"order-{n}" for n in range(400)]
@@ -546,3 +546,17 @@ def test_release_unsent_deletes_only_pending_entries_without_a_raw_record(ledger
     assert ledger.get("unsent") is None and ledger.claim("unsent")
     assert ledger.counts() == {"pending": 2, "skipped": 1, "sending": 1, "delivered": 1}
     assert ledger.release_unsent() == 1 and ledger.release_unsent() == 0
+
+
+def test_the_history_keeps_the_newest_runs_of_each_flow_and_masks_secrets(tmp_path: Path) -> None:
+    """The ledger keeps the newest RUNS_KEPT runs per flow (newest first), others untouched, and
+    stores a run with every secret masked."""
+    with DiskLedger(tmp_path, "shop", mask=lambda text: text.replace("s3cret-token", "***")) as ledger:
+        for n in range(RUNS_KEPT + 5):
+            ledger.record_run({"flow": "orders", "n": n})
+        ledger.record_run({"flow": "inventory", "n": 0, "error": "401 for token s3cret-token"})
+        assert [run["n"] for run in ledger.runs("orders", n=1000)] == list(range(RUNS_KEPT + 4, 4, -1))
+        assert ledger.last_runs() == {"inventory": {"flow": "inventory", "n": 0, "error": "401 for token ***"},
+                                      "orders": {"flow": "orders", "n": RUNS_KEPT + 4}}
+        assert [run["flow"] for run in ledger.runs(n=2)] == ["inventory", "orders"]
+    assert b"s3cret-token" not in (tmp_path / "shop" / "cache.db").read_bytes()

@@ -54,7 +54,7 @@ def test_every_keeps_running_and_stops_cleanly_on_a_signal(tmp_path: Path, monke
         assert sorted(o["referenceNum"] for o in r.wms_app.state.created) == ["1001", "1002", "1003"]
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:
+def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"

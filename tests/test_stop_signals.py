@@ -99,6 +99,7 @@ def test_sigint_stops_reading_lets_sends_finish_and_exits_130(stop_rig: FlowRig,
     assert counts.get("delivered", 0) == created < len(rig.eligible_refs()), (counts, created)
     with DiskLedger(rig.state, "flow-shop") as ledger:
         assert ledger.watermark("orders") is None                      # the read did not end
+        assert ledger.last_runs()["orders"]["outcome"] == "stopped"    # the run history says so
     finish_and_check(rig)
 
 
@@ -117,6 +118,9 @@ def test_sigterm_cuts_off_a_stuck_send_after_the_grace_and_exits_143(stop_rig: F
     assert took < 5, took
     assert "Traceback" not in out and "stopped by SIGTERM: sends still in flight after 0.5s were cut off" in out, out
     assert ledger_counts(rig).get("sending", 0) >= 1                  # left for the next run to reconcile
+    with DiskLedger(rig.state, "flow-shop") as ledger:
+        run = ledger.last_runs()["orders"]
+    assert run["outcome"] == "stopped" and run["unresolved"]["count"] >= 1, run
     finish_and_check(rig)
 
 

@@ -37,6 +37,14 @@ one); ``DiskLedger`` is the embedded default on diskcache (SQLite, process-safe)
   re-evaluates them. Delivered-or-later and in-flight keys can never be released, so they keep
   blocking duplicates. It returns the number of entries released.
 
+- ``record_run(run)`` appends one flow run to the **run history** (``run`` is a JSON dict with
+  at least ``flow``; `engine.history` writes it: start, duration, outcome, counts, error,
+  unresolved items) and keeps only the newest ``RUNS_KEPT`` (50) runs of that flow, in the same
+  transaction. ``runs(flow=None, n)`` returns the newest ``n`` runs (of one flow or of all),
+  newest first; ``last_runs()`` maps each flow that ever ran to its newest run. A run is stored
+  masked like everything else, and a ledger never reads its own runs to decide anything: the
+  history is for operators (`status`, the console).
+
 Values are stored as compact JSON text (a versioned plain dict), never pickled classes, so they
 stay readable across code versions and by other tools. They are written with orjson: a NaN or
 infinite float is stored as null, an integer beyond 64 bits is refused. An entry's raw record is
@@ -47,9 +55,9 @@ order; an ambiguous outcome stays ``sending`` for reconciliation.
 
 from __future__ import annotations
 
-from engine.ledger.base import (FIELDS, FORMAT_VERSION, KEEPS_RAW, RELEASABLE, STATUSES, TAKES_REASON,
-                                Entry, Ledger)
+from engine.ledger.base import (FIELDS, FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, STATUSES,
+                                TAKES_REASON, Entry, Ledger)
 from engine.ledger.disk import DiskLedger
 
-__all__ = ["FIELDS", "FORMAT_VERSION", "KEEPS_RAW", "RELEASABLE", "STATUSES", "TAKES_REASON",
+__all__ = ["FIELDS", "FORMAT_VERSION", "KEEPS_RAW", "RELEASABLE", "RUNS_KEPT", "STATUSES", "TAKES_REASON",
            "DiskLedger", "Entry", "Ledger"]

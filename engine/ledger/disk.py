@@ -16,7 +16,7 @@ from typing import Any
 import diskcache
 
 from engine.errors import LedgerError
-from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, STATUSES, Entry, _before,
+from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, STATUSES, Entry, _before,
                                 _check_status, _dumps, _instant, _loads, _make, _merge, _now, _text)
 
 _PAGE = 1000
@@ -33,6 +33,7 @@ class DiskLedger:
     database, one row per key::
 
         Entries(rowid, key UNIQUE, status, updated, doc, raw)   index (status, updated)
+        Runs(rowid, flow, doc)                                   index (flow, rowid)
 
     ``doc`` is the entry's small JSON document (created, attempts, destination id, errors,
     reason, data), ``raw`` the raw record's JSON while the status keeps it. A claim is one
@@ -299,6 +300,31 @@ class DiskLedger:
         with self.batch(), self._guard("release"):
             return self._sql("DELETE FROM Entries WHERE status = 'pending' AND raw IS NULL", ()).rowcount
 
+    # -- run history ----------------------------------------------------------------------------
+
+    def record_run(self, run: Mapping[str, Any]) -> None:
+        """Append one flow run (a JSON dict with ``flow``) and drop that flow's runs beyond the
+        newest ``RUNS_KEPT``, in one transaction."""
+        flow = _text(run.get("flow"))
+        text = self._clean(_dumps(dict(run), flow), run, flow)
+        with self.batch(), self._guard("record_run", flow):
+            self._sql("INSERT INTO Runs(flow, doc) VALUES (?, ?)", (flow, text))
+            self._sql("DELETE FROM Runs WHERE flow = ? AND rowid <= (SELECT rowid FROM Runs WHERE flow = ?"
+                      " ORDER BY rowid DESC LIMIT 1 OFFSET ?)", (flow, flow, RUNS_KEPT))
+
+    def runs(self, flow: str | None = None, n: int = RUNS_KEPT) -> list[dict[str, Any]]:
+        """The newest ``n`` runs of ``flow`` (None: of every flow), newest first."""
+        where, args = ("WHERE flow = ?", (flow, n)) if flow is not None else ("", (n,))
+        with self._guard("runs"):
+            rows = self._sql(f"SELECT flow, doc FROM Runs {where} ORDER BY rowid DESC LIMIT ?", args).fetchall()
+        return [_loads(doc, name) for name, doc in rows]
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each flow that ever ran -> its newest run."""
+        sql = "SELECT flow, doc FROM Runs WHERE rowid IN (SELECT MAX(rowid) FROM Runs GROUP BY flow) ORDER BY flow"
+        with self._guard("runs"):
+            return {name: _loads(doc, name) for name, doc in self._sql(sql, ()).fetchall()}
+
     # -- format 2 -----------------------------------------------------------------------------
 
     def _migrate(self) -> None:
@@ -363,6 +389,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS Entries (rowid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
     " status TEXT NOT NULL, updated REAL NOT NULL, doc TEXT NOT NULL, raw TEXT)",
     "CREATE INDEX IF NOT EXISTS Entries_status_updated ON Entries(status, updated)",
+    "CREATE TABLE IF NOT EXISTS Runs (rowid INTEGER PRIMARY KEY, flow TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS Runs_flow ON Runs(flow, rowid)",
 )
 
 

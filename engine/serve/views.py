@@ -75,13 +75,12 @@ def _iso(epoch: float) -> str:
 
 
 def last_runs(ledger: Ledger, book: RunBook) -> dict[str, dict[str, Any]]:
-    """flow -> its last run (finished, duration, outcome, counts, error). The ledger's run
-    history when it keeps one (`Ledger.last_runs`), else what this process saw (`RunBook`)."""
+    """flow -> its last run (finished, duration, outcome, counts, error): the ledger's run history
+    (`Ledger.last_runs`, every run of every process), else what this process saw (`RunBook`)."""
     history = getattr(ledger, "last_runs", None)
     found = dict(history()) if callable(history) else {}
     for (name, flow), run in book.runs.items():
-        if name == ledger.integration and (flow not in found or
-                                           str(found[flow].get("finished", "")) < run["finished"]):
+        if name == ledger.integration and flow not in found:
             found[flow] = run
     return found
 

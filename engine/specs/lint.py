@@ -14,7 +14,10 @@ The order of checks for one document:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,7 +30,7 @@ from engine.specs.examples import example_problems
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
-from engine.specs.load import Document, load_paths
+from engine.specs.load import MAX_DATA_FILE, Document, load_paths
 from engine.specs.rules import connector_template_problems
 from engine.specs.schema_rules import lint_validator, schema_problems
 
@@ -51,14 +54,15 @@ def write_guarantees(documents: Iterable[Document], findings: Iterable[Finding])
             for op, flow, guarantee in guarantees(doc.data)]
 
 
-def lint_documents(documents: list[Document]) -> list[Finding]:
-    """Lint loaded documents together (integrations see the connectors among them).
+def lint_documents(documents: list[Document], among: list[Document] | None = None) -> list[Finding]:
+    """Lint loaded documents together (integrations see the connectors among them, or among
+    `among` when given).
 
     From `PARALLEL_FROM` documents on, the documents are split between forked worker processes,
     one per core: each spec costs a few milliseconds of pure-Python schema walking, and forked
     workers share the parent's loaded schemas and documents without pickling them.
     """
-    connectors = Connectors(documents)
+    connectors = Connectors(documents if among is None else among)
     workers = min(os.cpu_count() or 1, len(documents) // PARALLEL_FROM)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         findings = _in_workers(documents, connectors, workers)
@@ -68,6 +72,8 @@ def lint_documents(documents: list[Document]) -> list[Finding]:
 
 
 PARALLEL_FROM = 50
+#: Findings of connector specs `load_clean` linted, by `_connector_key`.
+_CONNECTOR_FINDINGS: dict[str, list[Finding]] = {}
 _SHARED: tuple[list[list[Document]], Mapping[str, Any]] | None = None
 
 
@@ -143,10 +149,59 @@ def project_connectors() -> dict[str, Any]:
 
 
 def load_clean(paths: Iterable[str | Path]) -> list[Document]:
-    """The documents under `paths`; raises SpecError with the findings unless they lint clean."""
+    """The documents under `paths`; raises SpecError with the findings unless they lint clean.
+
+    A connector spec already linted by this process with the same data and the same files in
+    its tree is not linted again (`run --every`, `serve` and in-process callers load the same
+    specs over and over; linting their golden examples is most of a load). `lint` itself always
+    lints afresh."""
     documents, findings = load_paths(paths)
-    findings += lint_documents(documents)
+    fresh = [doc for doc in documents if doc.kind != "connector"]
+    trees: dict[Path, str] = {}
+    for document in documents:
+        if document.kind != "connector":
+            continue
+        key = _connector_key(document, trees)
+        if key not in _CONNECTOR_FINDINGS:
+            _CONNECTOR_FINDINGS[key] = [document.finding(p) for p in problems(document, Connectors(documents))]
+            while len(_CONNECTOR_FINDINGS) > 256:
+                _CONNECTOR_FINDINGS.pop(next(iter(_CONNECTOR_FINDINGS)))
+        findings += [dataclasses.replace(f, file=str(document.path)) for f in _CONNECTOR_FINDINGS[key]]
+    findings += lint_documents(fresh, among=documents) if fresh else []
     if findings:
         raise SpecError(f"{len(findings)} problem(s) in the specs; run `syncengine lint`",
                         findings=sorted(findings, key=Finding.sort_key))
     return documents
+
+
+def _connector_key(document: Document, trees: dict[Path, str]) -> str:
+    """What a connector's findings depend on: its data, where it sits in its tree, the problems
+    met loading it and every file (name, content, symlink target) of the tree its example files
+    must stay inside."""
+    root = document.data_root
+    if root not in trees:
+        trees[root] = tree_fingerprint(root)
+    digest = hashlib.blake2b(digest_size=20)
+    for part in (json.dumps(document.data, sort_keys=True, default=repr), repr(document.problems),
+                 os.path.relpath(document.path, root), trees[root]):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def tree_fingerprint(root: Path) -> str:
+    """A digest of the names, symlink targets and contents of every file under `root`."""
+    digest = hashlib.blake2b(digest_size=20)
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        try:
+            if path.is_symlink():
+                digest.update(os.readlink(path).encode() + b"\1")
+            if path.is_file():
+                status = path.stat()
+                if status.st_size > MAX_DATA_FILE:          # never read whole: it is refused anyway
+                    digest.update(f"{status.st_size}:{status.st_mtime_ns}".encode())
+                else:
+                    digest.update(hashlib.blake2b(path.read_bytes(), digest_size=20).digest())
+        except (OSError, ValueError):
+            digest.update(b"unreadable")
+    return digest.hexdigest()
