@@ -73,6 +73,23 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
 
 def retry_arguments(parser: argparse.ArgumentParser) -> None:
     project_arguments(parser)
+    parser.add_argument("--key", action="append", metavar="KEY",
+                        help="only this order key (repeatable; needs --integration)")
+
+
+def release_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connectors", default="connectors", metavar="DIR", help="connector specs (default: connectors)")
+    parser.add_argument("--integrations", default="integrations", metavar="DIR",
+                        help="integration specs (default: integrations)")
+    parser.add_argument("--integration", metavar="NAME", required=True)
+    state_argument(parser)
+    parser.add_argument("--key", action="append", required=True, metavar="KEY",
+                        help="the held order's key (repeatable)")
+
+
+def pause_arguments(parser: argparse.ArgumentParser) -> None:
+    state_argument(parser)
+    parser.add_argument("--integration", metavar="NAME", required=True)
 
 
 def reset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,3 +102,38 @@ def reset_arguments(parser: argparse.ArgumentParser) -> None:
 def demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", "--state-dir", dest="state_dir", metavar="DIR|URL",
                         help="keep the ledger here, a directory or a postgresql:// URL (default: a fresh temporary directory)")
+    parser.add_argument("--serve", action="store_true",
+                        help="then keep the sample servers running behind a live console (Ctrl-C stops)")
+    parser.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                        help="with --serve: where the console listens (default: 127.0.0.1:8080)")
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    project_arguments(parser)
+    parser.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                        help="where the console listens (default: 127.0.0.1:8080, loopback only)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow --listen on an address beyond loopback (put TLS in front of it)")
+    parser.add_argument("--users", metavar="FILE", required=True,
+                        help="console users and tokens (`syncengine user add` writes it)")
+    parser.add_argument("--alerts", metavar="FILE", help="alert channels and rules (YAML; `lint` checks it)")
+    parser.add_argument("--public-url", metavar="URL", help="the console's address in alert links "
+                        "(default: http://HOST:PORT of --listen)")
+    parser.add_argument("--secure-cookies", action="store_true",
+                        help="mark the session cookie Secure (set it when TLS is in front; on by itself for https)")
+    parser.add_argument("--every", metavar="DURATION",
+                        help="run every flow every DURATION instead of each integration's own schedule")
+    parser.add_argument("--no-schedule", action="store_true", help="serve the console only; run nothing on a schedule")
+    parser.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="on SIGINT/SIGTERM, let sends in flight finish for up to this long (default: 10)")
+
+
+def user_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("add", "remove"), help="add (or change) a user, or remove one")
+    parser.add_argument("name", help="the user's name (letters, digits, . _ - @)")
+    parser.add_argument("--users", metavar="FILE", required=True, help="the users file (created if absent)")
+    parser.add_argument("--role", choices=("operator", "read-only"), default="operator",
+                        help="operator: may act; read-only: may look (default: operator)")
+    parser.add_argument("--token", action="store_true",
+                        help="make an API token (printed once) instead of asking for a password")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -134,6 +134,18 @@ def _later(name: str) -> Handler:
     return handler
 
 
+def _later_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from engine.serve.service import serve_command
+
+    return serve_command(args, stdout, stderr)
+
+
+def _later_user(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from engine.serve.access import user_command
+
+    return user_command(args, stdout, stderr)
+
+
 def _demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The demo lives with the sample servers it drives (samples/demo.py), not in the engine."""
     from samples.demo import demo_command
@@ -156,6 +168,16 @@ COMMANDS: tuple[Command, ...] = (
             arguments.retry_arguments, _later("retry_command")),
     Command("reset", "re-pull orders since a time (delivered orders still block duplicates)",
             arguments.reset_arguments, _later("reset_command")),
+    Command("release", "send held orders on despite their hold (recorded with who and when)",
+            arguments.release_arguments, _later("release_command")),
+    Command("pause", "stop scheduled runs of an integration (serve, run --every) until resumed",
+            arguments.pause_arguments, _later("pause_command")),
+    Command("resume", "resume the scheduled runs of a paused integration",
+            arguments.pause_arguments, _later("pause_command")),
+    Command("serve", "run the schedules and serve the web console, /metrics and health checks",
+            arguments.serve_arguments, _later_serve),
+    Command("user", "add or change a console user (users file with salted password hashes)",
+            arguments.user_arguments, _later_user),
 )
 
 

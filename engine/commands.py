@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from engine import history, http, runner, schedule, status
+from engine import control, history, http, runner, schedule, status
 from engine.errors import ConfigError, SpecError
 from engine.flows.orders import OrdersFlow
 from engine.ledger import Store, open_store
@@ -228,36 +228,86 @@ def ledger_names(store: Store, only: str | None) -> list[str]:
 
 def retry_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Re-assess errored, quarantined and held orders (e.g. after a spec or map fix) and deliver them."""
-    options = runner.Options(state_location(args), ["orders"])
-    ledger_names(options.store, args.integration)     # refuses a state where nothing ran
+    location = state_location(args)
+    ledger_names(open_store(location), args.integration)     # refuses a state where nothing ran
     project = load(args, stdout, stderr)
+    keys = getattr(args, "key", None)
+    if keys and not args.integration:
+        raise ConfigError("--key needs --integration")
     failed = False
     for integration in project.select(args.integration):
-        released, counts = asyncio.run(_retry(project, integration, options))
+        released, counts = asyncio.run(retry(project, integration, location, keys))
         stdout.write(f"{integration.name}: released {released}; {counts.summary()}\n")
         failed = failed or counts.failed > 0
+        _record(location, integration.name, "retry", ",".join(keys or []) or "all",
+                f"released {released}; {counts.summary()}")
     return 1 if failed else 0
 
 
-async def _retry(project: runner.Project, integration, options: runner.Options):
+async def retry(project: runner.Project, integration, state_dir: str | Path, keys: list[str] | None = None):
+    """`syncengine retry` for one integration (the console's too): re-assess the errored,
+    quarantined and held orders (only `keys` when given), deliver what passes; (released, counts)."""
+    options = runner.Options(state_dir, ["orders"])
     async with runner.open_context(project, integration, options) as ctx:
         with options.store.lock(integration.name, "orders"):
             flow = OrdersFlow(ctx)
+            if keys:
+                entries = [entry for entry in map(ctx.ledger.get, keys) if entry and entry.status in RETRYABLE]
+            else:
+                entries = ctx.ledger.iter_status(*RETRYABLE)
             with history.recorded(ctx.ledger, "orders", flow.counts, stopped=ctx.stopped, command="retry"):
-                released = flow.release(await flow.reenrich(ctx.ledger.iter_status(*RETRYABLE)))
+                released = flow.release(await flow.reenrich(entries))
                 await flow.recover()
             return released, flow.counts
 
 
+def release_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Send held orders on despite their hold (an operator's decision), then deliver them."""
+    location = state_location(args)
+    ledger_names(open_store(location), args.integration)
+    project = load(args, stdout, stderr)
+    [integration] = project.select(args.integration)
+    by = control.whoami()
+    with control.open_ledger(location, integration.name) as ledger:
+        for key in args.key:
+            control.mark_released(ledger, key, by)
+    released, counts = asyncio.run(retry(project, integration, location, args.key))
+    stdout.write(f"{integration.name}: released {released}; {counts.summary()}\n")
+    _record(location, integration.name, "release", ",".join(args.key),
+            f"released {released}; {counts.summary()}", by)
+    return 1 if counts.failed else 0
 
-def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
-    store = open_store(state_location(args))
-    [name] = ledger_names(store, args.integration)
-    with store.lock(name, "orders"), store.open(name) as ledger:
-        released = ledger.reset_since(args.since)   # under the lock: a running pull would move it on again
-    stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
-                 f"delivered orders still block duplicates\n")
+
+def pause_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Pause (or, as `resume`, resume) the scheduled runs of an integration."""
+    location = state_location(args)
+    [name] = ledger_names(open_store(location), args.integration)
+    on = args.command == "pause"
+    with control.open_ledger(location, name) as ledger:
+        done = control.set_paused(ledger, on, control.whoami())
+        control.record(ledger, control.whoami(), args.command, name, done)
+    stdout.write(f"{name}: {done}\n")
     return 0
 
 
+def _record(state_dir: str | Path, name: str, action: str, target: str, result: str, by: str | None = None) -> None:
+    with control.open_ledger(state_dir, name) as ledger:
+        control.record(ledger, by or control.whoami(), action, target, result)
+
+
+def reset_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """The explicit, bounded re-pull: watermark back to --since; delivered keys stay."""
+    location = state_location(args)
+    [name] = ledger_names(open_store(location), args.integration)
+    released = reset(location, name, args.since)
+    stdout.write(f"{name}: orders will be re-read from {args.since}; {released} skipped order(s) will be re-assessed; "
+                 f"delivered orders still block duplicates\n")
+    _record(location, name, "reset", f"since {args.since}", f"{released} skipped order(s) released")
+    return 0
+
+
+def reset(state_dir: str | Path, name: str, since: str) -> int:
+    """`syncengine reset --since` (the console's too); the number of skipped orders released."""
+    store = open_store(state_dir)
+    with store.lock(name, "orders"), store.open(name) as ledger:
+        return ledger.reset_since(since)   # under the lock: a running pull would move it on again

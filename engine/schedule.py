@@ -9,6 +9,9 @@ compare-and-sets make safe.
 The period is the integration's `flows.<name>.every` (defaults: orders 5m, shipments 15m,
 inventory 1h, cancellations 5m), or `--every DURATION` for every flow when one is given.
 
+A paused integration (`syncengine pause`, or the console's Pause) is skipped: each of its loops
+checks at the start of every period and runs nothing until it is resumed.
+
 Stopping: the first SIGINT or SIGTERM stops starting runs and lets the runs in flight finish
 for up to `grace` seconds; after that (or on a second signal) they are cancelled. Cancelling
 is safe because every flow is crash-safe (claims before sends, reconciliation after): the
@@ -25,7 +28,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 
-from engine import runner
+from engine import control, runner
 from engine.specs.settings import Integration
 
 log = logging.getLogger("syncengine.schedule")
@@ -79,13 +82,24 @@ async def _loop(project: runner.Project, integration: Integration, flow: str, pe
     while not stop.is_set():
         started = time.monotonic()
         try:
-            outcome = await runner.run_integration(project, integration, one)
+            if _paused(options, integration.name):
+                log.info("%s: paused, %s not run (syncengine resume)", integration.name, flow)
+                outcome = None
+            else:
+                outcome = await runner.run_integration(project, integration, one)
         except Exception as exc:  # noqa: BLE001 - a bug in one run must not stop the schedule
             log.exception("%s: %s run failed", integration.name, flow)
             outcome = runner.Outcome(integration.name, error=f"{flow}: {type(exc).__name__}: {exc}")
-        report(outcome)
+        if outcome is not None:
+            report(outcome)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, period - (time.monotonic() - started)))
+
+
+def _paused(options: runner.Options, name: str) -> bool:
+    """An operator paused the integration (`syncengine pause`, or the console); a dry run never
+    writes the ledger a pause would be read from."""
+    return not options.dry_run and control.is_paused(options.state_dir, name)
 
 
 def run_every(project: runner.Project, integrations: list[Integration], options: runner.Options, *,

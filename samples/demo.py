@@ -4,7 +4,8 @@ Starts the sample carts and the sample WMS as real HTTP servers on free 127.0.0.
 the sample integrations at them through the environment variables their `${env:..}` references
 name, runs them through the bundled connectors, prints what moved, and stops the servers.
 Without `--state-dir` the ledger is a fresh temporary directory; with the same `--state-dir` a
-second run delivers nothing new and says so.
+second run delivers nothing new and says so. `--serve` then keeps the servers up behind a live
+console (`syncengine serve`) until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -75,7 +76,34 @@ def demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         _show_back(servers, state, shipped, canceled, stdout)
         _show_shipstation_back(state, canceled[:1] + merchant_canceled, stdout)
         _closing(outcomes, args.state_dir, stdout)
+        if getattr(args, "serve", False):
+            return _serve(project, state, args.listen, stdout)
     return 1 if any(outcome.error for outcome in outcomes + later) else 0
+
+
+def _serve(project: runner.Project, state: Path, listen: str, stdout: TextIO) -> int:
+    """`demo --serve`: the sample servers stay up behind a live console (and the schedules run on)
+    until Ctrl-C; one operator, `demo`, with a fresh password printed here."""
+    import secrets
+
+    from engine.serve import service
+    from engine.serve.access import User, Users, hash_password
+
+    password = secrets.token_urlsafe(9)
+    users = Users({"demo": User("demo", "operator", hash_password(password))})
+    sock = service.bind(listen, allow_remote=False)
+    try:
+        console = service.build(project, state, users)
+        stdout.write(f"\nconsole at {service.public_url(sock)}  (log in as demo / {password}); "
+                     "the sample servers and schedules keep running; Ctrl-C stops everything\n")
+        stdout.flush()
+        options = runner.Options(state, emit=lambda line: print(line, file=stdout))
+        asyncio.run(service.run(console, sock, list(project.integrations.values()), options, every=None,
+                                grace=10.0, stdout=stdout))
+    finally:
+        sock.close()
+    stdout.write("stopped: console closed, sample servers stopping\n")
+    return 0
 
 
 def _with_sample_servers(project: runner.Project) -> runner.Project:

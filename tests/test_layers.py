@@ -28,7 +28,9 @@ LAYERS = {
     "http": {"specs", "flows", "runner", "cli", "commands", "demo", "ledger", "extract", "jmespath_compile", "jmespath_source", "template", "records"},
     "specs": {"flows", "runner", "cli", "commands", "demo"},
     "flows": {"runner", "cli", "commands", "demo"},
-    "runner": {"cli", "commands", "demo"},
+    "runner": {"cli", "commands", "demo", "serve"},
+    "schedule": {"cli", "commands", "demo", "serve"},
+    "control": {"specs", "flows", "runner", "schedule", "cli", "commands", "demo", "http", "serve"},
 }
 CART_NAMES = re.compile(r"\b(shopify|woocommerce|bigcommerce|magento|shipstation|extensiv|shiphero)\b", re.I)
 

@@ -223,8 +223,9 @@ class OrdersFlow:
             fields["data"]["updated"] = mark
         return key, fields, order
 
-    def judge(self, key: str, raw: Any) -> tuple[dict, dict | None]:
-        """Filter, map, validate and apply the integration's rules to one raw record."""
+    def judge(self, key: str, raw: Any, *, released: bool = False) -> tuple[dict, dict | None]:
+        """Filter, map, validate and apply the integration's rules to one raw record
+        (`released`: an operator released it from its hold, `syncengine release`)."""
         if self.read.filter is not None and not self.read.filter(raw):
             return _fields("skipped", f"spec filter '{self.read.filter_source}'"), None
         cut = self.read.enricher.truncated(raw)
@@ -238,7 +239,7 @@ class OrdersFlow:
         problems = records.validate("order", order)
         if problems:
             return _fields("quarantined", "invalid order: " + "; ".join(problems[:5]), raw=raw), None
-        verdict = rules.prepare(order, self.ctx.integration, self.ctx.now())
+        verdict = rules.prepare(order, self.ctx.integration, self.ctx.now(), released=released)
         fields = _fields(verdict.status, verdict.reason, raw=raw,
                          data={"order_id": order["order_id"], "order_number": order["order_number"]})
         if verdict.hold_until:
@@ -316,7 +317,8 @@ class OrdersFlow:
             self.ctx.ledger.kv_set("order_number", str(reference), key)
         self.ctx.ledger.kv_set("order_id", str(order["order_id"]), key)
         kept = {"order_id": order["order_id"], "order_number": order["order_number"],
-                "lines": [[line["sku"], line["quantity"]] for line in order["lines"]]}
+                "lines": [[line["sku"], line["quantity"]] for line in order["lines"]],
+                "delivered_at": iso(self.ctx.now())}          # the console's timeline
         if any(line.get("line_id") for line in order["lines"]):    # writes back may name the cart's line
             kept["line_ids"] = [line.get("line_id") for line in order["lines"]]
         return {**fields, "data": {**(fields.get("data") or {}), **kept}}
@@ -456,7 +458,8 @@ class OrdersFlow:
             until = entry.data.get("hold_until")
             if only_hold_window and (not until or until > now):
                 continue
-            fields, order = self.judge(entry.key, entry.raw) if entry.raw is not None else (None, None)
+            fields, order = (self.judge(entry.key, entry.raw, released=_released(entry))
+                             if entry.raw is not None else (None, None))
             if fields is None:
                 continue
             status = fields.pop("status")
@@ -469,7 +472,7 @@ class OrdersFlow:
         for entry in entries:
             if entry.raw is None:
                 continue
-            fields, order = self.judge(entry.key, entry.raw)
+            fields, order = self.judge(entry.key, entry.raw, released=_released(entry))
             status = fields.pop("status")
             if status == "pending":
                 ready.append((entry.key, order, None))
@@ -481,7 +484,12 @@ class OrdersFlow:
         """The order as it was sent, re-mapped from the raw record (None when it no longer maps)."""
         if entry.raw is None:
             return None
-        return self.judge(entry.key, entry.raw)[1]
+        return self.judge(entry.key, entry.raw, released=_released(entry))[1]
+
+
+def _released(entry: Entry) -> bool:
+    """An operator released this order from its hold (`engine.control.mark_released`)."""
+    return bool(entry.data.get("released"))
 
 
 def _fields(status: str, reason: str | None = None, *, raw: Any = None, data: dict | None = None) -> dict:

@@ -5,7 +5,8 @@ and the hold window. `prepare` turns a mapped canonical order into a verdict:
 - `skipped` with the rule that rejected it (never delivered, never retried);
 - `held` with the reason (a missing map entry, an item on hold, the hold window); an order held
   by the hold window carries `hold_until` and is released by a later run once it has passed;
-  any other hold is released by `syncengine retry` once the integration is fixed.
+  any other hold is released by `syncengine retry` once the integration is fixed, or sent on
+  as it is by `syncengine release` (an operator's decision: `released=True` skips every hold).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ class Verdict:
     hold_until: str | None = None
 
 
-def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> Verdict:
-    """Apply the integration's rules to one canonical order."""
+def prepare(order: dict[str, Any], integration: Integration, now: datetime, *,
+            released: bool = False) -> Verdict:
+    """Apply the integration's rules to one canonical order; `released` (an operator released
+    it) lets it past every hold: held items stay, an unmapped ship method passes as it is."""
     start = _iso(integration.start_date)
     created = order["created_at"]
     if time_before(created, start) if start else parse_time(created) < integration.start_date:
@@ -37,13 +40,13 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime) -> V
             return Verdict("skipped", order, f"order filter '{rule.name}'")
     order = dict(order)             # a new top level; lines are rebuilt (kits, SKU map), never changed in place
     problem = _filter_items(order, integration)
-    if problem:
+    if problem and not (released and problem[0] == "held"):
         return Verdict(problem[0], order, problem[1])
     order["lines"] = _map_lines(order["lines"], integration)
     problem = _map_ship_method(order, integration)
-    if problem:
+    if problem and not released:
         return Verdict("held", order, problem)
-    if integration.hold_minutes:
+    if integration.hold_minutes and not released:
         until = parse_time(created) + timedelta(minutes=integration.hold_minutes)
         if until > now:
             return Verdict("held", order, f"hold window: {integration.hold_minutes:g} minutes", hold_until=iso(until))

@@ -22,6 +22,7 @@ import functools
 import itertools
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import (AsyncIterator, Awaitable, Callable, Collection, Hashable, Iterable,
                              Mapping)
@@ -33,6 +34,7 @@ import httpx
 from engine.errors import (ForeignHostError, HTTPError, PagingError, StatusError,
                            SyncEngineError, TransportError)
 
+from . import observe
 from .auth import endpoint
 from .breaker import DEFAULT_THRESHOLD, Breaker
 from .limits import Limits
@@ -79,6 +81,7 @@ class HttpClient:
         self.limits = limits or Limits(deadline=timeout * 4)
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
         self.breaker = Breaker(_origin(self.base_url), down_after)
+        self._host = "{}:{}".format(*endpoint(self.base_url))          # metrics label (`observe`)
         self._pacer = Pacer(bucket_for(_origin(self.base_url), rate_limit), pacing,
                             self.retry.max_throttle_wait) if rate_limit or pacing else None
         self._concurrency = concurrency
@@ -304,7 +307,7 @@ class HttpClient:
         per read: a server dripping a byte a second never times out) and at most
         `limits.max_body` bytes (after decompression). A late answer is a read timeout
         (retried as one); a body too large, a charset unknown or JSON too deep is HTTPError."""
-        limits = self.limits
+        limits, began, status = self.limits, time.monotonic(), None
         try:
             async with asyncio.timeout(limits.deadline):
                 response = await self._client.send(sent, auth=self._auth, stream=True)
@@ -319,11 +322,14 @@ class HttpClient:
                             raise self._too_large(request, "")
                         chunks.append(chunk)
                     response._content = b"".join(chunks)   # what httpx's own `aread` sets
+                    status = response.status_code
                 finally:
                     await response.aclose()
         except TimeoutError:
             raise httpx.ReadTimeout(f"no complete answer within the {limits.deadline:g} s deadline "
                                     "(http.limits.deadline)", request=sent) from None
+        finally:
+            observe.answered(self._host, status, time.monotonic() - began)
         try:
             return Answer.from_response(response)
         except HTTPError as exc:

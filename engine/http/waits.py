@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from . import observe
+
 _testing = False
 _waits: list[tuple[str, float]] = []
 _skipped = 0.0
@@ -45,6 +47,7 @@ def recorded_waits() -> list[tuple[str, float]]:
 async def sleep(seconds: float, reason: str) -> None:
     """Wait `seconds` (`reason`: backoff, retry_after, pacing), or record it when testing."""
     global _skipped
+    observe.waited(reason, seconds)
     if _testing:
         _waits.append((reason, seconds))
         _skipped += max(0.0, seconds)

@@ -111,10 +111,14 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
     """Every problem of one document, in the order of the module docstring."""
     yield from document.problems
     if document.kind == "unknown":
-        yield Problem((), "not a connector (no 'kind: cart|wms') nor an integration "
-                      "(no 'source'/'destination')", "a connector or an integration spec")
+        yield Problem((), "not a connector (no 'kind: cart|wms'), an integration "
+                      "(no 'source'/'destination') nor alert settings (no 'alerts_version')",
+                      "a connector or an integration spec, or alert settings")
         return
     found = _spec_problems(document, connectors)
+    if document.kind == "alerts":
+        yield from found
+        return
     yield from found
     if document.kind == "connector" and not found and not document.problems:
         yield from example_problems(document)
@@ -123,6 +127,8 @@ def problems(document: Document, connectors: Mapping[str, Any]) -> Iterator[Prob
 def _spec_problems(document: Document, connectors: Mapping[str, Any]) -> list[Problem]:
     """Steps 2 and 3 of the module docstring: the problems of the spec itself."""
     found = list(schema_problems(document.kind, document.data))
+    if document.kind == "alerts":
+        return found
     if document.kind == "connector":
         found.extend(connector_template_problems(document.data))
         found.extend(map_problems(document.data))

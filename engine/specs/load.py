@@ -238,9 +238,12 @@ def _syntax_finding(exc: yaml.MarkedYAMLError, path: Path) -> Finding:
 
 
 def kind_of(data: Any) -> str:
-    """`connector` (has `kind:`), `integration` (has `source`/`destination`) or `unknown`."""
+    """`connector` (has `kind:`), `integration` (has `source`/`destination`), `alerts` (has
+    `alerts_version:`, the settings of `serve --alerts`) or `unknown`."""
     if not isinstance(data, dict):
         return "unknown"
+    if "alerts_version" in data:
+        return "alerts"
     if "kind" in data:
         return "connector"
     if "source" in data or "destination" in data:
