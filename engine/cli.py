@@ -197,13 +197,26 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
 
 class Masked:
     """A text stream whose writes have every secret this process resolved masked, in every
-    spelling (`engine.http.everywhere`): the last line of defence on the way out."""
+    spelling (`engine.http.everywhere`): the last line of defence on the way out.
+
+    While a progress display owns the terminal, `divert` takes the masked text instead (it
+    prints it above the display's rows); `raw` is the stream itself, for the display."""
+
+    divert: Callable[[str], None] | None = None
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
+    @property
+    def raw(self) -> TextIO:
+        return self._stream
+
     def write(self, text: str) -> int:
-        self._stream.write(everywhere().mask(text))
+        masked = everywhere().mask(text)
+        if self.divert is not None:
+            self.divert(masked)
+        else:
+            self._stream.write(masked)
         return len(text)
 
     def __getattr__(self, name: str) -> Any:

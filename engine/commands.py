@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import runlock, runner, schedule
+from engine import progress, runlock, runner, schedule
 from engine.errors import ConfigError, SpecError
 from engine.flows import protocol
 from engine.flows.orders import OrdersFlow
@@ -45,10 +45,10 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)
     if args.every is not None:
-        return _run_every(project, args, options, stdout)
+        return _run_every(project, args, options, stdout, stderr)
     integrations = project.select(args.integration)
     outcomes = [runner.Outcome(integration.name) for integration in integrations]
-    signum, cut = asyncio.run(_run_once(project, integrations, options, outcomes, args.grace, stderr))
+    signum, cut = asyncio.run(_run_once(project, integrations, options, outcomes, args.grace, stdout, stderr))
     report(outcomes, stdout)
     if signum is not None:
         name = signal.Signals(signum).name
@@ -63,16 +63,23 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 async def _run_once(project: runner.Project, integrations: list, options: runner.Options,
-                    outcomes: list[runner.Outcome], grace: float, stderr: TextIO) -> tuple[int | None, bool]:
-    """Run once. The first SIGINT/SIGTERM stops reading and lets sends in flight finish for up
-    to `grace` seconds, a second one (or the end of the grace) cancels them: every flow is
-    crash-safe, so a cancelled send is reconciled by the next run. (signal or None, cut off)."""
+                    outcomes: list[runner.Outcome], grace: float, stdout: TextIO, stderr: TextIO
+                    ) -> tuple[int | None, bool]:
+    """Run once, its progress shown on stderr when that is a terminal. The first SIGINT/SIGTERM
+    stops reading and lets sends in flight finish for up to `grace` seconds, a second one (or
+    the end of the grace) cancels them: every flow is crash-safe, so a cancelled send is
+    reconciled by the next run. (signal or None, cut off)."""
+    async with progress.shown(lambda: outcomes, stderr, stdout):
+        return await _stoppable(project, integrations, options, outcomes, grace)
+
+
+async def _stoppable(project: runner.Project, integrations: list, options: runner.Options,
+                     outcomes: list[runner.Outcome], grace: float) -> tuple[int | None, bool]:
     stopper = schedule.Stopper()
     options.stop = stopper.stop
     cut = False
     with schedule.signals(stopper):
-        work = asyncio.create_task(runner.run_project(project, integrations, options, outcomes=outcomes,
-                                                      progress=lambda o, t: _progress(o, t, stderr)))
+        work = asyncio.create_task(runner.run_project(project, integrations, options, outcomes=outcomes))
         stop = asyncio.create_task(stopper.stop.wait())
         try:
             await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -107,7 +114,8 @@ def _disabled_flows(integrations: list, flows: list[str] | None, stdout: TextIO)
         raise ConfigError(f"no selected integration enables {' or '.join(flows)}: nothing to run")
 
 
-def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO) -> int:
+def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO,
+               stderr: TextIO) -> int:
     every = seconds(args.every) if args.every else None
     if every is not None and every <= 0:
         raise ConfigError("--every must be above zero")
@@ -120,7 +128,7 @@ def _run_every(project: runner.Project, args: argparse.Namespace, options: runne
     stdout.write(f"running every {args.every or 'flow on its own schedule'}; stop with Ctrl-C or SIGTERM\n")
     stdout.flush()
     schedule.run_every(project, project.select(args.integration), options, every=every, report=stamped,
-                       grace=args.grace)
+                       grace=args.grace, shown=lambda outcomes: progress.shown(outcomes, stderr, stdout))
     stdout.write("stopped: every run finished or was cancelled safely; clients and ledgers closed\n")
     return 0
 
@@ -132,13 +140,6 @@ def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
             stdout.write(f"{outcome.integration}: {flow}: {counts.summary()}\n")
         if outcome.error:
             stdout.write(f"{outcome.integration}: FAILED: {outcome.error}\n")
-
-
-def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) -> None:
-    parts = [f"{o.integration} " + " ".join(f"{flow}: pulled {c.pulled} delivered {getattr(c, 'delivered', '-')}"
-                                             for flow, c in o.counts.items()) for o in outcomes]
-    stderr.write(f"[{elapsed:5.0f}s] " + "; ".join(parts) + "\n")
-    stderr.flush()
 
 
 

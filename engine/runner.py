@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from engine import http, runlock, secrets
 from engine.errors import ConfigError, SyncEngineError
-from engine.flows.base import Counts, FlowContext
+from engine.flows.base import Counts, FlowContext, Meter
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
@@ -76,6 +75,7 @@ class Outcome:
 
     integration: str
     counts: dict[str, Counts] = field(default_factory=dict)
+    meters: dict[str, Meter] = field(default_factory=dict)     # where each flow is (progress display)
     error: str | None = None
 
     @property
@@ -186,10 +186,12 @@ async def run_integration(project: Project, integration: Integration, options: O
             for name in wanted:
                 if ctx.stopped():
                     break
+                ctx.meter = outcome.meters[name] = Meter()
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
                 with _exclusive(options, integration.name, name):
                     await flow.run()
+                ctx.meter.finish()
     except SyncEngineError as exc:
         outcome.error = str(exc)
     except Exception as exc:      # noqa: BLE001 - whatever stops one integration never stops the others
@@ -199,23 +201,10 @@ async def run_integration(project: Project, integration: Integration, options: O
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,
-                      progress: Callable[[list[Outcome], float], None] | None = None,
                       outcomes: list[Outcome] | None = None) -> list[Outcome]:
-    """Run integrations concurrently; call `progress` every few seconds while they run.
-    `outcomes` (one per integration) are filled as they go, so a caller that cancels the run
-    still has the counts of what was done."""
+    """Run integrations concurrently. `outcomes` (one per integration) are filled as they go,
+    so a caller that cancels the run still has the counts of what was done, and a progress
+    display can follow them (`Outcome.meters`)."""
     outcomes = outcomes if outcomes is not None else [Outcome(i.name) for i in integrations]
-    watcher = asyncio.create_task(_watch(outcomes, progress)) if progress else None
-    try:
-        await asyncio.gather(*(run_integration(project, i, options, o) for i, o in zip(integrations, outcomes)))
-    finally:
-        if watcher:
-            watcher.cancel()
+    await asyncio.gather(*(run_integration(project, i, options, o) for i, o in zip(integrations, outcomes)))
     return outcomes
-
-
-async def _watch(outcomes: list[Outcome], progress: Callable[[list[Outcome], float], None]) -> None:
-    started = time.monotonic()
-    while True:
-        await asyncio.sleep(3)
-        progress(outcomes, time.monotonic() - started)

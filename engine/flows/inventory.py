@@ -74,8 +74,10 @@ class InventoryFlow:
             return self.counts         # stopped mid-read: partial totals would push wrong levels
         self.subtract_open(available)
         changed = [(sku, value) for sku, value in self.levels(available).items() if self._changed(sku, value)]
+        self.ctx.meter.start("push", len(changed))
         for start in range(0, len(changed), CHUNK):
             await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]))
+            self.ctx.meter.advance(len(changed[start:start + CHUNK]))
         return self.counts
 
     async def read(self) -> dict[str, int]:
