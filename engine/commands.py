@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import signal
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from engine.ledger import STATUSES, DiskLedger
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
+runs = logging.getLogger("syncengine.run")
 
 
 def load(args: argparse.Namespace, stdout: TextIO) -> runner.Project:
@@ -121,7 +124,7 @@ def _run_every(project: runner.Project, args: argparse.Namespace, options: runne
         raise ConfigError("--every must be above zero")
 
     def stamped(outcome: runner.Outcome) -> None:
-        stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] ")
+        stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}] ")
         report([outcome], stdout)
         stdout.flush()
 
@@ -134,12 +137,20 @@ def _run_every(project: runner.Project, args: argparse.Namespace, options: runne
 
 
 def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
-    """One line per integration and flow; the error when an integration stopped."""
+    """One line per integration and flow; the error when an integration stopped. Each is a log
+    record too (`syncengine.run`): INFO, ERROR when something failed, so that a log collector
+    sees every run's outcome, `--every` runs included, which have no exit code of their own."""
     for outcome in outcomes:
         for flow, counts in outcome.counts.items():
-            stdout.write(f"{outcome.integration}: {flow}: {counts.summary()}\n")
+            line = f"{outcome.integration}: {flow}: {counts.summary()}"
+            stdout.write(line + "\n")
+            bad = any(getattr(counts, name, 0) for name in ("failed", "quarantined", "unresolved"))
+            runs.log(logging.ERROR if bad else logging.INFO, "%s", line,
+                     extra={"integration": outcome.integration, "flow": flow, "counts": dataclasses.asdict(counts)})
         if outcome.error:
             stdout.write(f"{outcome.integration}: FAILED: {outcome.error}\n")
+            runs.error("%s: FAILED: %s", outcome.integration, outcome.error,
+                       extra={"integration": outcome.integration, "flow": None})
 
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import http, runlock, secrets
+from engine import http, logs, runlock, secrets
 from engine.errors import ConfigError, SyncEngineError
 from engine.flows.base import Counts, FlowContext, Meter
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
@@ -178,7 +178,12 @@ def _exclusive(options: Options, integration: str, flow: str) -> contextlib.Abst
 async def run_integration(project: Project, integration: Integration, options: Options,
                           outcome: Outcome | None = None) -> Outcome:
     """Run the chosen enabled flows of one integration, one after another."""
-    outcome = outcome or Outcome(integration.name)
+    with logs.working_on(integration.name):        # its log records name it (and the flow)
+        return await _run_integration(project, integration, options, outcome or Outcome(integration.name))
+
+
+async def _run_integration(project: Project, integration: Integration, options: Options,
+                           outcome: Outcome) -> Outcome:
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
     try:
@@ -189,7 +194,7 @@ async def run_integration(project: Project, integration: Integration, options: O
                 ctx.meter = outcome.meters[name] = Meter()
                 flow = FLOWS[name](ctx)
                 outcome.counts[name] = flow.counts
-                with _exclusive(options, integration.name, name):
+                with _exclusive(options, integration.name, name), logs.working_on(integration.name, name):
                     await flow.run()
                 ctx.meter.finish()
     except SyncEngineError as exc:

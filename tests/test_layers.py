@@ -28,6 +28,7 @@ LAYERS = {
     "specs": {"flows", "runner", "cli", "commands", "demo"},
     "flows": {"runner", "cli", "commands", "demo"},
     "runner": {"cli", "commands", "demo"},
+    "logs": {"specs", "flows", "runner", "cli", "commands", "demo", "ledger", "progress", "schedule"},
     "progress": {"cli", "commands", "demo", "schedule"},
 }
 CART_NAMES = re.compile(r"\b(shopify|woocommerce|bigcommerce|magento|shipstation|extensiv|shiphero)\b", re.I)
