@@ -129,3 +129,17 @@ def test_run_every_on_a_terminal_shows_the_runs_as_they_go(tmp_path: Path, monke
     assert "sync-shop  orders  " in shown and "sync-shop  inventory  " in shown
     assert "ETA" in shown and "pulled 8" in shown
     assert "sync-shop: orders: pulled 2" in out.read_text() and "\x1b" not in out.read_text()
+
+
+def test_lines_written_meanwhile_print_whole_above_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With stdout on the same terminal, a dry run's request lines come out whole, each on its
+    own line above the rows, never cut by a redraw."""
+    with rig(tmp_path, monkeypatch, orders=3) as r:
+        r.write(flows={"orders": {"enabled": True}})
+        with terminal() as (stream, written):
+            code = cli.run(r.args("run", "--dry-run"), stream, stream)
+        shown = screen(written)
+    requests = [line for line in shown.splitlines() if line.startswith("[dry-run] sync-shop create_order: would POST")]
+    assert code == 0 and len(requests) == 3, shown
+    assert all("sync-shop  orders" not in line for line in requests)
+    assert "sync-shop: orders: pulled 3, new 3" in shown
