@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import SCHEMAS, __version__, arguments
+from engine import SCHEMAS, __version__, arguments, logs
 from engine.errors import SyncEngineError
 from engine.http import everywhere, forget_secrets
 from engine.specs import Finding, example_refreshes, lint_paths, load_paths, write_guarantees
@@ -199,6 +199,9 @@ def build_parser(stdout: TextIO, stderr: TextIO) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"syncengine {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more to stderr: -v why paging stopped and retries, -vv everything")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                        help="log lines on stderr as dated text (default) or one JSON object per line "
+                             "(time, level, logger, message, integration, flow)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=parser_class)
     for command in COMMANDS:
@@ -213,14 +216,20 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
     Whatever it writes has every secret the run resolved masked (`Masked`)."""
     forget_secrets()                    # one command, one set of secrets (tests run many)
     stdout, stderr = Masked(stdout), Masked(stderr)
-    if logging.lastResort is not None and _mask_record not in logging.lastResort.filters:
-        logging.lastResort.addFilter(_mask_record)
+    if logging.lastResort is not None and logs.mask_record not in logging.lastResort.filters:
+        logging.lastResort.addFilter(logs.mask_record)
     try:
         namespace = build_parser(stdout, stderr).parse_args(args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    if namespace.verbose:
-        configure_logging(namespace.verbose, stderr)
+    handler = logs.configure(namespace.verbose, stderr, namespace.log_format)
+    try:
+        return _handle(namespace, stdout, stderr)
+    finally:
+        logs.unconfigure(handler)
+
+
+def _handle(namespace: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     try:
         return namespace.handler(namespace, stdout, stderr)
     except (UsageError, SyncEngineError) as exc:
@@ -239,23 +248,30 @@ def run(args: list[str], stdout: TextIO, stderr: TextIO) -> int:
 
 class Masked:
     """A text stream whose writes have every secret this process resolved masked, in every
-    spelling (`engine.http.everywhere`): the last line of defence on the way out."""
+    spelling (`engine.http.everywhere`): the last line of defence on the way out.
+
+    While a progress display owns the terminal, `divert` takes the masked text instead (it
+    prints it above the display's rows); `raw` is the stream itself, for the display."""
+
+    divert: Callable[[str], None] | None = None
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
+    @property
+    def raw(self) -> TextIO:
+        return self._stream
+
     def write(self, text: str) -> int:
-        self._stream.write(everywhere().mask(text))
+        masked = everywhere().mask(text)
+        if self.divert is not None:
+            self.divert(masked)
+        else:
+            self._stream.write(masked)
         return len(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-def _mask_record(record: logging.LogRecord) -> bool:
-    """A logging filter: the record's message with every remembered secret masked."""
-    record.msg, record.args = everywhere().mask(record.getMessage()), None
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,14 +282,3 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
 
-
-def configure_logging(verbosity: int, stream: TextIO) -> None:
-    """-v shows the engine's INFO lines (why paging stopped, retries), -vv adds DEBUG.
-
-    Without -v only Python's last-resort handler speaks: warnings and errors, on stderr.
-    """
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("syncengine")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import logging
 import signal
 import time
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from engine import control, history, http, runner, schedule, status
+from engine import control, history, http, progress, runner, schedule, status
 from engine.errors import ConfigError, SpecError
 from engine.flows.orders import OrdersFlow
 from engine.ledger import Store, open_store
@@ -26,6 +28,7 @@ from engine.ledger.stores import is_url
 from engine.specs.settings import seconds
 
 RETRYABLE = ("error", "quarantined", "held")
+runs = logging.getLogger("syncengine.run")
 
 
 def load(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> runner.Project:
@@ -53,10 +56,10 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)
     if args.every is not None:
-        return _run_every(project, args, options, stdout)
+        return _run_every(project, args, options, stdout, stderr)
     integrations = project.select(args.integration)
     outcomes = [runner.Outcome(integration.name) for integration in integrations]
-    signum, cut = asyncio.run(_run_once(project, integrations, options, outcomes, args.grace, stderr))
+    signum, cut = asyncio.run(_run_once(project, integrations, options, outcomes, args.grace, stdout, stderr))
     report(outcomes, stdout)
     if signum is not None:
         name = signal.Signals(signum).name
@@ -71,16 +74,23 @@ def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 async def _run_once(project: runner.Project, integrations: list, options: runner.Options,
-                    outcomes: list[runner.Outcome], grace: float, stderr: TextIO) -> tuple[int | None, bool]:
-    """Run once. The first SIGINT/SIGTERM stops reading and lets sends in flight finish for up
-    to `grace` seconds, a second one (or the end of the grace) cancels them: every flow is
-    crash-safe, so a cancelled send is reconciled by the next run. (signal or None, cut off)."""
+                    outcomes: list[runner.Outcome], grace: float, stdout: TextIO, stderr: TextIO
+                    ) -> tuple[int | None, bool]:
+    """Run once, its progress shown on stderr when that is a terminal. The first SIGINT/SIGTERM
+    stops reading and lets sends in flight finish for up to `grace` seconds, a second one (or
+    the end of the grace) cancels them: every flow is crash-safe, so a cancelled send is
+    reconciled by the next run. (signal or None, cut off)."""
+    async with progress.shown(lambda: outcomes, stderr, stdout):
+        return await _stoppable(project, integrations, options, outcomes, grace)
+
+
+async def _stoppable(project: runner.Project, integrations: list, options: runner.Options,
+                     outcomes: list[runner.Outcome], grace: float) -> tuple[int | None, bool]:
     stopper = schedule.Stopper()
     options.stop = stopper.stop
     cut = False
     with schedule.signals(stopper):
-        work = asyncio.create_task(runner.run_project(project, integrations, options, outcomes=outcomes,
-                                                      progress=lambda o, t: _progress(o, t, stderr)))
+        work = asyncio.create_task(runner.run_project(project, integrations, options, outcomes=outcomes))
         stop = asyncio.create_task(stopper.stop.wait())
         try:
             await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -115,38 +125,40 @@ def _disabled_flows(integrations: list, flows: list[str] | None, stdout: TextIO)
         raise ConfigError(f"no selected integration enables {' or '.join(flows)}: nothing to run")
 
 
-def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO) -> int:
+def _run_every(project: runner.Project, args: argparse.Namespace, options: runner.Options, stdout: TextIO,
+               stderr: TextIO) -> int:
     every = seconds(args.every) if args.every else None
     if every is not None and every <= 0:
         raise ConfigError("--every must be above zero")
 
     def stamped(outcome: runner.Outcome) -> None:
-        stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] ")
+        stdout.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}] ")
         report([outcome], stdout)
         stdout.flush()
 
     stdout.write(f"running every {args.every or 'flow on its own schedule'}; stop with Ctrl-C or SIGTERM\n")
     stdout.flush()
     schedule.run_every(project, project.select(args.integration), options, every=every, report=stamped,
-                       grace=args.grace)
+                       grace=args.grace, shown=lambda outcomes: progress.shown(outcomes, stderr, stdout))
     stdout.write("stopped: every run finished or was cancelled safely; clients and ledgers closed\n")
     return 0
 
 
 def report(outcomes: list[runner.Outcome], stdout: TextIO) -> None:
-    """One line per integration and flow; the error when an integration stopped."""
+    """One line per integration and flow; the error when an integration stopped. Each is a log
+    record too (`syncengine.run`): INFO, ERROR when something failed, so that a log collector
+    sees every run's outcome, `--every` runs included, which have no exit code of their own."""
     for outcome in outcomes:
         for flow, counts in outcome.counts.items():
-            stdout.write(f"{outcome.integration}: {flow}: {counts.summary()}\n")
+            line = f"{outcome.integration}: {flow}: {counts.summary()}"
+            stdout.write(line + "\n")
+            bad = any(getattr(counts, name, 0) for name in ("failed", "quarantined", "unresolved", "down", "waiting"))
+            runs.log(logging.ERROR if bad else logging.INFO, "%s", line,
+                     extra={"integration": outcome.integration, "flow": flow, "counts": dataclasses.asdict(counts)})
         if outcome.error:
             stdout.write(f"{outcome.integration}: FAILED: {outcome.error}\n")
-
-
-def _progress(outcomes: list[runner.Outcome], elapsed: float, stderr: TextIO) -> None:
-    parts = [f"{o.integration} " + " ".join(f"{flow}: pulled {c.pulled} delivered {getattr(c, 'delivered', '-')}"
-                                             for flow, c in o.counts.items()) for o in outcomes]
-    stderr.write(f"[{elapsed:5.0f}s] " + "; ".join(parts) + "\n")
-    stderr.flush()
+            runs.error("%s: FAILED: %s", outcome.integration, outcome.error,
+                       extra={"integration": outcome.integration, "flow": None})
 
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import history, http, secrets
+from engine import history, http, logs, secrets
 from engine.errors import ConfigError, HostDownError, LedgerError, SyncEngineError
-from engine.flows.base import Counts, FlowContext
+from engine.flows.base import Counts, FlowContext, Meter
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
 from engine.flows.orders import OrdersFlow
@@ -102,6 +102,7 @@ class Outcome:
 
     integration: str
     counts: dict[str, Counts] = field(default_factory=dict)
+    meters: dict[str, Meter] = field(default_factory=dict)     # where each flow is (progress display)
     error: str | None = None
 
     @property
@@ -211,7 +212,12 @@ def _exclusive(options: Options, integration: str, flow: str) -> contextlib.Abst
 async def run_integration(project: Project, integration: Integration, options: Options,
                           outcome: Outcome | None = None) -> Outcome:
     """Run the chosen enabled flows of one integration, one after another."""
-    outcome = outcome or Outcome(integration.name)
+    with logs.working_on(integration.name):        # its log records name it (and the flow)
+        return await _run_integration(project, integration, options, outcome or Outcome(integration.name))
+
+
+async def _run_integration(project: Project, integration: Integration, options: Options,
+                           outcome: Outcome) -> Outcome:
     wanted = [f for f in (options.flows or integration.flows) if f in integration.flows and f in FLOWS]
     ctx: FlowContext | None = None
     started = time.time()
@@ -222,12 +228,14 @@ async def run_integration(project: Project, integration: Integration, options: O
                 for name in wanted:
                     if ctx.stopped():
                         break
+                    ctx.meter = outcome.meters[name] = Meter()
                     flow = FLOWS[name](ctx)
                     outcome.counts[name] = flow.counts
-                    with _exclusive(options, integration.name, name), \
+                    with _exclusive(options, integration.name, name), logs.working_on(integration.name, name), \
                             history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts,
                                              stopped=ctx.stopped):
                         await flow.run()
+                    ctx.meter.finish()
             finally:
                 down = note_hosts_down(ctx)
         if down and not any(getattr(counts, "down", None) for counts in outcome.counts.values()):
@@ -276,23 +284,10 @@ def note_hosts_down(ctx: FlowContext) -> list[str]:
 
 
 async def run_project(project: Project, integrations: list[Integration], options: Options,
-                      progress: Callable[[list[Outcome], float], None] | None = None,
                       outcomes: list[Outcome] | None = None) -> list[Outcome]:
-    """Run integrations concurrently; call `progress` every few seconds while they run.
-    `outcomes` (one per integration) are filled as they go, so a caller that cancels the run
-    still has the counts of what was done."""
+    """Run integrations concurrently. `outcomes` (one per integration) are filled as they go,
+    so a caller that cancels the run still has the counts of what was done, and a progress
+    display can follow them (`Outcome.meters`)."""
     outcomes = outcomes if outcomes is not None else [Outcome(i.name) for i in integrations]
-    watcher = asyncio.create_task(_watch(outcomes, progress)) if progress else None
-    try:
-        await asyncio.gather(*(run_integration(project, i, options, o) for i, o in zip(integrations, outcomes)))
-    finally:
-        if watcher:
-            watcher.cancel()
+    await asyncio.gather(*(run_integration(project, i, options, o) for i, o in zip(integrations, outcomes)))
     return outcomes
-
-
-async def _watch(outcomes: list[Outcome], progress: Callable[[list[Outcome], float], None]) -> None:
-    started = time.monotonic()
-    while True:
-        await asyncio.sleep(3)
-        progress(outcomes, time.monotonic() - started)

@@ -59,9 +59,11 @@ def jobs(integrations: list[Integration], options: runner.Options,
 
 async def serve(project: runner.Project, integrations: list[Integration], options: runner.Options, *,
                 every: float | None, stopper: Stopper, report: Callable[[runner.Outcome], None],
-                grace: float = GRACE) -> None:
-    """Run every job on its period until `stopper` says stop; then finish or cancel what runs."""
-    loops = [asyncio.create_task(_loop(project, integration, flow, period, options, stopper.stop, report),
+                grace: float = GRACE, latest: dict[tuple[str, str], runner.Outcome] | None = None) -> None:
+    """Run every job on its period until `stopper` says stop; then finish or cancel what runs.
+    `latest` gets the outcome of each job's current (or last) run as it starts (progress)."""
+    latest = {} if latest is None else latest
+    loops = [asyncio.create_task(_loop(project, integration, flow, period, options, stopper.stop, report, latest),
                                  name=f"{integration.name}:{flow}")
              for integration, flow, period in jobs(integrations, options, every)]
     if not loops:
@@ -77,16 +79,18 @@ async def serve(project: runner.Project, integrations: list[Integration], option
 
 
 async def _loop(project: runner.Project, integration: Integration, flow: str, period: float,
-                options: runner.Options, stop: asyncio.Event, report: Callable[[runner.Outcome], None]) -> None:
+                options: runner.Options, stop: asyncio.Event, report: Callable[[runner.Outcome], None],
+                latest: dict[tuple[str, str], runner.Outcome]) -> None:
     one = dataclasses.replace(options, flows=[flow])
     while not stop.is_set():
         started = time.monotonic()
+        latest[integration.name, flow] = outcome = runner.Outcome(integration.name)
         try:
             if _paused(options, integration.name):
                 log.info("%s: paused, %s not run (syncengine resume)", integration.name, flow)
                 outcome = None
             else:
-                outcome = await runner.run_integration(project, integration, one)
+                await runner.run_integration(project, integration, one, outcome)
         except Exception as exc:  # noqa: BLE001 - a bug in one run must not stop the schedule
             log.exception("%s: %s run failed", integration.name, flow)
             outcome = runner.Outcome(integration.name, error=f"{flow}: {type(exc).__name__}: {exc}")
@@ -103,14 +107,19 @@ def _paused(options: runner.Options, name: str) -> bool:
 
 
 def run_every(project: runner.Project, integrations: list[Integration], options: runner.Options, *,
-              every: float | None, report: Callable[[runner.Outcome], None], grace: float = GRACE) -> None:
-    """Serve until SIGINT or SIGTERM; returns once everything is closed."""
+              every: float | None, report: Callable[[runner.Outcome], None], grace: float = GRACE,
+              shown: Callable[[Callable[[], list[runner.Outcome]]], contextlib.AbstractAsyncContextManager]
+              | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; returns once everything is closed. `shown(outcomes)`, a
+    progress display following the runs, is open meanwhile."""
 
     async def main() -> None:
-        stopper = Stopper()
-        with signals(stopper):       # runs in flight stop reading at the first signal, then finish
-            await serve(project, integrations, dataclasses.replace(options, stop=stopper.stop), every=every,
-                        stopper=stopper, report=report, grace=grace)
+        stopper, latest = Stopper(), {}
+        display = shown(lambda: list(latest.values())) if shown else contextlib.nullcontext()
+        async with display:
+            with signals(stopper):       # runs in flight stop reading at the first signal, then finish
+                await serve(project, integrations, dataclasses.replace(options, stop=stopper.stop), every=every,
+                            stopper=stopper, report=report, grace=grace, latest=latest)
 
     asyncio.run(main())
 

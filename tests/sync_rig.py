@@ -105,10 +105,10 @@ class Rig:
         return [command, "--connectors", str(self.connectors), "--integrations", str(self.root / "integrations"),
                 "--state", self.location, *extra]
 
-    def cli(self, command: str, *extra: str) -> Result:
-        """`syncengine <command>` in this process."""
+    def cli(self, command: str, *extra: str, before: tuple[str, ...] = ()) -> Result:
+        """`syncengine [before] <command>` in this process (`before`: -v, --log-format json)."""
         stdout, stderr = io.StringIO(), io.StringIO()
-        code = cli.run(self.args(command, *extra), stdout, stderr)
+        code = cli.run([*before, *self.args(command, *extra)], stdout, stderr)
         result = Result(code, stdout.getvalue(), stderr.getvalue())
         assert "Traceback" not in result.out + result.err and "internal error" not in result.err, result
         return result

@@ -10,6 +10,7 @@ import pytest
 
 from engine import cli
 from engine.cli import run
+from engine.specs import lint_paths
 from tests.lint_cases import CART
 
 
@@ -107,16 +108,19 @@ def test_subcommands_come_from_one_table() -> None:
     assert names[:2] == ["lint", "schema"] and len(set(names)) == len(names)
 
 
-def test_verbose_shows_why_paging_stopped(tmp_path: Path) -> None:
-    """-v routes the engine's INFO log lines to the command's stderr."""
+def test_verbose_shows_why_paging_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-v routes the engine's INFO log lines, logged while the command runs, to its stderr;
+    without -v they are not shown."""
     import logging
 
-    stdout, stderr = io.StringIO(), io.StringIO()
-    try:
-        (tmp_path / "shop.yaml").write_text(CART)
-        assert run(["-v", "lint", str(tmp_path)], stdout, stderr) in (0, 1)
+    def linting(paths, documents):
         logging.getLogger("syncengine.http").info("paging stopped: empty page")
-        assert "paging stopped: empty page" in stderr.getvalue()
-    finally:
-        logging.getLogger("syncengine").handlers.clear()
-        logging.getLogger("syncengine").setLevel(logging.NOTSET)
+        return lint_paths(paths, documents=documents)
+
+    monkeypatch.setattr(cli, "lint_paths", linting)
+    (tmp_path / "shop.yaml").write_text(CART)
+    for flags, shown in ((["-v"], True), ([], False)):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        assert run([*flags, "lint", str(tmp_path)], stdout, stderr) in (0, 1)
+        assert ("paging stopped: empty page" in stderr.getvalue()) is shown
+    assert logging.getLogger("syncengine").handlers == []        # the command's handler left with it

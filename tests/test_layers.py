@@ -31,6 +31,8 @@ LAYERS = {
     "runner": {"cli", "commands", "demo", "serve"},
     "schedule": {"cli", "commands", "demo", "serve"},
     "control": {"specs", "flows", "runner", "schedule", "cli", "commands", "demo", "http", "serve"},
+    "logs": {"specs", "flows", "runner", "cli", "commands", "demo", "ledger", "progress", "schedule", "serve"},
+    "progress": {"cli", "commands", "demo", "schedule", "serve"},
 }
 CART_NAMES = re.compile(r"\b(shopify|woocommerce|bigcommerce|magento|shipstation|extensiv|shiphero)\b", re.I)
 
@@ -71,9 +73,10 @@ def test_imports_point_one_way(path):
             pytest.fail(f"{path.relative_to(ROOT)} imports {name}, a layer above it")
 
 
-@pytest.mark.parametrize(("package", "owner"), [("yaml", "engine/specs/load.py"), ("httpx", "engine/http/")])
+@pytest.mark.parametrize(("package", "owner"), [("yaml", "engine/specs/load.py"), ("httpx", "engine/http/"),
+                                               ("rich", "engine/progress.py")])
 def test_only_one_place_imports(package, owner):
-    """Only the spec loader imports yaml and only http/ imports httpx."""
+    """Only the spec loader imports yaml, only http/ imports httpx, only the progress display rich."""
     offenders = [str(p.relative_to(ROOT)) for p in modules()
                  if any(n == package or n.startswith(package + ".") for n in imports(p))
                  and not str(p.relative_to(ROOT)).startswith(owner)]

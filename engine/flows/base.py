@@ -19,6 +19,33 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+DONE = "done"
+
+
+@dataclass
+class Meter:
+    """Where one flow run is, for a progress display: its phase ("read", "send", ...), the items
+    done in that phase and their total when something says it (a paged read's total, a count of
+    ledger entries to reconcile). Flows only write it; the display reads it now and then."""
+
+    phase: str = "starting"
+    done: int = 0
+    total: int | None = None
+
+    def start(self, phase: str, total: int | None = None) -> None:
+        self.phase, self.done, self.total = phase, 0, total
+
+    def finish(self) -> None:
+        """The flow ended: its last phase's figures stay, as they were."""
+        self.phase = DONE
+
+    def advance(self, n: int = 1, expected: int | None = None) -> None:
+        """`n` more items done; `expected`, the phase's total when it became known."""
+        self.done += n
+        if expected is not None:
+            self.total = expected
+
+
 @dataclass
 class FlowContext:
     """One integration, ready to run: compiled connectors, resolved configs, open clients."""
@@ -38,6 +65,7 @@ class FlowContext:
     workers: int = 1                           # processes a large paged read may be split over
     transport: Any = None                      # tests may hand an httpx transport
     stopping: Any = None                       # an asyncio.Event set by Ctrl-C / SIGTERM (one-shot run)
+    meter: Meter = field(default_factory=Meter)   # where the running flow is (progress display)
 
     def stopped(self) -> bool:
         """True once the run was asked to stop: read no further, start no new batch; what is in

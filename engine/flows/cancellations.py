@@ -82,10 +82,13 @@ class CancellationsFlow:
         (its overlap) brings back again is not tried twice in a run, and keeps its attempts."""
         retried: set[str] = set()
         if not self.ctx.dry_run:
-            for key, item in list(self.ctx.ledger.kv_items(self.PARKED)):
+            parked = list(self.ctx.ledger.kv_items(self.PARKED))
+            self.ctx.meter.start("retry parked", len(parked))
+            for key, item in parked:
                 self.ctx.ledger.kv_delete(self.PARKED, key)
                 retried.add(key)
                 await self.take(self.reader.judge(item["raw"]), attempts=item.get("attempts", 0))
+                self.ctx.meter.advance()
         async for page in self.reader.pages():
             for judged in page:
                 self.counts.pulled += 1

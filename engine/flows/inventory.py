@@ -74,9 +74,11 @@ class InventoryFlow:
             return self.counts         # stopped mid-read: partial totals would push wrong levels
         self.subtract_open(available)
         changed = [(sku, value) for sku, value in self.levels(available).items() if self._changed(sku, value)]
+        self.ctx.meter.start("push", len(changed))
         for start in range(0, len(changed), CHUNK):
             done = await asyncio.gather(*(self.push(sku, value) for sku, value in changed[start:start + CHUNK]),
                                         return_exceptions=True)
+            self.ctx.meter.advance(len(changed[start:start + CHUNK]))
             for error in (result for result in done if isinstance(result, BaseException)):
                 raise error            # the cart is down (every push of the chunk has ended first)
         return self.counts

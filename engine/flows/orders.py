@@ -82,6 +82,7 @@ class OrdersFlow:
             team = workers.Team(self.ctx.workers, self._share, self._share_limits)
         pages = self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records,
                                              split=team.split if team else None)
+        self.ctx.meter.start("read")
         try:
             await self._pipeline(pages)
         except Exception:
@@ -134,6 +135,7 @@ class OrdersFlow:
                         break
                     if self.read.error_when is not None and self.read.error_when(page.answer.body):
                         raise HTTPError(f"list_orders answer says it failed: {self.ctx.redact.excerpt(page.answer.text, 300)}")
+                    self.ctx.meter.advance(len(page.records), page.expected)
                     await queue.put(await self.enriched(page.records))
         except Exception as exc:                   # raised by _pipeline once the consumer is done
             failed.append(exc)
@@ -397,13 +399,17 @@ class OrdersFlow:
         if unsent:
             log.info("%s: %d order(s) claimed by a run that stopped before sending them are "
                      "claimed again as this run re-reads them", self.ctx.integration.name, unsent)
+        meter = self.ctx.meter
+        meter.start("reconcile", ledger.counts().get("sending", 0))
         for batch in _chunks(ledger.iter_status("sending"), RECONCILE_BATCH):
             if self.ctx.stopped() or self._down():
                 break                  # what is left stays `sending`, reconciled by a later run
             await asyncio.gather(*(self._reconcile(entry) for entry in batch))
+            meter.advance(len(batch))
         if self.ctx.stopped():
             return
         self.release(ledger.iter_status("held"), only_hold_window=True)
+        meter.start("send pending", ledger.counts().get("pending", 0))
         for batch in _chunks(ledger.iter_status("pending"), 200):
             if self.ctx.stopped():
                 return
@@ -411,6 +417,7 @@ class OrdersFlow:
                 self.counts.waiting += len(batch)
                 continue
             await self.deliver(self._remap(batch))
+            meter.advance(len(batch))
 
     async def _reconcile(self, entry: Entry) -> None:
         """Settle one `sending` key: found at the WMS -> delivered, certainly not -> pending

@@ -78,10 +78,13 @@ class ShipmentsFlow:
                 self.take(judged)
         self.reader.commit()
         if not self.ctx.dry_run:
-            for entry in list(self.ctx.ledger.iter_status("shipped")):
+            shipped = list(self.ctx.ledger.iter_status("shipped"))
+            self.ctx.meter.start("send", len(shipped))
+            for entry in shipped:
                 if self.ctx.stopped():
                     break
                 await self.ship(entry)
+                self.ctx.meter.advance()
         return self.counts
 
     # -- intake -----------------------------------------------------------------------------

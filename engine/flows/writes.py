@@ -103,11 +103,13 @@ class Reader:
         client = self.ctx.source_client if self.side == "source" else self.ctx.destination_client
         request = op.request.render(self.ctx.context(self.side, since=self.since()))
         connector = self.ctx.source if self.side == "source" else self.ctx.destination
+        self.ctx.meter.start("read")
         async with contextlib.aclosing(client.pages(request, op.paginator(), op.extract_records)) as pages:
             async for page in pages:
                 if self.ctx.stopped():
                     self.cut = True
                     return
+                self.ctx.meter.advance(len(page.records), page.expected)
                 raws = await op.enricher.page(client, page.records, self.ctx.context(self.side), concurrency(connector))
                 yield [self.judge(raw) for raw in raws]
 

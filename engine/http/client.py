@@ -155,8 +155,9 @@ class HttpClient:
             async with contextlib.aclosing(self._fetch(batch, window)) as answers:
                 async for answer in answers:
                     number += 1
-                    page = Page(number, self._records(answer, records), answer)
-                    pager.update_state(answer, page.records)
+                    found = self._records(answer, records)
+                    pager.update_state(answer, found)
+                    page = Page(number, found, answer, pager.progress.expected())
                     self._check_read_limits(request, pager)
                     yield page
                     if not pager.has_next_page:

@@ -175,8 +175,10 @@ def _within_depth(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Page:
-    """One fetched page: its 1-based `number`, the `records` it held and the `answer` itself."""
+    """One fetched page: its 1-based `number`, the `records` it held and the `answer` itself;
+    `expected`, the records the whole read holds, when a total in the answers says so."""
 
     number: int
     records: list
     answer: Answer
+    expected: int | None = None

@@ -22,6 +22,21 @@ class Progress:
     records: int = 0
     page_size: int | None = None
     total_pages: int | None = None
+    total_records: int | None = None
+
+    def expected(self) -> int | None:
+        """The records the whole read will hold, once a total says (for a progress display):
+        a `total_records`, or the records so far plus `page_size` (else the pages' mean size)
+        per page still to come of a `total_pages`, exact once the last page is in; None when
+        nothing says."""
+        if self.total_records is not None:
+            return max(self.total_records, self.records)
+        if self.total_pages is not None and self.pages >= self.total_pages:
+            return self.records
+        size = self.page_size or (-(-self.records // self.pages) if self.pages else None)
+        if self.total_pages is not None and size:
+            return self.records + (self.total_pages - self.pages) * size
+        return None
 
 
 class StopCondition:
@@ -93,6 +108,8 @@ class TotalRecords(_Total):
 
     def check(self, answer: Answer, records: list, progress: Progress) -> str | None:
         total = self.total(answer)
+        if total is not None:
+            progress.total_records = total
         if total is None or progress.records < total:
             return None
         return f"{progress.records} of {total} records ({self.source()})"
