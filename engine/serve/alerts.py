@@ -31,6 +31,7 @@ from typing import Any
 from engine import control, http, secrets
 from engine.errors import ConfigError, SpecError
 from engine.flows import protocol
+from engine.ledger import open_store
 from engine.specs.settings import seconds
 
 log = logging.getLogger("syncengine.alerts")
@@ -114,7 +115,7 @@ class Alerts:
             self._orders(outcome.integration, counts)
 
     def _orders(self, name: str, counts: Any) -> None:
-        if not control.open_store(self.state_dir).exists(name):
+        if not open_store(self.state_dir).exists(name):
             return
         with control.open_ledger(self.state_dir, name) as ledger:
             for status in ("held", "quarantined"):

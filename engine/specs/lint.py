@@ -36,7 +36,7 @@ from engine.specs.examples import Refresh, example_problems, refreshes
 from engine.specs.findings import Finding, Problem
 from engine.specs.guarantees import guarantees, write_problems
 from engine.specs.integrations import integration_problems
-from engine.specs.load import MAX_DATA_FILE, Document, load_paths
+from engine.specs.load import Document, data_file, load_paths
 from engine.specs.references import predicate_problems
 from engine.specs.rules import connector_template_problems
 from engine.specs.schema_rules import lint_validator, schema_problems
@@ -212,18 +212,17 @@ def load_clean(paths: Iterable[str | Path], warnings: list[Finding] | None = Non
     """The documents under `paths`; raises SpecError with the findings unless they lint without
     an error. Warnings are appended to `warnings` when given.
 
-    A connector spec already linted by this process with the same data and the same files in
-    its tree is not linted again (`run --every`, `serve` and in-process callers load the same
+    A connector spec already linted by this process with the same data and the same example
+    files is not linted again (`run --every`, `serve` and in-process callers load the same
     specs over and over; linting their golden examples is most of a load). `lint` itself always
     lints afresh."""
     documents, findings = load_paths(paths)
     connectors = find_connectors(documents)
     fresh = [doc for doc in documents if doc.kind != "connector"]
-    trees: dict[Path, str] = {}
     for document in documents:
         if document.kind != "connector":
             continue
-        key = _connector_key(document, trees)
+        key = _connector_key(document)
         if key not in _CONNECTOR_FINDINGS:
             _CONNECTOR_FINDINGS[key] = [document.finding(p) for p in problems(document, connectors)]
             while len(_CONNECTOR_FINDINGS) > 256:
@@ -239,34 +238,30 @@ def load_clean(paths: Iterable[str | Path], warnings: list[Finding] | None = Non
     return documents
 
 
-def _connector_key(document: Document, trees: dict[Path, str]) -> str:
-    """What a connector's findings depend on: its data, where it sits in its tree, the problems
-    met loading it and every file (name, content, symlink target) of the tree its example files
-    must stay inside."""
-    root = document.data_root
-    if root not in trees:
-        trees[root] = tree_fingerprint(root)
+def _connector_key(document: Document) -> str:
+    """What a connector's findings depend on: its data, the problems met loading it and each
+    example file it names (`{file: ...}`: where it resolves to, or why it is refused, and its
+    content). Only those files: a spec found under a big tree costs nothing more."""
     digest = hashlib.blake2b(digest_size=20)
-    for part in (json.dumps(document.data, sort_keys=True, default=repr), repr(document.problems),
-                 os.path.relpath(document.path, root), trees[root]):
+    for part in (json.dumps(document.data, sort_keys=True, default=repr), repr(document.problems)):
         digest.update(part.encode() + b"\0")
-    return digest.hexdigest()
-
-
-def tree_fingerprint(root: Path) -> str:
-    """A digest of the names, symlink targets and contents of every file under `root`."""
-    digest = hashlib.blake2b(digest_size=20)
-    for path in sorted(root.rglob("*")) if root.is_dir() else []:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
+    for reference in sorted(set(_file_references(document.data))):
+        digest.update(reference.encode() + b"\0")
         try:
-            if path.is_symlink():
-                digest.update(os.readlink(path).encode() + b"\1")
-            if path.is_file():
-                status = path.stat()
-                if status.st_size > MAX_DATA_FILE:          # never read whole: it is refused anyway
-                    digest.update(f"{status.st_size}:{status.st_mtime_ns}".encode())
-                else:
-                    digest.update(hashlib.blake2b(path.read_bytes(), digest_size=20).digest())
-        except (OSError, ValueError):
-            digest.update(b"unreadable")
+            target = data_file(document, reference)
+            digest.update(str(target).encode() + hashlib.blake2b(target.read_bytes(), digest_size=20).digest())
+        except (OSError, ValueError) as exc:
+            digest.update(repr(exc).encode())
     return digest.hexdigest()
+
+
+def _file_references(data: Any) -> Iterator[str]:
+    """Every `{file: ...}` reference anywhere in a spec's data."""
+    if isinstance(data, Mapping):
+        if isinstance(data.get("file"), str):
+            yield data["file"]
+        for value in data.values():
+            yield from _file_references(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _file_references(value)
