@@ -140,6 +140,18 @@ def _later_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     return serve_command(args, stdout, stderr)
 
 
+def _later_cluster(name: str) -> Handler:
+    """A handler of `engine.cluster` (Celery is imported only when one of them runs)."""
+
+    def handler(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+        from engine import cluster
+
+        return getattr(cluster, name)(args, stdout, stderr)
+
+    handler.__name__ = name
+    return handler
+
+
 def _later_user(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from engine.serve.access import user_command
 
@@ -176,6 +188,12 @@ COMMANDS: tuple[Command, ...] = (
             arguments.pause_arguments, _later("pause_command")),
     Command("serve", "run the schedules and serve the web console, /metrics and health checks",
             arguments.serve_arguments, _later_serve),
+    Command("worker", "run integration x flow jobs from a Celery broker (scale-out; shared PostgreSQL ledger)",
+            arguments.worker_arguments, _later_cluster("worker_command")),
+    Command("scheduler", "enqueue every enabled flow of every integration on its period (Celery beat)",
+            arguments.scheduler_arguments, _later_cluster("scheduler_command")),
+    Command("enqueue", "send jobs to the workers now (every enabled flow, or --integration/--flow)",
+            arguments.enqueue_arguments, _later_cluster("enqueue_command")),
     Command("user", "add or change a console user (users file with salted password hashes)",
             arguments.user_arguments, _later_user),
 )
