@@ -58,6 +58,9 @@ def worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Redis broker: a job whose worker died is handed to another worker after this long "
                              "(the visibility timeout; default: 3600). Keep it above the longest run: a job "
                              "redelivered while its run is still going finds the run lock held and is skipped")
+    parser.add_argument("--split", type=_positive, default=1, metavar="N",
+                        help="deal a large paged read out to N jobs across the cluster (default: 1, no split); "
+                             "the connectors' concurrency holds in total. Needs Redis (broker or --budget)")
     parser.add_argument("--max-jobs-per-process", type=_positive, default=None, metavar="N",
                         help="replace a pool process after N jobs (default: never)")
     parser.add_argument("--budget", metavar="URL", default=os.environ.get("SYNCENGINE_BUDGET"),

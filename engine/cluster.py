@@ -36,7 +36,11 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import functools
 import hashlib
+import json
+import threading
+import uuid
 import logging
 import os
 import socket
@@ -44,13 +48,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import control, runner
-from engine.errors import ConfigError
+from engine import control, http, runner
+from engine.errors import ConfigError, WorkerError
 from engine.specs.settings import seconds
 
 log = logging.getLogger("syncengine.cluster")
 
 RUN_FLOW = "syncengine.run_flow"
+READ_SHARE = "syncengine.read_share"
 QUEUE = "syncengine"
 REDELIVER_AFTER = 3600.0          # seconds; longer than any one run (a shorter run is redelivered while running: skipped)
 RELOAD_CHECK = 5.0                # seconds between looks at the spec files' times and sizes
@@ -65,6 +70,8 @@ class Settings:
     broker: str
     queue: str = QUEUE
     redeliver_after: float = REDELIVER_AFTER
+    split: int = 1                    # a large paged read is dealt out to this many jobs (`--split`)
+    coordinator: str | None = None    # the Redis the shares of a split read report through
 
 
 _settings: Settings | None = None
@@ -96,6 +103,7 @@ def make_app(settings: Settings) -> Any:
         beat_max_loop_interval=RELOAD_CHECK,
     )
     app.task(name=RUN_FLOW, ignore_result=True)(run_flow)
+    app.task(name=READ_SHARE, ignore_result=True)(read_share)
     return app
 
 
@@ -114,7 +122,10 @@ def run_flow(integration: str, flow: str) -> dict[str, Any]:
     if control.is_paused(settings.state, integration):
         log.info("%s: paused, %s not run (syncengine resume)", integration, flow)
         return {"integration": integration, "flow": flow, "skipped": "paused"}
-    options = runner.Options(settings.state, [flow], emit=lambda line: log.info("%s", line), skip_busy=True)
+    options = runner.Options(settings.state, [flow], emit=lambda line: log.info("%s", line), skip_busy=True,
+                             workers=settings.split,
+                             team=functools.partial(ClusterTeam, settings=settings, integration=integration, flow=flow)
+                             if settings.split > 1 else None)
     outcome = asyncio.run(runner.run_integration(project, target, options))
     from engine.commands import report
 
@@ -252,6 +263,181 @@ def scheduler_class(settings: Settings, every: float | None, flows: list[str] | 
     return ProjectScheduler
 
 
+# -- a large read split over the cluster ---------------------------------------------------
+
+SHARE_LEASE = 10                  # seconds a share's liveness key lives without a heartbeat
+SHARE_KEPT = 3600                 # seconds a share's state and report are kept in Redis
+
+
+class ClusterTeam:
+    """`workers.Team` across the cluster: a split read's shares go to other workers as
+    `read_share` jobs instead of forked processes (`--split N`).
+
+    Each share has a state key in Redis, taken once with SET NX: by the worker that runs it
+    ("started"), or by the run that split the read ("here") when that run has read its own pages
+    and the share has not started yet, which it then reads itself; so a busy cluster never leaves
+    a run waiting for shares nobody takes, and no share is read twice. A started share keeps a
+    lease key alive while it runs and pushes its report when done; a share whose lease lapsed
+    without a report died with its worker, and the run fails as a split run whose forked worker
+    died does (`WorkerError`): its watermark stays, and the next run reconciles what the share
+    left `sending` and reads its pages again. The requests travel with every secret replaced by
+    a placeholder (a digest of it), which the worker fills in from its own resolved secrets.
+    """
+
+    def __init__(self, size: int, work: Any, on_split: Any, *, settings: Settings, integration: str,
+                 flow: str) -> None:
+        self.size, self.work, self.on_split = size, work, on_split
+        self.settings, self.integration, self.flow = settings, integration, flow
+        self.shares: list[tuple[str, list[http.Request], int, float]] = []
+
+    def split(self, planned: list[http.Request], window: int) -> tuple[list[http.Request], int] | None:
+        n = min(self.size, len(planned))
+        if n < 2 or self.shares:
+            return None
+        share_window, fraction = max(1, window // n), 1 / n
+        app, secrets = make_app(self.settings), http.everywhere().secrets
+        for index in range(1, n):
+            requests, share = planned[index::n], f"{uuid.uuid4().hex}"
+            app.send_task(READ_SHARE, (self.integration, self.flow, share, [_request_data(r, secrets) for r in requests],
+                                       share_window, fraction), queue=self.settings.queue)
+            self.shares.append((share, requests, share_window, fraction))
+        self.on_split(fraction)
+        log.info("%s: %s read split into %d shares", self.integration, self.flow, n)
+        return planned[0::n], share_window
+
+    async def join(self, *, strict: bool = True) -> list[dict[str, Any]]:
+        shares, self.shares = self.shares, []
+        reports, errors = [], []
+        try:
+            for share, requests, window, fraction in shares:
+                report = await self._outcome(share, requests, window, fraction)
+                (errors.append(report["error"]) if "error" in report else reports.append(report["report"]))
+        finally:
+            self.on_split(1.0)
+        if errors and strict:
+            raise WorkerError(f"{len(errors)} of {len(shares)} share(s) of the split read failed: " + "; ".join(errors))
+        return reports
+
+    async def _outcome(self, share: str, requests: list, window: int, fraction: float) -> dict[str, Any]:
+        redis = _coordinator(self.settings)
+        if redis.set(_key(share, "state"), "here", nx=True, ex=SHARE_KEPT):
+            log.info("%s: share %s not started elsewhere: read here", self.integration, share[:8])
+            try:
+                return {"report": await self.work(requests, window, fraction)}
+            except Exception as exc:         # noqa: BLE001 - reported like a share that failed
+                return {"error": f"share {share[:8]}: {type(exc).__name__}: {exc}"}
+        while True:
+            found = await asyncio.to_thread(redis.blpop, [_key(share, "report")], 1)
+            if found:
+                return json.loads(found[1])
+            if not redis.exists(_key(share, "lease")):
+                found = redis.lpop(_key(share, "report"))      # it may have finished just now
+                if found:
+                    return json.loads(found)
+                return {"error": f"share {share[:8]}: its worker died before reporting"}
+
+
+def read_share(integration: str, flow: str, share: str, requests: list[dict], window: int, fraction: float) -> None:
+    """A share of another run's split read: its pages through the same pipeline, the report
+    pushed to Redis. Nothing to do when the share was taken already (by the run that split it,
+    or by this job's earlier delivery, whose worker died: that run fails and the next reads again)."""
+    settings = _settings
+    if settings is None:
+        raise RuntimeError("read_share runs in a `syncengine worker` process")
+    redis = _coordinator(settings)
+    redis.set(_key(share, "lease"), "1", ex=SHARE_LEASE)
+    if not redis.set(_key(share, "state"), "started", nx=True, ex=SHARE_KEPT):
+        return
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(redis, share, stop), daemon=True)
+    beat.start()
+    try:
+        try:
+            report = {"report": asyncio.run(_read_share(settings, integration, flow, requests, window, fraction))}
+        except Exception as exc:             # noqa: BLE001 - the run that split the read reports it
+            report = {"error": f"share {share[:8]} on {socket.gethostname()}: {type(exc).__name__}: {exc}"}
+        redis.rpush(_key(share, "report"), json.dumps(report, default=str))
+        redis.expire(_key(share, "report"), SHARE_KEPT)
+    finally:
+        stop.set()
+
+
+async def _read_share(settings: Settings, integration: str, flow: str, requests: list[dict], window: int,
+                      fraction: float) -> dict[str, Any]:
+    project = _projects.get(settings.paths)
+    target = project.integrations[integration]
+    options = runner.Options(settings.state, [flow], emit=lambda line: log.info("%s", line))
+    async with runner.open_context(project, target, options) as ctx:
+        ctx.source_client.share_limits(fraction)
+        ctx.destination_client.share_limits(fraction)
+        filled = [_request(data, ctx.redact.secrets) for data in requests]
+        return await runner.FLOWS[flow](ctx).read_share(filled, window)
+
+
+def _heartbeat(redis: Any, share: str, stop: threading.Event) -> None:
+    while not stop.wait(SHARE_LEASE / 3):
+        try:
+            redis.set(_key(share, "lease"), "1", ex=SHARE_LEASE)
+        except Exception:                    # noqa: BLE001 - the lease lapses, the run reports it
+            log.warning("share %s: its lease could not be renewed", share[:8])
+
+
+def _key(share: str, part: str) -> str:
+    return f"syncengine:share:{share}:{part}"
+
+
+_redis_clients: dict[str, Any] = {}
+
+
+def _coordinator(settings: Settings) -> Any:
+    url = settings.coordinator
+    if not url:
+        raise ConfigError("a split read across the cluster needs Redis: a redis:// broker or --budget redis://...")
+    if url not in _redis_clients:
+        import redis
+
+        _redis_clients[url] = redis.Redis.from_url(url)
+    return _redis_clients[url]
+
+
+PLACEHOLDER = "@@syncengine-secret:"
+
+
+def _forms(secret: str) -> set[str]:
+    """The spellings of a secret a rendered request may hold: as is, or URL-encoded."""
+    from urllib.parse import quote, quote_plus
+
+    return {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+
+
+def _placeholder(form: str) -> str:
+    return PLACEHOLDER + hashlib.blake2b(form.encode(), digest_size=12).hexdigest() + "@@"
+
+
+def _request_data(request: http.Request, secrets: frozenset[str]) -> dict[str, Any]:
+    """A request as JSON-able data for the broker, each secret replaced by a placeholder."""
+    text = json.dumps({"method": request.method, "url": request.url, "params": request.params,
+                       "headers": request.headers, "form": request.form, "has_json": request.json is not http.NOTHING,
+                       "json": None if request.json is http.NOTHING else request.json}, default=str)
+    forms = {form for secret in secrets for form in _forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(json.dumps(form)[1:-1], _placeholder(form))
+    return json.loads(text)
+
+
+def _request(data: dict[str, Any], secrets: frozenset[str]) -> http.Request:
+    """The request `_request_data` sent, its placeholders filled from this worker's own secrets."""
+    text = json.dumps(data)
+    for form in {form for secret in secrets for form in _forms(secret)}:
+        text = text.replace(_placeholder(form), json.dumps(form)[1:-1])
+    if PLACEHOLDER in text:
+        raise ConfigError("a share of a split read names a secret this worker did not resolve "
+                          "(do all workers see the same secrets?)")
+    data = json.loads(text)
+    return http.Request(method=data["method"], url=data["url"], params=data["params"], headers=data["headers"],
+                        json=data["json"] if data["has_json"] else http.NOTHING, form=data["form"])
+
+
 # -- the commands --------------------------------------------------------------------------
 
 def _settings_of(args: argparse.Namespace) -> Settings:
@@ -263,8 +449,16 @@ def _settings_of(args: argparse.Namespace) -> Settings:
     if not broker.startswith(("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "memory://")):
         raise ConfigError(f"unsupported broker URL {_safe(broker)!r}: give redis://, rediss:// or amqp://")
     _remember_password(broker)
+    budget = getattr(args, "budget", None)
+    coordinator = budget or (broker if broker.startswith(("redis://", "rediss://")) else None)
+    split = getattr(args, "split", 1)
+    if split > 1 and not coordinator:
+        raise ConfigError("--split needs Redis for the shares' reports: a redis:// broker or --budget redis://...")
+    if budget:
+        _remember_password(budget)
     return Settings([args.connectors, args.integrations], state_location(args), broker,
-                    queue=args.queue, redeliver_after=getattr(args, "redeliver_after", REDELIVER_AFTER))
+                    queue=args.queue, redeliver_after=getattr(args, "redeliver_after", REDELIVER_AFTER),
+                    split=split, coordinator=coordinator)
 
 
 def _remember_password(url: str) -> None:
@@ -308,7 +502,8 @@ def worker_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     _settings = settings
     app = make_app(settings)
     _logging(args.verbose, stderr)
-    stdout.write(f"syncengine worker: {args.concurrency} process(es), broker {_safe(settings.broker)}, "
+    stdout.write(f"syncengine worker: {args.concurrency} process(es), split reads {settings.split} way(s), "
+                 f"broker {_safe(settings.broker)}, "
                  f"queue {settings.queue}, ledger {_store_location(settings.state)}\n")
     stdout.flush()
     worker = app.Worker(concurrency=args.concurrency, pool="prefork", queues=[settings.queue],
@@ -365,12 +560,9 @@ def _store_location(state: str) -> str:
 
 def _use_budget(args: argparse.Namespace, settings: Settings) -> None:
     """Share each host's rate budget through Redis: `--budget`, else a Redis broker."""
-    url = getattr(args, "budget", None) or (settings.broker if settings.broker.startswith(("redis://", "rediss://"))
-                                             else None)
+    url = settings.coordinator
     if not url:
         return
-    from engine import http
-
     use = getattr(http, "use_budget", None)
     if use is not None:
         use(url)

@@ -122,6 +122,7 @@ class Options:
     transport: Any = None                      # tests may hand an httpx transport
     workers: int = 1                           # processes a large paged read may be split over
     stop: asyncio.Event | None = None          # set by Ctrl-C / SIGTERM: read no further, finish what is in flight
+    team: Any = None                           # a split read's helpers (`FlowContext.team`): Celery workers in a cluster
     skip_busy: bool = False                    # a flow whose run lock another run holds is skipped, not an error
                                                # (a worker's job: the run in progress does the work)
 
@@ -154,7 +155,7 @@ async def open_context(project: Project, integration: Integration, options: Opti
                 yield FlowContext(integration, source, destination, source_config, destination_config,
                                   source_client, destination_client, ledger, redact=redact, emit=options.emit,
                                   dry_run=options.dry_run, workers=options.workers, transport=options.transport,
-                                  stopping=options.stop)
+                                  stopping=options.stop, team=options.team)
     finally:
         if ledger is not None:
             ledger.close()

@@ -31,8 +31,8 @@ def fast(spec: dict) -> None:
 class Cluster:
     """A rig (cart, WMS, project) with a PostgreSQL ledger, a Redis queue of its own and workers."""
 
-    def __init__(self, rig: FlowRig, broker: str, tmp: Path) -> None:
-        self.rig, self.broker, self.tmp = rig, broker, tmp
+    def __init__(self, rig: FlowRig, broker: str, tmp: Path, orders: int = ORDERS) -> None:
+        self.rig, self.broker, self.tmp, self.orders = rig, broker, tmp, orders
         self.queue = f"syncengine-test-{uuid.uuid4().hex[:10]}"
         self.processes: list[tuple[subprocess.Popen, Path]] = []
 
@@ -72,7 +72,7 @@ class Cluster:
             return ledger.counts()
 
     def delivered(self, timeout: float = 90) -> None:
-        wait_for(lambda: self.counts() == {"delivered": ORDERS}, timeout,
+        wait_for(lambda: self.counts() == {"delivered": self.orders}, timeout,
                  f"every order delivered; logs:\n{self.logs()[-4000:]}")
 
     def running_job(self) -> int:
@@ -109,19 +109,29 @@ def assert_exactly_once(rig: FlowRig) -> None:
     assert {ref: n for ref, n in held.items() if n > 1} == {}, "orders duplicated at the WMS"
 
 
-@pytest.fixture
-def cluster(flow_rigs, pg_url, redis_url, tmp_path) -> Iterator[Cluster]:
+def _cluster(flow_rigs, pg_url: str, redis_url: str, tmp_path: Path, orders: int) -> Iterator[Cluster]:
     pytest.importorskip("celery")
-    rig = flow_rigs("woocommerce", orders=ORDERS)
+    rig = flow_rigs("woocommerce", orders=orders)
     rig.state_url = pg_url
     rig.patch_connector("extensiv", fast)
     rig.patch_connector("woocommerce", fast)
-    group = Cluster(rig, redis_url, tmp_path)
+    group = Cluster(rig, redis_url, tmp_path, orders)
     try:
         yield group
     finally:
         group.stop()
         rig.open_gates()
+
+
+@pytest.fixture
+def cluster(flow_rigs, pg_url, redis_url, tmp_path) -> Iterator[Cluster]:
+    yield from _cluster(flow_rigs, pg_url, redis_url, tmp_path, ORDERS)
+
+
+@pytest.fixture
+def big_cluster(flow_rigs, pg_url, redis_url, tmp_path) -> Iterator[Cluster]:
+    """Six pages of orders (the cart's pages hold 100): a read worth splitting."""
+    yield from _cluster(flow_rigs, pg_url, redis_url, tmp_path, 600)
 
 
 def slow_wms(rig: FlowRig, seconds: float = 0.04) -> None:
@@ -222,3 +232,78 @@ def test_job_for_an_unknown_integration_is_dropped_without_harm(cluster) -> None
     cluster.enqueue()
     cluster.delivered()
     wait_for(lambda: "no-such-integration: orders job dropped" in cluster.logs(), 20, "the dropped job")
+
+
+def test_a_large_read_is_split_across_workers_and_each_order_delivered_once(big_cluster) -> None:
+    """`--split 2`: the run deals half of the planned pages to a `read_share` job, which the other
+    worker takes; both halves are delivered, the watermark moves once both reported."""
+    cluster = big_cluster
+    slow_wms(cluster.rig, 0.005)
+    cluster.worker("--split", "2")
+    cluster.worker("--split", "2")
+    wait_for(lambda: cluster.logs().count(" ready.") == 2, 60, "both workers ready")
+    cluster.send(NAME, "orders")
+    cluster.delivered()
+    assert_exactly_once(cluster.rig)
+    logs = [log.read_text(encoding="utf-8") for _, log in cluster.processes]
+    runner_log = next(text for text in logs if "read split into 2 shares" in text)
+    assert any("syncengine.read_share" in text and "succeeded" in text for text in logs if text is not runner_log)
+    with cluster.rig.ledger() as ledger:
+        wait_for(lambda: ledger.runs("orders"), 10, "the run in the history")
+        (run,) = ledger.runs("orders")
+        assert run["error"] is None and run["counts"]["delivered"] == 600
+        assert ledger.watermark("orders") is not None
+
+
+def test_a_share_whose_worker_is_killed_fails_the_run_and_the_next_run_loses_nothing(big_cluster) -> None:
+    """SIGKILL the worker reading a share: the run that split the read sees the share's lease
+    lapse without a report and fails (its watermark stays); the next run reconciles and reads
+    again: every order once."""
+    cluster = big_cluster
+    slow_wms(cluster.rig, 0.05)
+    first, _ = cluster.worker("--split", "2", "--redeliver-after", "60")
+    second, _ = cluster.worker("--split", "2", "--redeliver-after", "60")
+    wait_for(lambda: cluster.logs().count(" ready.") == 2, 60, "both workers ready")
+    cluster.send(NAME, "orders")
+    holder = cluster.running_job()
+    victim = second if os.getsid(holder) == first.pid else first
+    victim_log = next(log for process, log in cluster.processes if process is victim)
+    wait_for(lambda: "syncengine.read_share" in victim_log.read_text(encoding="utf-8"), 30, "the share started")
+    wait_for(lambda: len(cluster.rig.wms_refs()) >= 100, 60, "orders arriving at the WMS")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    with cluster.rig.ledger() as ledger:
+        wait_for(lambda: ledger.runs("orders"), 60, "the split run's end")
+        (run,) = ledger.runs("orders")
+        assert "died before reporting" in (run["error"] or "")
+        assert ledger.watermark("orders") is None
+    assert len(cluster.rig.wms_refs()) < 600
+    cluster.send(NAME, "orders")
+    cluster.delivered()
+    assert_exactly_once(cluster.rig)
+
+
+def test_a_share_no_worker_takes_is_read_by_the_run_that_split(big_cluster) -> None:
+    """One worker, `--split 3`: nobody else takes the shares, so the run reads them itself once
+    its own pages are done (no wait for a worker that may never come)."""
+    cluster = big_cluster
+    cluster.worker("--split", "3")
+    cluster.send(NAME, "orders")
+    cluster.delivered()
+    assert_exactly_once(cluster.rig)
+    wait_for(lambda: cluster.logs().count("not started elsewhere: read here") == 2, 30, "both shares read here")
+    wait_for(lambda: cluster.logs().count("syncengine.read_share") >= 2, 30, "the shares' jobs, which find nothing to do")
+
+
+def test_a_shares_requests_carry_no_secret() -> None:
+    from engine import http
+    from engine.cluster import _request, _request_data
+
+    secret = "s3cr3t/value+with=chars"
+    request = http.Request(url=f"https://shop.test/orders?key={secret}", params={"token": secret, "page": 2},
+                           headers={"X-Key": f"Bearer {secret}"})
+    data = _request_data(request, frozenset([secret]))
+    assert secret not in repr(data) and "s3cr3t%2Fvalue" not in repr(data)
+    assert _request(data, frozenset([secret])) == request
+    with pytest.raises(Exception, match="did not resolve"):
+        _request(data, frozenset(["another-secret"]))
