@@ -307,3 +307,38 @@ def test_a_shares_requests_carry_no_secret() -> None:
     assert _request(data, frozenset([secret])) == request
     with pytest.raises(Exception, match="did not resolve"):
         _request(data, frozenset(["another-secret"]))
+
+
+def _rabbitmq() -> str:
+    url = os.environ.get("SYNCENGINE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+    if url == "off":
+        pytest.skip("SYNCENGINE_TEST_RABBITMQ=off")
+    try:
+        import kombu
+
+        with kombu.Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:                      # noqa: BLE001 - any failure: no broker here
+        pytest.skip(f"no RabbitMQ at {url}: {exc}")
+    return url
+
+
+def test_a_worker_on_a_rabbitmq_broker_runs_the_same_jobs(flow_rigs, pg_url, tmp_path) -> None:
+    """The broker is Celery's concern: the same job through RabbitMQ (a crashed worker's jobs are
+    redelivered when its connection drops)."""
+    pytest.importorskip("celery")
+    broker = _rabbitmq()
+    rig = flow_rigs("woocommerce", orders=ORDERS)
+    rig.state_url = pg_url
+    group = Cluster(rig, broker, tmp_path)
+    try:
+        group.worker()
+        group.enqueue()
+        group.delivered()
+        assert_exactly_once(rig)
+    finally:
+        group.stop()
+        import kombu
+
+        with kombu.Connection(broker) as connection:      # leave nothing on the machine's server
+            connection.default_channel.queue_delete(group.queue)
