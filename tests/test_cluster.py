@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +38,9 @@ class Cluster:
         self.processes: list[tuple[subprocess.Popen, Path]] = []
 
     def args(self, command: str, *extra: str) -> list[str]:
-        return [*self.rig.args(command), "--broker", self.broker, "--queue", self.queue, *extra]
+        if command in ("worker", "scheduler", "enqueue"):
+            return [*self.rig.args(command), "--broker", self.broker, "--queue", self.queue, *extra]
+        return [*self.rig.args(command), *extra]
 
     def start(self, command: str, *extra: str) -> tuple[subprocess.Popen, Path]:
         """`syncengine -v <command>` in a session of its own (a kill takes its pool with it)."""
@@ -147,6 +150,29 @@ def test_a_worker_runs_an_enqueued_job_and_records_it(cluster) -> None:
         wait_for(lambda: ledger.runs("orders"), 10, "the run in the history")
         (run,) = ledger.runs("orders")
     assert run["counts"]["delivered"] == ORDERS and run["error"] is None
+
+
+def test_status_and_the_console_elsewhere_read_what_the_workers_did(cluster) -> None:
+    """`status` and `serve --no-schedule` in other processes (another machine's, as far as they
+    can tell) read the runs the workers recorded in the shared ledger."""
+    import httpx
+    from console_support import TOKEN, users_file
+
+    cluster.worker()
+    cluster.enqueue()
+    cluster.delivered()
+    with cluster.rig.ledger() as ledger:
+        wait_for(lambda: ledger.runs("orders"), 10, "the run in the history")
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.run(["status", "--state", cluster.rig.location, "--format", "json"], out, err) == 0, err.getvalue()
+    assert f'"{NAME}"' in out.getvalue() and '"delivered": 60' in out.getvalue()
+    users = users_file(cluster.tmp / "users")
+    serve, log = cluster.start("serve", "--no-schedule", "--users", str(users), "--listen", "127.0.0.1:0")
+    address = wait_for(lambda: re.search(r"console at (http://\S+?)/? ", log.read_text(encoding="utf-8")), 60,
+                       "the console's address")[1]
+    page = httpx.get(f"{address}/index.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert page.status_code == 200 and NAME in page.text
+    assert serve.poll() is None
 
 
 def test_one_run_of_a_flow_at_a_time_across_workers(cluster) -> None:
