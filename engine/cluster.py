@@ -92,6 +92,7 @@ def make_app(settings: Settings) -> Any:
         task_default_queue=settings.queue,
         task_serializer="json", accept_content=["json"],
         task_ignore_result=True,                # outcomes are in the ledger's run history
+        result_expires=None,                    # no results, so beat schedules no result cleanup
         broker_transport_options={                # Redis: a dead worker's jobs come back after the
             "visibility_timeout": settings.redeliver_after,      # visibility timeout, found by a sweep
             "unacked_restore_interval": min(10.0, max(1.0, settings.redeliver_after / 10)),
@@ -210,8 +211,19 @@ def first_due(name: str, period: float, now: datetime.datetime) -> datetime.date
     return now - datetime.timedelta(seconds=period) + datetime.timedelta(milliseconds=offset)
 
 
+def dated_entries(project: runner.Project, every: float | None, flows: list[str] | None,
+                  now: datetime.datetime) -> dict[str, dict]:
+    """`schedule_entries`, each with the first run of a new entry (`first_due`); beat keeps an
+    entry's stored last run when it has one, so only new entries take it."""
+    entries = schedule_entries(project, every, flows)
+    for name, entry in entries.items():
+        entry["last_run_at"] = first_due(name, entry["schedule"].total_seconds(), now)
+    return entries
+
+
 def scheduler_class(settings: Settings, every: float | None, flows: list[str] | None) -> type:
-    """beat's persistent scheduler, fed from the integrations and refreshed when a spec changes."""
+    """beat's persistent scheduler (the last run of each entry kept in its file across restarts),
+    its entries refreshed from the integrations when a spec file changes."""
     from celery.beat import PersistentScheduler
 
     class ProjectScheduler(PersistentScheduler):
@@ -219,46 +231,31 @@ def scheduler_class(settings: Settings, every: float | None, flows: list[str] | 
         mark: tuple | None = None
 
         def setup_schedule(self) -> None:
-            super().setup_schedule()
-            self._refresh(force=True)
+            super().setup_schedule()           # the command's entries merged into the stored ones
+            self.mark, self.checked = fingerprint(settings.paths), time.monotonic()
 
         def tick(self, *args: Any, **kwargs: Any) -> float:
             self._refresh()
             return super().tick(*args, **kwargs)
 
-        def _refresh(self, force: bool = False) -> None:
+        def _refresh(self) -> None:
             now = time.monotonic()
-            if not force and now - self.checked < RELOAD_CHECK:
+            if now - self.checked < RELOAD_CHECK:
                 return
             self.checked = now
             mark = fingerprint(settings.paths)
             if mark == self.mark:
                 return
+            self.mark = mark
             try:
                 project = runner.load_project(settings.paths)
             except Exception as exc:            # noqa: BLE001 - keep the schedule it has
                 log.error("the changed specs do not load (%s): keeping the schedule as it was", exc)
-                self.mark = mark
                 return
-            self.mark = mark
-            entries = schedule_entries(project, every, flows)
-            clock = self.app.now()
-            for name, entry in entries.items():
-                if name not in self.schedule:
-                    entry["last_run_at"] = first_due(name, entry["schedule"].total_seconds(), clock)
-            self.merge_inplace(entries)
+            entries = dated_entries(project, every, flows, self.app.now())
+            self.merge_inplace(entries)        # beat rebuilds its heap when the entries changed
             self.sync()
             log.info("scheduling %d job(s) of %d integration(s)", len(entries), len(project.integrations))
-
-        def merge_inplace(self, entries: dict) -> None:
-            schedule = self.schedule
-            for name in set(schedule) - set(entries):
-                schedule.pop(name, None)
-            for name, entry in entries.items():
-                if name in schedule:
-                    schedule[name].update(self.Entry(**dict(entry, name=name, app=self.app)))
-                else:
-                    schedule[name] = self.Entry(**dict(entry, name=name, app=self.app))
 
     return ProjectScheduler
 
@@ -524,7 +521,7 @@ def scheduler_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) 
     every = seconds(args.every) if args.every else None
     app = make_app(settings)
     _logging(args.verbose, stderr)
-    jobs = schedule_entries(project, every, args.flow)
+    jobs = app.conf.beat_schedule = dated_entries(project, every, args.flow, app.now())
     stdout.write(f"syncengine scheduler: {len(jobs)} job(s) of {len(project.integrations)} integration(s), "
                  f"broker {_safe(settings.broker)}, queue {settings.queue}\n")
     stdout.flush()
