@@ -206,6 +206,20 @@ def test_a_pool_process_killed_mid_run_loses_nothing_and_its_job_runs_again(clus
     assert "WorkerLostError" in cluster.logs() or "signal 9" in cluster.logs()
 
 
+def test_sigterm_lets_the_run_in_progress_finish_then_the_worker_exits(cluster) -> None:
+    """SIGTERM (docker stop, Kubernetes) is Celery's warm shutdown: no new job is taken, the run
+    in progress finishes and is acknowledged, the worker exits 0."""
+    slow_wms(cluster.rig)
+    worker, log = cluster.worker()
+    cluster.enqueue()
+    cluster.running_job()
+    wait_for(lambda: len(cluster.rig.wms_refs()) >= 10, 30, "orders arriving at the WMS")
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
+    assert cluster.counts() == {"delivered": ORDERS}
+    assert_exactly_once(cluster.rig)
+
+
 def test_a_whole_worker_killed_mid_run_loses_nothing_and_another_worker_finishes(cluster) -> None:
     """SIGKILL a whole worker (its main process and its pool) mid-run: the message was never
     acknowledged, so after the visibility timeout the broker hands it to the other worker, whose
