@@ -111,11 +111,13 @@ def reset_buckets() -> None:
 
 def use_budget(url: str | None, *, prefix: str = "syncengine:bucket:") -> None:
     """Keep every host's bucket in the Redis at `url` (`redis://HOST:PORT/DB`, `rediss://`,
-    `unix://`), shared by every process that names the same server; None: this machine's
-    files (the default). Raises ConfigError, in one line, when Redis cannot be reached or
+    `unix://`), shared by every process that names the same server; None or `file`: this
+    machine's files (the default). Raises ConfigError, in one line, when Redis cannot be reached or
     redis-py is not installed. Forgets this process's buckets."""
     global _budget
-    budget = _connect(url, prefix) if url else None
+    budget = _connect(url, prefix) if url and url != "file" else None
+    if budget is None and _budget is None:
+        return
     reset_buckets()
     if _budget is not None:
         _budget.close()
@@ -149,7 +151,13 @@ def _connect(url: str, prefix: str) -> Budget:
         remember_secrets([unquote(password)])
     where = everywhere().url(url)
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        # one immediate retry, not redis-py's backoff of seconds: the bucket is asked on the
+        # event loop, and while Redis fails it falls back to this machine's bucket at once
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
+                                      retry=Retry(NoBackoff(), 1))
         client.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

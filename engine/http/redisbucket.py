@@ -44,10 +44,10 @@ class Budget:
     """A Redis server holding the hosts' buckets: `client` is a redis-py client; hash keys are
     `prefix` + `host:port`."""
 
-    def __init__(self, client: Any, prefix: str = "syncengine:bucket:", lease: float = LEASE) -> None:
+    def __init__(self, client: Any, prefix: str = "syncengine:bucket:", lease: float | None = None) -> None:
         import redis
 
-        self.client, self.prefix, self.lease = client, prefix, lease
+        self.client, self.prefix, self.lease = client, prefix, lease or LEASE
         self.errors = (redis.RedisError, OSError)
         self.script = client.register_script(resources.files(__package__).joinpath("bucket.lua").read_text())
         self._process: tuple[int, str] = (-1, "")
