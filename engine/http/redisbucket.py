@@ -58,8 +58,8 @@ class Budget:
     def process(self) -> str:
         """This process's id: hostname, pid and start time (new in a forked child)."""
         pid = os.getpid()
-        if self._process[0] != pid:
-            self._process = (pid, f"{socket.gethostname()}:{pid}:{time.time_ns()}")
+        if self._process[0] != pid:                  # the parent's units are not this one's
+            self._process, self.out = (pid, f"{socket.gethostname()}:{pid}:{time.time_ns()}"), {}
         return self._process[1]
 
     def call(self, key: str, op: str, rate: float, burst: float, *args: float) -> list[str]:
@@ -193,6 +193,7 @@ class RedisBucket:
         return answer
 
     def _count(self, units: float) -> None:
+        self.budget.process()
         out = self.budget.out
         out[self] = max(0.0, out.get(self, 0.0) + units)
         if units > 0:
