@@ -321,13 +321,18 @@ def main(argv: list[str] | None = None) -> int:
             if shared == "redis" and why:
                 continue
             set_bucket_dir(Path(quotas.tmp) / f"{kind}{processes}")  # type: ignore[attr-defined]
+            prefix = f"syncengine-bench-{time.time_ns()}:bucket:"
             if shared == "redis":
-                import uuid
-                use_budget(args.redis, prefix=f"syncengine-bench-{uuid.uuid4().hex[:8]}:bucket:")
+                use_budget(args.redis, prefix=prefix)
             try:
                 r = run_sustained(quotas, base, kind, make(), args.seconds, processes, own_dirs=shared == "redis")
             finally:
                 use_budget(None)
+                if shared == "redis":                    # the children's hashes
+                    import redis
+                    client = redis.Redis.from_url(args.redis)
+                    for key in client.scan_iter(match=prefix + "*"):
+                        client.delete(key)
             label = kind if processes == 1 else f"{kind}, {processes} processes" + (
                 " through Redis" if shared == "redis" else "")
             print(f"  {label:34s} {r['rate']:5.2f}/s of {r['nominal']:.2f}/s = {r['percent']:5.1f}% of quota; "

@@ -62,9 +62,11 @@ def redis_budget(redis_url: str) -> Iterator[str]:
     database's URL); this machine's files again afterwards."""
     from engine.http import use_budget
 
-    use_budget(redis_url, prefix=redis_support.prefix())
+    prefix = redis_support.prefix()
+    use_budget(redis_url, prefix=prefix)
     yield redis_url
     use_budget(None)
+    redis_support.forget(redis_url, prefix)
 
 
 @pytest.fixture(params=["file", "redis"])

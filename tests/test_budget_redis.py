@@ -66,7 +66,8 @@ def test_a_killed_process_units_in_flight_are_released_when_its_lease_ends(redis
     """A live process's 5 units in flight count beyond its lease (its heartbeat renews it); once
     it is killed, they stop counting within a lease or so, instead of starving the others."""
     monkeypatch.setattr(redisbucket, "LEASE", 1.0)
-    use_budget(redis_budget, prefix=redis_support.prefix())
+    prefix = redis_support.prefix()
+    use_budget(redis_budget, prefix=prefix)
     context = multiprocessing.get_context("fork")
     ready = context.Event()
     child = context.Process(target=_take_and_wait, args=(ready,))
@@ -84,6 +85,7 @@ def test_a_killed_process_units_in_flight_are_released_when_its_lease_ends(redis
     while bucket.in_flight() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert bucket.in_flight() == 0.0
+    redis_support.forget(redis_budget, prefix)
 
 
 def test_an_idle_host_budget_expires(redis_budget):
