@@ -1,6 +1,6 @@
 """Pacing bench: the engine's HttpClient against loopback servers that enforce a quota.
 
-    python bench/pacing.py                      # ~2 min: four sustained runs, six starved ones
+    python bench/pacing.py                      # ~2.5 min: five sustained runs, six starved ones
     python bench/pacing.py --seconds 10         # shorter sustained runs
     python bench/pacing.py --overhead           # only the bucket's bookkeeping per request
 
@@ -18,7 +18,14 @@ in flight for `--seconds` (15); printed: requests the server admitted per second
 half of the run (past the opening burst; for the fixed window: the whole windows of the run)
 as % of the
 quota's rate, and the 429/THROTTLED count. The leaky bucket runs again from two forked
-processes at once (8 in flight each), which share the machine-wide bucket.
+processes at once (8 in flight each), which share the machine-wide bucket, and then from two
+processes with a bucket directory each (as on two machines) sharing one budget through Redis
+(`--redis`, default redis://127.0.0.1:6379/0, keys under a prefix of the run's own; skipped,
+saying why, when it does not answer).
+
+Bookkeeping: microseconds per request of `take` (rate limit only) and `take` + `settle` (with
+feedback), for the file bucket, the in-memory one and the Redis one, next to a plain `PING`
+round trip to the same Redis measured in the same run (the floor of any Redis call).
 
 Starved: the quota is drained by another consumer, then one request is sent; printed: the time
 it took to be admitted against the ideal (when the server would first admit it), with pacing
@@ -42,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jmespath  # noqa: E402
 
-from engine.http import HttpClient, Request, build_pacing, build_retry, set_bucket_dir  # noqa: E402
+from engine.http import HttpClient, Request, build_pacing, build_retry, set_bucket_dir, use_budget  # noqa: E402
 from samples.servers.quotas import CostBucket, FixedWindow, LeakyBucket  # noqa: E402
 
 CONCURRENCY = 8
@@ -133,20 +140,24 @@ def nominal_rate(quota: Any) -> float:
     return quota.quota / quota.window
 
 
-def _sustained_child(base: str, kind: str, seconds: float) -> None:
+def _sustained_child(base: str, kind: str, seconds: float, directory: str | None) -> None:
+    if directory is not None:                        # a machine of its own: only Redis is shared
+        set_bucket_dir(directory)
     asyncio.run(sustained(base, kind, seconds))
 
 
 def run_sustained(quotas: Quotas, base: str, kind: str, quota: Any, seconds: float,
-                  processes: int = 1) -> dict[str, Any]:
+                  processes: int = 1, own_dirs: bool = False) -> dict[str, Any]:
     quotas.by_path[f"/{kind}"], quotas.log = quota, []
     start = time.monotonic()
     if processes == 1:
         asyncio.run(sustained(base, kind, seconds))
     else:                                            # forked, sharing the machine-wide bucket
         context = multiprocessing.get_context("fork")
-        children = [context.Process(target=_sustained_child, args=(base, kind, seconds))
-                    for _ in range(processes)]
+        tmp = quotas.tmp                             # type: ignore[attr-defined]
+        children = [context.Process(target=_sustained_child, args=(
+                        base, kind, seconds, f"{tmp}/machine{i}" if own_dirs else None))
+                    for i in range(processes)]
         for child in children:
             child.start()
         for child in children:
@@ -215,36 +226,78 @@ class _Cost460:
         return self.bucket.admit(460)
 
 
-def overhead(tmp: str, n: int = 20000) -> dict[str, float]:
+def overhead(tmp: str, redis_url: str | None, n: int = 20000) -> dict[str, float]:
     """Microseconds per request of the bucket bookkeeping: one `take` (rate limit only), and
-    `take` + `settle` (with feedback), in a file shared by processes and in memory."""
+    `take` + `settle` (with feedback), in a file shared by processes, in memory and in Redis
+    (when `redis_url`; then also a plain PING round trip, the baseline of a Redis call)."""
     from engine.http.sharedbucket import SharedBucket
     result = {}
-    for where, path in (("file", Path(tmp) / "overhead.bucket"), ("memory", None)):
-        bucket = SharedBucket(path, rate=1e9, burst=1e9)
+    buckets: list[tuple[str, Any]] = [("file", SharedBucket(Path(tmp) / "overhead.bucket", rate=1e9, burst=1e9)),
+                                      ("memory", SharedBucket(None, rate=1e9, burst=1e9))]
+    if redis_url:
+        from engine.http.redisbucket import RedisBucket
+        budget = _redis_budget(redis_url)
         start = time.perf_counter()
-        for _ in range(n):
+        for _ in range(n // 4):
+            budget.client.ping()
+        result["PING, redis"] = (time.perf_counter() - start) / (n // 4) * 1e6
+        buckets.append(("redis", RedisBucket(budget, "overhead.test:443", 1e9, 1e9, lambda: None)))  # type: ignore[arg-type,return-value]
+    for where, bucket in buckets:
+        n_here = n // 4 if where == "redis" else n
+        start = time.perf_counter()
+        for _ in range(n_here):
             bucket.take(0.0)
-        result[f"take, {where}"] = (time.perf_counter() - start) / n * 1e6
+        result[f"take, {where}"] = (time.perf_counter() - start) / n_here * 1e6
         start = time.perf_counter()
-        for _ in range(n):
+        for _ in range(n_here):
             _, ticket = bucket.take(1.0)
             bucket.settle(1.0, ticket, available=1e9, capacity=1e9, rate=1e9)
-        result[f"take + settle, {where}"] = (time.perf_counter() - start) / n * 1e6
+        result[f"take + settle, {where}"] = (time.perf_counter() - start) / n_here * 1e6
         bucket.close()
+        if where == "redis":
+            bucket.forget()
     return result
+
+
+def _redis_budget(url: str) -> Any:
+    """A Budget on `url` under a key prefix of this run's own."""
+    import uuid
+
+    from engine.http.redisbucket import Budget
+    import redis
+    return Budget(redis.Redis.from_url(url), prefix=f"syncengine-bench-{uuid.uuid4().hex[:8]}:bucket:")
+
+
+def redis_unreachable(url: str) -> str | None:
+    """None when `url` answers, else why not (the Redis rows are then skipped)."""
+    try:
+        import redis
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:                             # noqa: BLE001 - any reason is printed
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each sustained run")
     parser.add_argument("--overhead", action="store_true", help="only the bucket's cost per request")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", metavar="URL",
+                        help="the Redis of the shared-budget rows (default: redis://127.0.0.1:6379/0)")
     args = parser.parse_args(argv)
     import tempfile
     quotas = Quotas()
     quotas.tmp = tempfile.mkdtemp(prefix="syncengine-bench-buckets-")  # type: ignore[attr-defined]
-    print("bucket bookkeeping per request:", ", ".join(
-        f"{name} {micros:.1f} µs" for name, micros in overhead(quotas.tmp).items()))  # type: ignore[attr-defined]
+    why = redis_unreachable(args.redis)
+    if why:
+        print(f"Redis rows skipped: {args.redis}: {why}")
+    costs = overhead(quotas.tmp, None if why else args.redis)  # type: ignore[attr-defined]
+    print("bucket bookkeeping per request:", ", ".join(f"{name} {micros:.1f} µs" for name, micros in costs.items()))
+    if not why:
+        ping = costs["PING, redis"]
+        print(f"  redis / PING: take {costs['take, redis'] / ping:.2f}x, take + settle "
+              f"{costs['take + settle, redis'] / ping:.2f}x; redis / file: take + settle "
+              f"{costs['take + settle, redis'] / costs['take + settle, file']:.1f}x")
     if args.overhead:
         return 0
     server, base = serve(quotas)
@@ -260,14 +313,29 @@ def main(argv: list[str] | None = None) -> int:
     quotas.answer = answer                               # type: ignore[method-assign]
     try:
         print(f"sustained, {CONCURRENCY} in flight, {args.seconds:g} s each (rate over the second half):")
-        for kind, make, processes in (("leaky", lambda: LeakyBucket(40, 2.0), 1),
-                                      ("cost", lambda: CostBucket(1000, 50.0), 1),
-                                      ("window", lambda: FixedWindow(10, 5.0), 1),
-                                      ("leaky", lambda: LeakyBucket(40, 2.0), 2)):
+        for kind, make, processes, shared in (("leaky", lambda: LeakyBucket(40, 2.0), 1, "file"),
+                                              ("cost", lambda: CostBucket(1000, 50.0), 1, "file"),
+                                              ("window", lambda: FixedWindow(10, 5.0), 1, "file"),
+                                              ("leaky", lambda: LeakyBucket(40, 2.0), 2, "file"),
+                                              ("leaky", lambda: LeakyBucket(40, 2.0), 2, "redis")):
+            if shared == "redis" and why:
+                continue
             set_bucket_dir(Path(quotas.tmp) / f"{kind}{processes}")  # type: ignore[attr-defined]
-            r = run_sustained(quotas, base, kind, make(), args.seconds, processes)
-            label = kind if processes == 1 else f"{kind}, {processes} processes"
-            print(f"  {label:20s} {r['rate']:5.2f}/s of {r['nominal']:.2f}/s = {r['percent']:5.1f}% of quota; "
+            prefix = f"syncengine-bench-{time.time_ns()}:bucket:"
+            if shared == "redis":
+                use_budget(args.redis, prefix=prefix)
+            try:
+                r = run_sustained(quotas, base, kind, make(), args.seconds, processes, own_dirs=shared == "redis")
+            finally:
+                use_budget(None)
+                if shared == "redis":                    # the children's hashes
+                    import redis
+                    client = redis.Redis.from_url(args.redis)
+                    for key in client.scan_iter(match=prefix + "*"):
+                        client.delete(key)
+            label = kind if processes == 1 else f"{kind}, {processes} processes" + (
+                " through Redis" if shared == "redis" else "")
+            print(f"  {label:34s} {r['rate']:5.2f}/s of {r['nominal']:.2f}/s = {r['percent']:5.1f}% of quota; "
                   f"admitted {r['admitted']}, 429/THROTTLED {r['refused']}")
         print("starved (quota drained by another consumer, then one request):")
         for kind in ("leaky", "cost", "window"):

@@ -23,8 +23,17 @@ def state_argument(parser: argparse.ArgumentParser) -> None:
                                                 "every machine (default: $SYNCENGINE_STATE, else the directory state)")
 
 
+def budget_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", default=os.environ.get("SYNCENGINE_BUDGET") or None, metavar="URL",
+                        help="where each host's rate-limit budget is shared: redis://HOST:PORT/DB shares it with "
+                             "every process of every machine naming the same Redis (pip install "
+                             "'syncengine[cluster]'); default: $SYNCENGINE_BUDGET, else files shared by this "
+                             "machine's processes only (`file`)")
+
+
 def run_arguments(parser: argparse.ArgumentParser) -> None:
     project_arguments(parser)
+    budget_argument(parser)
     parser.add_argument("--flow", action="append", choices=FLOWS, help="only this flow (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="read and print the requests it would send (secrets redacted); write nothing")
@@ -153,6 +162,7 @@ def demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve_arguments(parser: argparse.ArgumentParser) -> None:
     project_arguments(parser)
+    budget_argument(parser)
     parser.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                         help="where the console listens (default: 127.0.0.1:8080, loopback only)")
     parser.add_argument("--allow-remote", action="store_true",

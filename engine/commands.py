@@ -52,6 +52,7 @@ def load(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> runner.Pro
 def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run the enabled flows of every (or one) integration once."""
     project = load(args, stdout, stderr)
+    http.use_budget(args.budget)
     options = runner.Options(state_location(args), args.flow, args.dry_run, emit=lambda line: print(line, file=stdout),
                              workers=args.workers)
     _disabled_flows(project.select(args.integration), args.flow, stdout)

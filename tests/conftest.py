@@ -51,9 +51,30 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"PostgreSQL ledger tests ran on a throwaway server ({_pg_instance[0].url})")
     why = os.environ.get(redis_support.SKIPPED)
     if why:
-        terminalreporter.write_line(f"Redis (cluster) tests skipped: {why}", yellow=True)
+        terminalreporter.write_line(f"Redis (cluster, shared rate budget) tests skipped: {why}", yellow=True)
     elif _redis_instance:
-        terminalreporter.write_line(f"Redis (cluster) tests ran on a throwaway server ({_redis_instance[0].url})")
+        terminalreporter.write_line(f"Redis (cluster, shared rate budget) tests ran on a throwaway server ({_redis_instance[0].url})")
+
+
+@pytest.fixture
+def redis_budget(redis_url: str) -> Iterator[str]:
+    """Every host's bucket in the test Redis under a key prefix of this test's own (the
+    database's URL); this machine's files again afterwards."""
+    from engine.http import use_budget
+
+    prefix = redis_support.prefix()
+    use_budget(redis_url, prefix=prefix)
+    yield redis_url
+    use_budget(None)
+    redis_support.forget(redis_url, prefix)
+
+
+@pytest.fixture(params=["file", "redis"])
+def bucket_kind(request: pytest.FixtureRequest) -> str:
+    """Once with this machine's bucket files, once with the buckets in Redis."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_budget")
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 SERVER, SKIPPED = "SYNCENGINE_TEST_REDIS_SERVER", "SYNCENGINE_TEST_REDIS_SKIPPED"
 LOCAL = "redis://127.0.0.1:6379"
@@ -102,3 +103,27 @@ def database_url(server: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     number = 1 + int(worker[2:] or 0) % 15 if worker.startswith("gw") else 1
     return f"{server.rstrip('/')}/{number}"
+
+
+def prefix() -> str:
+    """A key prefix of this test's own for the shared rate budgets (`use_budget(prefix=...)`)."""
+    return f"syncengine-test-{uuid.uuid4().hex[:12]}:bucket:"
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (just now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def forget(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (what forked test processes left behind)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+    finally:
+        client.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from redis_support import free_port
 from sync_rig import Rig, rig
 
 from engine import ROOT, cli
@@ -75,6 +76,16 @@ def lint_finds_no_specs(r: Rig) -> list[str]:
     return ["lint", str(r.root / "x.yaml")]
 
 
+def budget_unreachable(r: Rig) -> list[str]:
+    r.write()
+    return r.args("run", "--flow", "orders", "--budget", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+
+
+def budget_not_redis(r: Rig) -> list[str]:
+    r.write()
+    return r.args("run", "--flow", "orders", "--budget", "postgresql://127.0.0.1/x")
+
+
 MISTAKES = [
     Mistake("empty base_url", empty_base_url, 1, ("FAILED", "http.base_url", "not an absolute http(s) URL")),
     Mistake("a host without https://", host_without_scheme, 1, ("FAILED", "gives '127.0.0.1:9'",)),
@@ -86,6 +97,9 @@ MISTAKES = [
     Mistake("retry where nothing ran", retry_without_state, 2, ("no state directory",)),
     Mistake("status --limit -1", status_negative_limit, 2, ("--limit", "expected a whole number")),
     Mistake("lint a directory named x.yaml", lint_finds_no_specs, 2, ("no spec files",)),
+    Mistake("--budget names a Redis that is down", budget_unreachable, 2,
+            ("syncengine run: error: rate budget at redis://127.0.0.1:", "unreachable", "Connection refused")),
+    Mistake("--budget names no Redis", budget_not_redis, 2, ("--budget: expected redis://HOST:PORT/DB",)),
 ]
 
 
@@ -98,6 +112,7 @@ def test_a_mistake_is_a_clear_message(tmp_path: Path, monkeypatch: pytest.Monkey
         code = cli.run(args, stdout, stderr)
         said = stdout.getvalue() + stderr.getvalue()
         assert "Traceback" not in said and "internal error" not in said, said
+        assert "hunter2" not in said, said
         assert code == mistake.code, said
         for words in mistake.says:
             assert words in said, said

@@ -15,7 +15,8 @@ from .limits import Limits, build_limits
 from .models import NOTHING, Answer, Page, Request
 from .pacing import PACING_TYPES, Reading, build_pacing
 from .paginators import PAGINATORS, Paginator, build_paginator, parse_link_header
-from .ratelimit import RateLimit, bucket_dir, build_rate_limit, reset_buckets, set_bucket_dir
+from .ratelimit import (RateLimit, bucket_dir, build_rate_limit, reset_buckets, set_bucket_dir, use_broker_budget,
+                        use_budget)
 from .redact import Redactor, everywhere, forget_secrets, remember_secrets
 from .retry import Backoff, RetryPolicy, backoff, build_retry, retry_after
 from .stops import STOP_CONDITIONS, StopCondition
@@ -27,5 +28,5 @@ __all__ = [
     "StopCondition", "backoff", "bucket_dir", "build_auth", "build_limits", "build_pacing", "build_paginator",
     "build_rate_limit", "build_retry", "canned_client", "everywhere", "forget_secrets", "logger",
     "parse_link_header", "recorded_waits", "remember_secrets", "reset_buckets", "retry_after",
-    "set_bucket_dir", "set_testing",
+    "set_bucket_dir", "set_testing", "use_broker_budget", "use_budget",
 ]

@@ -18,6 +18,7 @@ from engine.errors import HTTPError
 
 from .models import Answer, Request
 from .pacing import NOTHING_READ, Pacing, Reading
+from .redisbucket import RedisBucket
 from .sharedbucket import SharedBucket, Ticket
 from .waits import sleep
 
@@ -27,7 +28,7 @@ MAX_COSTS = 256                   # queries whose last cost a process remembers 
 class Pacer:
     """A client's side of its host's bucket: `pacing` reads each answer (None: no feedback)."""
 
-    def __init__(self, bucket: SharedBucket, pacing: Pacing | None, max_throttle_wait: float) -> None:
+    def __init__(self, bucket: SharedBucket | RedisBucket, pacing: Pacing | None, max_throttle_wait: float) -> None:
         self.bucket, self.pacing, self.max_throttle_wait = bucket, pacing, max_throttle_wait
 
     def cost(self, request: Request) -> float:

@@ -27,6 +27,12 @@ def clock() -> float:
     return time.monotonic() + _skipped
 
 
+def skipped() -> float:
+    """Seconds of waits skipped while testing: what `clock()` adds to the monotonic time (a
+    bucket that reads another clock, the Redis server's, adds it too)."""
+    return _skipped
+
+
 def set_testing(on: bool = True) -> None:
     """Make every wait zero (and record it) while `on`; clears the record either way."""
     global _testing

@@ -40,6 +40,7 @@ def serve_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     try:
         users = Users.load(args.users)
         project = load(args, stdout, stderr)
+        http.use_budget(args.budget)
         alerts = _alerts(args.alerts, args.public_url or public_url(sock))
         every = seconds(args.every) if args.every else None
         if every is not None and every <= 0:
