@@ -57,6 +57,7 @@ log = logging.getLogger("syncengine.cluster")
 RUN_FLOW = "syncengine.run_flow"
 READ_SHARE = "syncengine.read_share"
 QUEUE = "syncengine"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 REDELIVER_AFTER = 3600.0          # seconds; longer than any one run (a shorter run is redelivered while running: skipped)
 RELOAD_CHECK = 5.0                # seconds between looks at the spec files' times and sizes
 
@@ -447,7 +448,7 @@ def _settings_of(args: argparse.Namespace) -> Settings:
         raise ConfigError(f"unsupported broker URL {_safe(broker)!r}: give redis://, rediss:// or amqp://")
     _remember_password(broker)
     budget = getattr(args, "budget", None)
-    coordinator = budget or (broker if broker.startswith(("redis://", "rediss://")) else None)
+    coordinator = next((url for url in (budget, broker) if url and url.startswith(REDIS_SCHEMES)), None)
     split = getattr(args, "split", 1)
     if split > 1 and not coordinator:
         raise ConfigError("--split needs Redis for the shares' reports: a redis:// broker or --budget redis://...")
@@ -556,10 +557,10 @@ def _store_location(state: str) -> str:
 
 
 def _use_budget(args: argparse.Namespace, settings: Settings) -> None:
-    """Share each host's rate budget through Redis: `--budget`, else a Redis broker."""
-    url = settings.coordinator
-    if not url:
-        return
-    use = getattr(http, "use_budget", None)
-    if use is not None:
-        use(url)
+    """Where each host's rate budget lives: `--budget` (a Redis, or `file` for this machine's
+    files), else the broker when it is Redis (`http.use_broker_budget`)."""
+    budget = getattr(args, "budget", None)
+    if budget:
+        http.use_budget(budget)
+    else:
+        http.use_broker_budget(settings.broker)
