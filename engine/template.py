@@ -23,7 +23,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine import zones
+from engine import startcache, zones
 from engine.errors import TemplateError
 
 #: The most characters or items a value made by a template may have, and the most bits of an
@@ -64,6 +64,29 @@ class _Bounded(ImmutableSandboxedEnvironment):
     draws on the evaluation's MAX_STEPS, and sizing filters refuse a size beyond MAX_SIZE."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    _expression_source: str | None = None
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        """Jinja's compile, its code object kept across processes (`engine.startcache`) by the
+        template's text (or the expression's, from `compile_expression`): a spec loaded again
+        skips Jinja's code generation and Python's compiler. A syntax error is never cached."""
+        text = source if isinstance(source, str) else self._expression_source
+        if text is None or raw or name is not None or filename is not None or defer_init:
+            return super().compile(source, name, filename, raw, defer_init)
+        key = ("t:" if isinstance(source, str) else "e:") + text
+        code = startcache.get_code("jinja", key)
+        if code is None:
+            code = super().compile(source)
+            startcache.put_code("jinja", key, code)
+        return code
+
+    def compile_expression(self, source: str, undefined_to_none: bool = True) -> Any:
+        self._expression_source = source
+        try:
+            return super().compile_expression(source, undefined_to_none)
+        finally:
+            self._expression_source = None
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and _whole(left) and _whole(right) and right > 0 and abs(left) > 1 \

@@ -1,0 +1,115 @@
+"""Start-up work kept across processes: what lint found in a connector spec and the code Jinja
+compiled for a template, on disk, by a digest of everything the result depends on.
+
+Thousands of short runs sharing a worker would each lint and compile the same unchanged specs
+again (~1 s for the bundled connectors). An entry's name is a digest of its key and of
+`ENGINE`: this engine's version, its source files (name, size, modification time) and schemas,
+and the Python version (code objects are `marshal` data, which is only valid in the Python
+that wrote it). Anything else the result depends on (a spec's data, the example files it
+names) is in the caller's key. An entry is written to a temporary file and renamed into place,
+so a reader sees a whole entry or none; an entry that does not read back (truncated, garbage,
+another format) is ignored and written again.
+
+Where: `$SYNCENGINE_CACHE_DIR`, else `$XDG_CACHE_HOME/syncengine`, else `~/.cache/syncengine`;
+`SYNCENGINE_CACHE_DIR=off` turns it off. A directory that cannot be written turns it off
+silently: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine import ROOT, SCHEMAS, __version__
+
+
+def _engine_digest() -> str:
+    """This engine: version, every source file and schema (name, size, mtime), Python's version."""
+    digest = hashlib.blake2b(f"{__version__}\0{sys.version}\0{sys.implementation.cache_tag}".encode(),
+                             digest_size=16)
+    for folder, pattern in ((ROOT / "engine", "**/*.py"), (SCHEMAS, "*.json")):
+        for path in sorted(folder.glob(pattern)):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(ROOT)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+#: What every entry also depends on (tests replace it to stand for another engine version).
+ENGINE = _engine_digest()
+
+
+def folder() -> Path | None:
+    """The cache directory, or None when the cache is off."""
+    chosen = os.environ.get("SYNCENGINE_CACHE_DIR")
+    if chosen:
+        return None if chosen.lower() == "off" else Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "syncengine"
+
+
+def _path(kind: str, key: str) -> Path | None:
+    where = folder()
+    if where is None:
+        return None
+    name = hashlib.blake2b(f"{ENGINE}\0{kind}\0{key}".encode(), digest_size=20).hexdigest()
+    return where / kind / name[:2] / name
+
+
+def _read(kind: str, key: str) -> bytes | None:
+    path = _path(kind, key)
+    try:
+        return None if path is None else path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write(kind: str, key: str, data: bytes) -> None:
+    path = _path(kind, key)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        return
+
+
+def get_json(kind: str, key: str) -> Any:
+    """The JSON value stored under (kind, key), or None (absent or unreadable)."""
+    data = _read(kind, key)
+    if data is None:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def put_json(kind: str, key: str, value: Any) -> None:
+    _write(kind, key, orjson.dumps(value))
+
+
+def get_code(kind: str, key: str) -> Any:
+    """The code object stored under (kind, key), or None (absent or unreadable)."""
+    data = _read(kind, key)
+    if data is None:
+        return None
+    try:
+        code = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return code if type(code) is type(_read.__code__) else None
+
+
+def put_code(kind: str, key: str, code: Any) -> None:
+    _write(kind, key, marshal.dumps(code))
