@@ -69,12 +69,12 @@ class _Bounded(ImmutableSandboxedEnvironment):
     def compile(self, source: Any, name: str | None = None, filename: str | None = None,
                 raw: bool = False, defer_init: bool = False) -> Any:
         """Jinja's compile, its code object kept across processes (`engine.startcache`) by the
-        template's text (or the expression's, from `compile_expression`): a spec loaded again
+        template's text (or the expression's, from `compile_expression`) and Jinja's version: a spec loaded again
         skips Jinja's code generation and Python's compiler. A syntax error is never cached."""
         text = source if isinstance(source, str) else self._expression_source
         if text is None or raw or name is not None or filename is not None or defer_init:
             return super().compile(source, name, filename, raw, defer_init)
-        key = ("t:" if isinstance(source, str) else "e:") + text
+        key = f"{jinja2.__version__}:{'t' if isinstance(source, str) else 'e'}:{text}"
         code = startcache.get_code("jinja", key)
         if code is None:
             code = super().compile(source)
