@@ -12,7 +12,9 @@ another format) is ignored and written again.
 
 Where: `$SYNCENGINE_CACHE_DIR`, else `$XDG_CACHE_HOME/syncengine`, else `~/.cache/syncengine`;
 `SYNCENGINE_CACHE_DIR=off` turns it off. A directory that cannot be written turns it off
-silently: the cache only ever saves time.
+silently: the cache only ever saves time. Code objects are run as they are read, so the
+directory must belong to this user and be writable by no one else (it is created `0700`);
+otherwise it is not used.
 """
 
 from __future__ import annotations
@@ -54,9 +56,20 @@ def folder() -> Path | None:
     return Path(base) / "syncengine"
 
 
+def _private(where: Path) -> bool:
+    """Whether `where` is this user's alone (created so when absent): a stored code object is
+    run as it is, so a directory others can write to is never used."""
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stat = where.stat()
+    except OSError:
+        return False
+    return stat.st_uid == os.getuid() and not stat.st_mode & 0o022
+
+
 def _path(kind: str, key: str) -> Path | None:
     where = folder()
-    if where is None:
+    if where is None or not _private(where):
         return None
     name = hashlib.blake2b(f"{ENGINE}\0{kind}\0{key}".encode(), digest_size=20).hexdigest()
     return where / kind / name[:2] / name
@@ -75,7 +88,7 @@ def _write(kind: str, key: str, data: bytes) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")
         with os.fdopen(handle, "wb") as out:
             out.write(data)

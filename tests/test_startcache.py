@@ -176,3 +176,15 @@ def test_a_second_process_neither_lints_nor_generates_templates(tmp_path: Path, 
     first, second = ([int(n) for n in run.stdout.split()] for run in runs)
     assert first[0] == 1 and first[1] > 0
     assert second == [0, 0]
+
+
+def test_a_directory_others_can_write_to_is_not_used(tmp_path: Path, cache: Path, linted: list[str]) -> None:
+    """Stored code is run as it is read: a cache directory writable by others is ignored."""
+    folder = _woocommerce(tmp_path)
+    _load(folder)
+    cache.chmod(0o777)
+    _load(folder)
+    assert linted == ["woocommerce", "woocommerce"]
+    cache.chmod(0o700)
+    _load(folder)
+    assert linted == ["woocommerce", "woocommerce"]
