@@ -31,11 +31,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 USER, PASSWORD = "ck_bench", "cs_bench"
-READERS = ("plain", "dlt", "airbyte", "engine")
+READERS = ("plain", "dlt", "airbyte", "engine")     # and "base", with --base
 WHAT = {"plain": "httpx.Client GET + orjson.loads, nothing else",
         "dlt": "dlt rest_api resource iterated (page_number paginator), no destination",
         "airbyte": "Airbyte declarative manifest (DefaultPaginator + PageIncrement), read() messages",
-        "engine": "syncengine orders flow: pull, filter, key, ledger claim, map, validate, rules; no-op delivery"}
+        "engine": "syncengine orders flow: pull, filter, key, ledger claim, map, validate, rules; no-op delivery",
+        "base": "the same, with the engine of --base (another checkout: before/after)"}
 
 
 # -- readers (each runs in its own fresh process) -------------------------------------------------
@@ -132,6 +133,8 @@ def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]
     sys.path.insert(0, str(HERE))
     from orders import Settings, write_project
 
+    if os.environ.get("THROUGHPUT_BASE"):            # the "base" reader: another checkout's engine
+        sys.path.insert(0, os.environ["THROUGHPUT_BASE"])
     from engine import runner
     from engine.flows.orders import OrdersFlow
 
@@ -153,7 +156,9 @@ def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]
             raise SystemExit(f"engine: {flow.counts.summary()}")
         return flow.counts.pulled
 
-    return lambda: asyncio.run(pull()), _versions("syncengine", "httpx", "orjson")
+    versions = _versions("syncengine", "httpx", "orjson")
+    versions["from"] = str(Path(runner.__file__).resolve().parent.parent)
+    return lambda: asyncio.run(pull()), versions
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -180,8 +185,11 @@ def child(name: str, cart: str, size: int) -> None:
 
 # -- the parent: server, fresh processes, report ---------------------------------------------------
 
-def measure(name: str, python: str, cart: str, size: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": "", "PYTHONHASHSEED": "0"}
+def measure(name: str, python: str, cart: str, size: int, base: str | None) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": "", "PYTHONHASHSEED": "0", "THROUGHPUT_BASE": ""}
+    if name == "base":
+        env["THROUGHPUT_BASE"] = base or ""
+        name = "engine"
     done = subprocess.run([python, str(Path(__file__).resolve()), "--child", name, cart, str(size)],
                           capture_output=True, text=True, env=env, cwd=str(ROOT))
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/benchenv/bin/python"),
                         help="interpreter with dlt and airbyte-cdk installed")
     parser.add_argument("--only", default=",".join(READERS), help="readers to run, comma-separated")
+    parser.add_argument("--base", help="a checkout of syncengine to measure as reader 'base' too (before/after)")
     parser.add_argument("--child", nargs=3, metavar=("NAME", "CART", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -214,12 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cart = f"http://127.0.0.1:{ready.get(timeout=60)[0]}"
         for _ in range(args.repeat):
-            for name in args.only.split(","):
+            for name in args.only.split(",") + (["base"] if args.base else []):
                 python = args.peer_python if name in ("dlt", "airbyte") else sys.executable
                 if not Path(python).exists():
                     results[name] = {"skipped": f"no interpreter {python} (--peer-python)"}
                     continue
-                result = measure(name, python, cart, args.page_size)
+                result = measure(name, python, cart, args.page_size, args.base)
                 if "skipped" in result and name in results:
                     continue
                 if name not in results or result.get("cpu", 1e9) < results[name].get("cpu", 1e9):
