@@ -152,3 +152,12 @@ def test_no_fast_path_for_a_read_that_enriches(project: runner.Project) -> None:
     read = Operation.from_data("list_orders", data)
     assert fused.fused(read) is None
     assert not _flow(project, read).fast.usable
+
+
+def test_a_record_the_filter_rejects_is_not_mapped(project: runner.Project) -> None:
+    """The generated function maps only what the filter admits (a cart answering many orders
+    the filter rejects pays for the filter, not for a map it throws away)."""
+    function = fused.fused(project.connectors["woocommerce"].operations["list_orders"])
+    key, mark, passes, mapped = function(_with(status="on-hold"))
+    assert (key, passes, mapped) == ("1001", False, False)
+    assert isinstance(function(GOOD)[3], dict)

@@ -43,7 +43,7 @@ def _compile(op: Operation) -> Callable[[Any], list] | None:
         return None
     try:
         return extract.compile_record([data.get("key"), data.get("watermark"), data.get("filter")],
-                                      data["map"], op.zone)
+                                      data["map"], op.zone, guard=data.get("filter"))
     except Exception:                 # noqa: BLE001 -- no fast path; the step-by-step one reports
         return None
 
