@@ -49,7 +49,7 @@ def _compile(op: Operation) -> Callable[[Any], list] | None:
 
 
 class FastAssess:
-    """`assess(raw)` -> (key, ledger fields, order) for the common case, else None."""
+    """`assess(raw)` -> (key, watermark, ledger fields, order) for the common case, else None."""
 
     def __init__(self, op: Operation, judge_rules: Callable[[dict], Any]) -> None:
         self.function = fused(op)
