@@ -74,7 +74,7 @@ class _Bounded(ImmutableSandboxedEnvironment):
         text = source if isinstance(source, str) else self._expression_source
         if text is None or raw or name is not None or filename is not None or defer_init:
             return super().compile(source, name, filename, raw, defer_init)
-        key = f"{jinja2.__version__}:{'t' if isinstance(source, str) else 'e'}:{text}"
+        key = _code_key(text, expression=not isinstance(source, str))
         code = startcache.get_code("jinja", key)
         if code is None:
             code = super().compile(source)
@@ -82,6 +82,11 @@ class _Bounded(ImmutableSandboxedEnvironment):
         return code
 
     def compile_expression(self, source: str, undefined_to_none: bool = True) -> Any:
+        """Jinja's compile_expression; with its code stored (`compile`), not even parsed."""
+        code = startcache.get_code("jinja", _code_key(source, expression=True))
+        if code is not None:
+            template = self.template_class.from_code(self, code, self.make_globals(None), None)
+            return jinja2.environment.TemplateExpression(template, undefined_to_none)
         self._expression_source = source
         try:
             return super().compile_expression(source, undefined_to_none)
@@ -103,6 +108,10 @@ class _Bounded(ImmutableSandboxedEnvironment):
                 if _whole(arg) and abs(arg) > MAX_SIZE:
                     raise _refuse(f"a format width of {arg}")
         return _bounded(super().call_binop(context, operator, left, right))
+
+
+def _code_key(text: str, *, expression: bool) -> str:
+    return f"{jinja2.__version__}:{'e' if expression else 't'}:{text}"
 
 
 def _whole(value: Any) -> bool:

@@ -157,8 +157,8 @@ def test_the_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_a_second_process_neither_lints_nor_generates_templates(tmp_path: Path, cache: Path) -> None:
-    """Two real processes loading the same project: the second one's lint and Jinja code
-    generation are skipped."""
+    """Two real processes loading the same project: the second one's lint and Jinja's parsing
+    and code generation are skipped."""
     folder = _woocommerce(tmp_path)
     script = (
         "import jinja2, sys\n"
@@ -166,16 +166,18 @@ def test_a_second_process_neither_lints_nor_generates_templates(tmp_path: Path, 
         "from engine import runner\n"
         "calls = []\n"
         "problems, generate = lint.problems, jinja2.Environment._generate\n"
+        "parse = jinja2.parser.Parser.parse_expression\n"
         "lint.problems = lambda *a: calls.append('lint') or problems(*a)\n"
         "jinja2.Environment._generate = lambda *a, **k: calls.append('jinja') or generate(*a, **k)\n"
+        "jinja2.parser.Parser.parse_expression = lambda *a, **k: calls.append('parse') or parse(*a, **k)\n"
         "runner.load_project([sys.argv[1]])\n"
-        "print(calls.count('lint'), calls.count('jinja'))\n")
+        "print(calls.count('lint'), calls.count('jinja'), calls.count('parse'))\n")
     runs = [subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True,
                            env={**os.environ, "SYNCENGINE_CACHE_DIR": str(cache)}, cwd=ROOT, check=True)
             for _ in range(2)]
     first, second = ([int(n) for n in run.stdout.split()] for run in runs)
-    assert first[0] == 1 and first[1] > 0
-    assert second == [0, 0]
+    assert first[0] == 1 and first[1] > 0 and first[2] > 0
+    assert second == [0, 0, 0]
 
 
 def test_a_directory_others_can_write_to_is_not_used(tmp_path: Path, cache: Path, linted: list[str]) -> None:
