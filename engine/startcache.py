@@ -8,7 +8,8 @@ and the Python version (code objects are `marshal` data, which is only valid in 
 that wrote it). Anything else the result depends on (a spec's data, the example files it
 names) is in the caller's key. An entry is written to a temporary file and renamed into place,
 so a reader sees a whole entry or none; an entry that does not read back (truncated, garbage,
-another format) is ignored and written again.
+another format) is ignored and written again. Entries live under `<kind>/<engine>/`; the first
+entry an engine writes removes those of other engines idle for a day (`_prune`).
 
 Where: `$SYNCENGINE_CACHE_DIR`, else `$XDG_CACHE_HOME/syncengine`, else `~/.cache/syncengine`;
 `SYNCENGINE_CACHE_DIR=off` turns it off. A directory that cannot be written turns it off
@@ -22,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,8 @@ def _engine_digest() -> str:
 
 #: What every entry also depends on (tests replace it to stand for another engine version).
 ENGINE = _engine_digest()
+#: Entries of another engine are removed once none has been written for this long (seconds).
+PRUNE_AFTER = 24 * 3600
 
 
 def folder() -> Path | None:
@@ -72,7 +77,7 @@ def _path(kind: str, key: str) -> Path | None:
     if where is None or not _private(where):
         return None
     name = hashlib.blake2b(f"{ENGINE}\0{kind}\0{key}".encode(), digest_size=20).hexdigest()
-    return where / kind / name[:2] / name
+    return where / kind / ENGINE[:16] / name[:2] / name
 
 
 def _read(kind: str, key: str) -> bytes | None:
@@ -87,6 +92,8 @@ def _write(kind: str, key: str, data: bytes) -> None:
     path = _path(kind, key)
     if path is None:
         return
+    if not path.parent.parent.exists():        # the first entry of this engine: forget older ones
+        _prune(path.parent.parent.parent)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")
@@ -95,6 +102,23 @@ def _write(kind: str, key: str, data: bytes) -> None:
         os.replace(temporary, path)
     except OSError:
         return
+
+
+def _prune(kind: Path) -> None:
+    """Remove the entries of other engines (other versions, edited sources) not written for a
+    day: this engine can never read them. A day's grace keeps two versions running side by
+    side (a rolling upgrade) from deleting each other's entries over and over."""
+    stale = time.time() - PRUNE_AFTER
+    try:
+        others = [folder for folder in kind.iterdir() if folder.name != ENGINE[:16]]
+    except OSError:
+        return
+    for other in others:
+        try:
+            if other.stat().st_mtime < stale:
+                shutil.rmtree(other, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def get_json(kind: str, key: str) -> Any:

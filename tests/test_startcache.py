@@ -190,3 +190,21 @@ def test_a_directory_others_can_write_to_is_not_used(tmp_path: Path, cache: Path
     cache.chmod(0o700)
     _load(folder)
     assert linted == ["woocommerce", "woocommerce"]
+
+
+def test_entries_of_another_engine_are_removed_once_idle_for_a_day(tmp_path: Path, cache: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade does not leave the old engine's entries behind for ever; a version written
+    to within the day (two versions running side by side) keeps its entries."""
+    folder = _woocommerce(tmp_path)
+    _load(folder)
+    old = [entry for entry in (cache / "lint").iterdir()]
+    assert len(old) == 1
+    monkeypatch.setattr(startcache, "ENGINE", "0" * 32)
+    _load(folder)
+    assert old[0].exists()                           # written to a moment ago: kept
+    os.utime(old[0], (0, 0))
+    monkeypatch.setattr(startcache, "ENGINE", "1" * 32)
+    _load(folder)
+    assert not old[0].exists()
+    assert sorted(entry.name for entry in (cache / "lint").iterdir()) == ["0" * 16, "1" * 16]
