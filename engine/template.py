@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,14 +65,14 @@ class _Bounded(ImmutableSandboxedEnvironment):
     draws on the evaluation's MAX_STEPS, and sizing filters refuse a size beyond MAX_SIZE."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
-    _expression_source: str | None = None
+    _compiling = threading.local()          # .expression: the source `compile_expression` compiles
 
     def compile(self, source: Any, name: str | None = None, filename: str | None = None,
                 raw: bool = False, defer_init: bool = False) -> Any:
         """Jinja's compile, its code object kept across processes (`engine.startcache`) by the
         template's text (or the expression's, from `compile_expression`) and Jinja's version: a spec loaded again
         skips Jinja's code generation and Python's compiler. A syntax error is never cached."""
-        text = source if isinstance(source, str) else self._expression_source
+        text = source if isinstance(source, str) else getattr(self._compiling, "expression", None)
         if text is None or raw or name is not None or filename is not None or defer_init:
             return super().compile(source, name, filename, raw, defer_init)
         key = _code_key(text, expression=not isinstance(source, str))
@@ -87,11 +88,11 @@ class _Bounded(ImmutableSandboxedEnvironment):
         if code is not None:
             template = self.template_class.from_code(self, code, self.make_globals(None), None)
             return jinja2.environment.TemplateExpression(template, undefined_to_none)
-        self._expression_source = source
+        self._compiling.expression = source
         try:
             return super().compile_expression(source, undefined_to_none)
         finally:
-            self._expression_source = None
+            self._compiling.expression = None
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and _whole(left) and _whole(right) and right > 0 and abs(left) > 1 \
