@@ -252,7 +252,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         wall, cpu = result["orders"] / result["wall"], result["orders"] / result["cpu"]
         ratios = ("", "")
         if "orders" in plain:
-            ratios = (f"{wall / (plain['orders'] / plain['wall']):.2f}", f"{cpu / (plain['orders'] / plain['cpu']):.2f}")
+            ratios = (f"{wall / (plain['orders'] / plain['wall']):.2f}",
+                      f"{cpu / (plain['orders'] / plain['cpu']):.2f}")
         if result["orders"] != args.orders:
             name += "!"       # read the wrong number of orders
         versions = " ".join(f"{k} {v}" for k, v in result["versions"].items())
