@@ -40,6 +40,49 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                              "A second signal cuts off at once")
 
 
+def cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `worker`, `scheduler` and `enqueue` share: the project, the ledger and the broker."""
+    project_arguments(parser)
+    parser.add_argument("--broker", default=None, metavar="URL",
+                        help="the Celery broker: redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672// "
+                             "(default: $SYNCENGINE_BROKER)")
+    parser.add_argument("--queue", default="syncengine", metavar="NAME",
+                        help="the broker queue the jobs go through (default: syncengine)")
+
+
+def worker_arguments(parser: argparse.ArgumentParser) -> None:
+    cluster_arguments(parser)
+    parser.add_argument("--concurrency", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                        help="jobs run at once, each in a process of its own (default: the number of cores)")
+    parser.add_argument("--redeliver-after", type=_seconds, default=3600.0, metavar="SECONDS",
+                        help="Redis broker: a job whose worker died is handed to another worker after this long "
+                             "(the visibility timeout; default: 3600). Keep it above the longest run: a job "
+                             "redelivered while its run is still going finds the run lock held and is skipped")
+    parser.add_argument("--split", type=_positive, default=1, metavar="N",
+                        help="deal a large paged read out to N jobs across the cluster (default: 1, no split); "
+                             "the connectors' concurrency holds in total. Needs Redis (broker or --budget)")
+    parser.add_argument("--max-jobs-per-process", type=_positive, default=None, metavar="N",
+                        help="replace a pool process after N jobs (default: never)")
+    parser.add_argument("--budget", metavar="URL", default=os.environ.get("SYNCENGINE_BUDGET"),
+                        help="share each host's rate budget through this Redis (default: $SYNCENGINE_BUDGET, "
+                             "else the broker when it is Redis)")
+
+
+def scheduler_arguments(parser: argparse.ArgumentParser) -> None:
+    cluster_arguments(parser)
+    parser.add_argument("--flow", action="append", choices=FLOWS, help="only this flow (repeatable)")
+    parser.add_argument("--every", metavar="DURATION",
+                        help="every flow on this period (e.g. 1m) instead of the integrations' own `every`")
+    parser.add_argument("--schedule-file", default="syncengine-schedule", metavar="PATH",
+                        help="where the scheduler keeps when each job last ran, so that a restart keeps the "
+                             "periods (default: ./syncengine-schedule)")
+
+
+def enqueue_arguments(parser: argparse.ArgumentParser) -> None:
+    cluster_arguments(parser)
+    parser.add_argument("--flow", action="append", choices=FLOWS, help="only this flow (repeatable)")
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)

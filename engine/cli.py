@@ -12,6 +12,7 @@ error line and exit 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -121,29 +122,15 @@ def schema_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     return 0
 
 
-def _later(name: str) -> Handler:
-    """A handler of `engine.commands`, imported when it runs: `lint` and `schema` never load the
-    HTTP stack, the flows or the ledger."""
+def _later(name: str, module: str = "engine.commands") -> Handler:
+    """The handler `name` of `module`, imported when it runs: `lint` and `schema` never load the
+    HTTP stack, the flows or the ledger, and only the cluster's commands load Celery."""
 
     def handler(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-        from engine import commands
-
-        return getattr(commands, name)(args, stdout, stderr)
+        return getattr(importlib.import_module(module), name)(args, stdout, stderr)
 
     handler.__name__ = name
     return handler
-
-
-def _later_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from engine.serve.service import serve_command
-
-    return serve_command(args, stdout, stderr)
-
-
-def _later_user(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from engine.serve.access import user_command
-
-    return user_command(args, stdout, stderr)
 
 
 def _demo_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -175,9 +162,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("resume", "resume the scheduled runs of a paused integration",
             arguments.pause_arguments, _later("pause_command")),
     Command("serve", "run the schedules and serve the web console, /metrics and health checks",
-            arguments.serve_arguments, _later_serve),
+            arguments.serve_arguments, _later("serve_command", "engine.serve.service")),
+    Command("worker", "run integration x flow jobs from a Celery broker (scale-out; shared PostgreSQL ledger)",
+            arguments.worker_arguments, _later("worker_command", "engine.cluster")),
+    Command("scheduler", "enqueue every enabled flow of every integration on its period (Celery beat)",
+            arguments.scheduler_arguments, _later("scheduler_command", "engine.cluster")),
+    Command("enqueue", "send jobs to the workers now (every enabled flow, or --integration/--flow)",
+            arguments.enqueue_arguments, _later("enqueue_command", "engine.cluster")),
     Command("user", "add or change a console user (users file with salted password hashes)",
-            arguments.user_arguments, _later_user),
+            arguments.user_arguments, _later("user_command", "engine.serve.access")),
 )
 
 

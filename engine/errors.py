@@ -100,6 +100,11 @@ class LedgerError(SyncEngineError):
     """The ledger could not be read or written."""
 
 
+class RunBusyError(LedgerError):
+    """Another run of the same (integration, flow) holds its run lock (on this machine's state
+    directory, or anywhere in the cluster for a PostgreSQL ledger)."""
+
+
 class WorkerError(SyncEngineError):
     """A worker process of a split read failed or died."""
 

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.errors import LedgerError
+from engine.errors import RunBusyError
 
 
 @contextlib.contextmanager
@@ -32,7 +32,7 @@ def hold(state_dir: Path, integration: str, flow: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise LedgerError(f"another {flow} run for {integration} is in progress (pid {holder}); "
+            raise RunBusyError(f"another {flow} run for {integration} is in progress (pid {holder}); "
                               f"it holds {path}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import history, http, logs, secrets
-from engine.errors import ConfigError, HostDownError, LedgerError, SyncEngineError
+from engine.errors import ConfigError, HostDownError, LedgerError, RunBusyError, SyncEngineError
 from engine.flows.base import Counts, FlowContext, Meter
 from engine.flows.cancellations import CancellationsFlow, WmsCancellationsFlow
 from engine.flows.inventory import InventoryFlow
@@ -104,6 +104,7 @@ class Outcome:
     counts: dict[str, Counts] = field(default_factory=dict)
     meters: dict[str, Meter] = field(default_factory=dict)     # where each flow is (progress display)
     error: str | None = None
+    busy: list[str] = field(default_factory=list)   # flows skipped: another run held their lock (`Options.skip_busy`)
 
     @property
     def failed(self) -> bool:
@@ -121,6 +122,9 @@ class Options:
     transport: Any = None                      # tests may hand an httpx transport
     workers: int = 1                           # processes a large paged read may be split over
     stop: asyncio.Event | None = None          # set by Ctrl-C / SIGTERM: read no further, finish what is in flight
+    team: Any = None                           # a split read's helpers (`FlowContext.team`): Celery workers in a cluster
+    skip_busy: bool = False                    # a flow whose run lock another run holds is skipped, not an error
+                                               # (a worker's job: the run in progress does the work)
 
     @functools.cached_property
     def store(self) -> Store:
@@ -151,7 +155,7 @@ async def open_context(project: Project, integration: Integration, options: Opti
                 yield FlowContext(integration, source, destination, source_config, destination_config,
                                   source_client, destination_client, ledger, redact=redact, emit=options.emit,
                                   dry_run=options.dry_run, workers=options.workers, transport=options.transport,
-                                  stopping=options.stop)
+                                  stopping=options.stop, team=options.team)
     finally:
         if ledger is not None:
             ledger.close()
@@ -228,14 +232,23 @@ async def _run_integration(project: Project, integration: Integration, options: 
                 for name in wanted:
                     if ctx.stopped():
                         break
-                    ctx.meter = outcome.meters[name] = Meter()
-                    flow = FLOWS[name](ctx)
-                    outcome.counts[name] = flow.counts
-                    with _exclusive(options, integration.name, name), logs.working_on(integration.name, name), \
-                            history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts,
-                                             stopped=ctx.stopped):
-                        await flow.run()
-                    ctx.meter.finish()
+                    with contextlib.ExitStack() as held:
+                        try:
+                            held.enter_context(_exclusive(options, integration.name, name))
+                        except RunBusyError as exc:
+                            if not options.skip_busy:
+                                raise
+                            log.info("%s: %s skipped: %s", integration.name, name, exc)
+                            outcome.busy.append(name)
+                            continue
+                        ctx.meter = outcome.meters[name] = Meter()
+                        flow = FLOWS[name](ctx)
+                        outcome.counts[name] = flow.counts
+                        with logs.working_on(integration.name, name), \
+                                history.recorded(None if options.dry_run else ctx.ledger, name, flow.counts,
+                                                 stopped=ctx.stopped):
+                            await flow.run()
+                        ctx.meter.finish()
             finally:
                 down = note_hosts_down(ctx)
         if down and not any(getattr(counts, "down", None) for counts in outcome.counts.values()):

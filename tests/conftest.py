@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pg_support
 import pytest
+import redis_support
 from http_server import LoopbackServer
 
 from engine.http import reset_buckets, set_testing
@@ -21,22 +22,27 @@ os.environ.setdefault("SYNCENGINE_CACHE_DIR", tempfile.mkdtemp(prefix="syncengin
 
 
 _pg_instance: list = []             # a throwaway PostgreSQL this run started, to stop at its end
+_redis_instance: list = []          # a throwaway Redis likewise
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Find (or start) the PostgreSQL server once, in the controlling process; the test
     processes it starts inherit the answer through the environment (`pg_support`)."""
-    if hasattr(config, "workerinput") or pg_support.SERVER in os.environ or pg_support.SKIPPED in os.environ:
+    if hasattr(config, "workerinput"):
         return
-    url, why, instance = pg_support.find_server()
-    if instance is not None:
-        _pg_instance.append(instance)
-    os.environ[pg_support.SERVER if url else pg_support.SKIPPED] = url or why
+    for support, started in ((pg_support, _pg_instance), (redis_support, _redis_instance)):
+        if support.SERVER in os.environ or support.SKIPPED in os.environ:
+            continue
+        url, why, instance = support.find_server()
+        if instance is not None:
+            started.append(instance)
+        os.environ[support.SERVER if url else support.SKIPPED] = url or why
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    while _pg_instance:
-        _pg_instance.pop().stop()
+    for started in (_pg_instance, _redis_instance):
+        while started:
+            started.pop().stop()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -45,6 +51,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"PostgreSQL ledger tests skipped: {why}", yellow=True)
     elif _pg_instance:
         terminalreporter.write_line(f"PostgreSQL ledger tests ran on a throwaway server ({_pg_instance[0].url})")
+    why = os.environ.get(redis_support.SKIPPED)
+    if why:
+        terminalreporter.write_line(f"Redis (cluster) tests skipped: {why}", yellow=True)
+    elif _redis_instance:
+        terminalreporter.write_line(f"Redis (cluster) tests ran on a throwaway server ({_redis_instance[0].url})")
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +73,15 @@ def pg_database() -> Iterator[str]:
 def pg_url(pg_database: str) -> str:
     """A PostgreSQL ledger URL of this test's own (a fresh schema)."""
     return pg_support.schema_url(pg_database)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of this test process's own (the cluster's broker, shared budgets)."""
+    server = os.environ.get(redis_support.SERVER)
+    if not server:
+        pytest.skip(f"no Redis server: {os.environ.get(redis_support.SKIPPED)}")
+    return redis_support.database_url(server)
 
 
 @pytest.fixture(params=["disk", "postgres"])

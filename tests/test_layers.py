@@ -33,6 +33,7 @@ LAYERS = {
     "control": {"specs", "flows", "runner", "schedule", "cli", "commands", "demo", "http", "serve"},
     "logs": {"specs", "flows", "runner", "cli", "commands", "demo", "ledger", "progress", "schedule", "serve"},
     "progress": {"cli", "commands", "demo", "schedule", "serve"},
+    "cluster": {"cli", "demo", "serve"},           # beside `commands`: it runs what `run` runs, on Celery
 }
 CART_NAMES = re.compile(r"\b(shopify|woocommerce|bigcommerce|magento|shipstation|extensiv|shiphero)\b", re.I)
 
@@ -74,9 +75,11 @@ def test_imports_point_one_way(path):
 
 
 @pytest.mark.parametrize(("package", "owner"), [("yaml", "engine/specs/load.py"), ("httpx", "engine/http/"),
-                                               ("rich", "engine/progress.py")])
+                                               ("rich", "engine/progress.py"), ("celery", "engine/cluster.py"),
+                                               ("kombu", "engine/cluster.py")])
 def test_only_one_place_imports(package, owner):
-    """Only the spec loader imports yaml, only http/ imports httpx, only the progress display rich."""
+    """Only the spec loader imports yaml, only http/ imports httpx, only the progress display rich,
+    only the cluster commands Celery."""
     offenders = [str(p.relative_to(ROOT)) for p in modules()
                  if any(n == package or n.startswith(package + ".") for n in imports(p))
                  and not str(p.relative_to(ROOT)).startswith(owner)]

@@ -66,6 +66,8 @@ class FlowContext:
     transport: Any = None                      # tests may hand an httpx transport
     stopping: Any = None                       # an asyncio.Event set by Ctrl-C / SIGTERM (one-shot run)
     meter: Meter = field(default_factory=Meter)   # where the running flow is (progress display)
+    team: Any = None                           # how a split read finds its helpers: `workers.Team` (forked
+                                               # processes) when None, Celery workers in a cluster
 
     def stopped(self) -> bool:
         """True once the run was asked to stop: read no further, start no new batch; what is in
@@ -85,7 +87,7 @@ class FlowContext:
             ledger = self.ledger.reopen() if self.ledger is not None else None
             try:
                 yield dataclasses.replace(self, source_client=source, destination_client=destination,
-                                          ledger=ledger, workers=1)
+                                          ledger=ledger, workers=1, team=None)
             finally:
                 if ledger is not None:
                     ledger.close()

@@ -80,7 +80,7 @@ class OrdersFlow:
         request = self.read.request.render(self.ctx.context("source", since=self.since()))
         team = None
         if self.ctx.workers > 1 and not self.ctx.dry_run:
-            team = workers.Team(self.ctx.workers, self._share, self._share_limits)
+            team = (self.ctx.team or workers.Team)(self.ctx.workers, self._share, self._share_limits)
         pages = self.ctx.source_client.pages(request, self.read.paginator(), self.read.extract_records,
                                              split=team.split if team else None)
         self.ctx.meter.start("read")
@@ -166,13 +166,17 @@ class OrdersFlow:
         """A forked worker's part of a split read (`workers.Team`): the same pipeline over its
         pages, on its own connections; its counts and watermark go back to the parent."""
         async with self.ctx.reopened(fraction) as ctx:
-            flow = type(self)(ctx)
-            try:
-                await flow._pipeline(ctx.source_client.planned_pages(requests, self.read.extract_records, window))
-            finally:
-                down = ctx.destination_client.breaker.reason
-            return {"counts": flow.counts.as_dict(), "watermark": flow._watermark, "waiting": flow.counts.waiting,
-                    "down": f"destination down: {down}" if down else None}
+            return await type(self)(ctx).read_share(requests, window)
+
+    async def read_share(self, requests: list[Request], window: int) -> dict[str, Any]:
+        """This flow's pipeline over pages planned by another run (a share of a split read, here
+        or on another machine's worker); the report that run merges."""
+        try:
+            await self._pipeline(self.ctx.source_client.planned_pages(requests, self.read.extract_records, window))
+        finally:
+            down = self.ctx.destination_client.breaker.reason
+        return {"counts": self.counts.as_dict(), "watermark": self._watermark, "waiting": self.counts.waiting,
+                "down": f"destination down: {down}" if down else None}
 
     def _share_limits(self, fraction: float) -> None:
         self.ctx.source_client.share_limits(fraction)

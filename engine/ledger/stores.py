@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine import runlock
-from engine.errors import ConfigError, LedgerError
+from engine.errors import ConfigError, LedgerError, RunBusyError
 from engine.ledger.base import Ledger
 from engine.ledger.disk import DiskLedger
 
@@ -115,7 +115,7 @@ class PostgresStore:
                 taken = self._take(conn, scope, key)
                 holder = None if taken else self._holder(conn, scope, key)
             if not taken:
-                raise LedgerError(f"another {flow} run for {integration} is in progress ({holder or 'unknown'}); "
+                raise RunBusyError(f"another {flow} run for {integration} is in progress ({holder or 'unknown'}); "
                                   f"it holds the run lock in {self.location}")
             yield                   # closing the connection releases the lock
 
