@@ -84,7 +84,10 @@ class _Source:
     def _field(self, node: Node, var: str, out: list[str], depth: int) -> str:
         key = repr(node["value"])
         if (var, key) not in self.fields:
-            self.fields[var, key] = self.assign(out, depth, f"{var}.get({key}) if type({var}) is dict else _get({var}, {key})")
+            if (var, None) not in self.fields:      # is `var` a dict? asked once per block
+                self.fields[var, None] = self.assign(out, depth, f"type({var}) is dict")
+            is_dict = self.fields[var, None]
+            self.fields[var, key] = self.assign(out, depth, f"{var}.get({key}) if {is_dict} else _get({var}, {key})")
         return self.fields[var, key]
 
     def _subexpression(self, node: Node, var: str, out: list[str], depth: int) -> str:
@@ -232,5 +235,6 @@ def _text_number(text: str, to_number: Callable[[str], Any]) -> Any:
 
 
 def _falsy(name: str) -> str:
-    """`_is_false(name)` inline."""
-    return f"{name} == '' or {name} == [] or {name} == {{}} or {name} is None or {name} is False"
+    """`_is_false(name)` inline. Every JMESPath-false value is false to Python too, so a true
+    value (most of them) is decided by `not name` alone; 0 goes on to the comparisons."""
+    return f"not {name} and ({name} == '' or {name} == [] or {name} == {{}} or {name} is None or {name} is False)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine import zones
+from engine import startcache, zones
 from engine.errors import TemplateError
 
 #: The most characters or items a value made by a template may have, and the most bits of an
@@ -64,6 +65,34 @@ class _Bounded(ImmutableSandboxedEnvironment):
     draws on the evaluation's MAX_STEPS, and sizing filters refuse a size beyond MAX_SIZE."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    _compiling = threading.local()          # .expression: the source `compile_expression` compiles
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        """Jinja's compile, its code object kept across processes (`engine.startcache`) by the
+        template's text (or the expression's, from `compile_expression`) and Jinja's version: a spec loaded again
+        skips Jinja's code generation and Python's compiler. A syntax error is never cached."""
+        text = source if isinstance(source, str) else getattr(self._compiling, "expression", None)
+        if text is None or raw or name is not None or filename is not None or defer_init:
+            return super().compile(source, name, filename, raw, defer_init)
+        key = _code_key(text, expression=not isinstance(source, str))
+        code = startcache.get_code("jinja", key)
+        if code is None:
+            code = super().compile(source)
+            startcache.put_code("jinja", key, code)
+        return code
+
+    def compile_expression(self, source: str, undefined_to_none: bool = True) -> Any:
+        """Jinja's compile_expression; with its code stored (`compile`), not even parsed."""
+        code = startcache.get_code("jinja", _code_key(source, expression=True))
+        if code is not None:
+            template = self.template_class.from_code(self, code, self.make_globals(None), None)
+            return jinja2.environment.TemplateExpression(template, undefined_to_none)
+        self._compiling.expression = source
+        try:
+            return super().compile_expression(source, undefined_to_none)
+        finally:
+            self._compiling.expression = None
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and _whole(left) and _whole(right) and right > 0 and abs(left) > 1 \
@@ -80,6 +109,10 @@ class _Bounded(ImmutableSandboxedEnvironment):
                 if _whole(arg) and abs(arg) > MAX_SIZE:
                     raise _refuse(f"a format width of {arg}")
         return _bounded(super().call_binop(context, operator, left, right))
+
+
+def _code_key(text: str, *, expression: bool) -> str:
+    return f"{jinja2.__version__}:{'e' if expression else 't'}:{text}"
 
 
 def _whole(value: Any) -> bool:

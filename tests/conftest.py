@@ -17,6 +17,8 @@ from engine.http import reset_buckets, set_testing
 # Every process of a test run (CLI subprocesses, forked workers) shares per-host rate-limit
 # buckets under one fresh directory, never the machine's real one.
 os.environ["SYNCENGINE_BUCKET_DIR"] = tempfile.mkdtemp(prefix="syncengine-test-buckets-")
+# ... and one start-up cache (engine.startcache), never the user's ~/.cache.
+os.environ.setdefault("SYNCENGINE_CACHE_DIR", tempfile.mkdtemp(prefix="syncengine-test-cache-"))
 
 
 _pg_instance: list = []             # a throwaway PostgreSQL this run started, to stop at its end

@@ -12,15 +12,16 @@ and the hold window. `prepare` turns a mapped canonical order into a verdict:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from engine.specs.settings import Integration, iso, parse_time, time_before
+from engine.specs.settings import Integration, canonical_time, iso, parse_time, time_before
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """What the rules decided (a tuple: one is made per order, and a frozen dataclass costs
+    ~0.8 µs to make against ~0.2)."""
+
     status: str                      # pending | skipped | held
     order: dict[str, Any]
     reason: str | None = None
@@ -33,7 +34,8 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime, *,
     it) lets it past every hold: held items stay, an unmapped ship method passes as it is."""
     start = _iso(integration.start_date)
     created = order["created_at"]
-    if time_before(created, start) if start else parse_time(created) < integration.start_date:
+    if (created < start if canonical_time(created) else time_before(created, start)) if start \
+            else parse_time(created) < integration.start_date:
         return Verdict("skipped", order, f"created {order['created_at']}, before start_date {iso(integration.start_date)}")
     for rule in integration.order_filters:
         if not rule.holds(order):
@@ -56,8 +58,10 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime, *,
 @functools.lru_cache(maxsize=64)
 def _iso(moment: datetime) -> str | None:
     """`iso` of a start date, once per date (every order's `created_at` is compared with it);
-    None when `iso` would drop a fraction of a second."""
-    return None if moment.microsecond else iso(moment)
+    None when `iso` would drop a fraction of a second. The text is canonical: a canonical
+    `created_at` compares with it as text (`time_before`)."""
+    text = None if moment.microsecond else iso(moment)
+    return text if text and canonical_time(text) else None
 
 
 def _filter_items(order: dict, integration: Integration) -> tuple[str, str] | None:

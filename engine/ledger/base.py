@@ -198,9 +198,12 @@ def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str,
     doc: dict[str, Any] = {"v": FORMAT_VERSION, "created": now}
     if status == "sending":
         doc["attempts"] = 1
-    rest = {name: value for name, value in fields.items() if name != "status" and name != "raw"}
-    if rest:
-        _merge(doc, status, rest, key)
+    for name, value in fields.items():         # `_merge` into a fresh document, spelled out
+        if name not in FIELDS:                 # (a claim per order is a hot path)
+            if name != "status":
+                _merge(doc, status, {name: value}, key)     # raises: unknown field
+        elif value is not None and name != "raw" and (value or name != "data"):
+            doc[name] = value
     raw = fields.get("raw")
     raw_text = _dumps(raw, key) if raw is not None and status in KEEPS_RAW else None
     return _text(key), status, now, _dumps(doc, key), raw_text

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine import ROOT
+from engine import ROOT, startcache
 from engine.errors import SpecError
 from engine.specs.canonical import map_problems
 from engine.specs.examples import Refresh, example_problems, refreshes
@@ -224,7 +224,8 @@ def load_clean(paths: Iterable[str | Path], warnings: list[Finding] | None = Non
             continue
         key = _connector_key(document)
         if key not in _CONNECTOR_FINDINGS:
-            _CONNECTOR_FINDINGS[key] = [document.finding(p) for p in problems(document, connectors)]
+            stored = _stored_findings(_placed(key, document))
+            _CONNECTOR_FINDINGS[key] = stored if stored is not None else _fresh_findings(key, document, connectors)
             while len(_CONNECTOR_FINDINGS) > 256:
                 _CONNECTOR_FINDINGS.pop(next(iter(_CONNECTOR_FINDINGS)))
         findings += [dataclasses.replace(f, file=str(document.path)) for f in _CONNECTOR_FINDINGS[key]]
@@ -236,6 +237,29 @@ def load_clean(paths: Iterable[str | Path], warnings: list[Finding] | None = Non
     if warnings is not None:
         warnings.extend(findings)
     return documents
+
+
+def _stored_findings(key: str) -> list[Finding] | None:
+    """The findings another process stored for this connector key (`engine.startcache`), or
+    None when there are none or they do not read back as findings."""
+    stored = startcache.get_json("lint", key)
+    try:
+        return [Finding(**item) for item in stored] if isinstance(stored, list) else None
+    except TypeError:
+        return None
+
+
+def _fresh_findings(key: str, document: Document, connectors: Mapping[str, Any]) -> list[Finding]:
+    found = [document.finding(problem) for problem in problems(document, connectors)]
+    startcache.put_json("lint", _placed(key, document), [finding.to_json() for finding in found])
+    return found
+
+
+def _placed(key: str, document: Document) -> str:
+    """`key` and where each piece of the spec is written: a finding kept across processes
+    carries the line and column of a file that may have been reformatted since."""
+    where = repr((sorted(document.positions.items()), sorted(document.values.items()))).encode()
+    return key + hashlib.blake2b(where, digest_size=16).hexdigest()
 
 
 def _connector_key(document: Document) -> str:

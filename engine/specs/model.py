@@ -260,6 +260,7 @@ class Operation:
     reference: Any = None           # create_order: template of the order's reference at the destination
     zone: str = zones.UTC           # the rendered `time_zone`: what `time_zone()` answers
     enricher: Enricher = Enricher()  # reads: `enrich` sub-requests and `truncated_when`
+    source: Mapping[str, Any] | None = None   # the spec's data of this operation (`engine.flows.fused`)
 
     @classmethod
     def from_data(cls, name: str, data: Mapping[str, Any], zone: str = zones.UTC) -> Operation:
@@ -282,6 +283,7 @@ class Operation:
             reference=template.compile_template(data["reference"]) if data.get("reference") else None,
             zone=zone,
             enricher=_enricher(data),
+            source=data,
         )
 
     def paginator(self) -> http.Paginator:

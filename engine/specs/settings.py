@@ -42,6 +42,8 @@ def iso(value: datetime) -> str:
 
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
+#: A match (true) when a text is a canonical UTC timestamp, 'YYYY-MM-DDTHH:MM:SSZ'.
+canonical_time = _CANONICAL
 
 
 def time_before(a: str, b: str) -> bool:

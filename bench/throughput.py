@@ -1,0 +1,266 @@
+"""Orders/s per core of the read side: syncengine against dlt's rest_api, Airbyte's declarative
+CDK and a plain httpx loop, on the same paged server, each in a fresh process.
+
+    python bench/throughput.py [--orders 50000] [--page-size 250] [--repeat 1]
+                               [--peer-python /work/benchenv/bin/python] [--only plain,dlt,airbyte,engine]
+
+A script to run and read, not a test (see bench/README.md, "throughput.py"). The cart of
+`bench/server.py` runs in its own process (page-number paging, `?page=N&per_page=P`, Basic
+auth); every reader reads the pages one after the other. Each reader runs in a fresh process
+(`python bench/throughput.py --child NAME ...`), sets itself up untimed (imports, the engine's
+load and lint, the peers' source construction), then reads every order while the clock and the
+process's CPU time (`time.process_time`: every thread of it) run, and prints one JSON line.
+dlt and airbyte-cdk are not dependencies of this project: they run under `--peer-python`, an
+interpreter of a separate venv (`python3.11 -m venv /work/benchenv && /work/benchenv/bin/pip
+install dlt airbyte-cdk orjson`); without them a peer is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ORDERS_PATH = "/wp-json/wc/v3/orders"
+USER, PASSWORD = "ck_bench", "cs_bench"
+READERS = ("plain", "dlt", "airbyte", "engine")     # and "base", with --base
+WHAT = {"plain": "httpx.Client GET + orjson.loads, nothing else",
+        "dlt": "dlt rest_api resource iterated (page_number paginator), no destination",
+        "airbyte": "Airbyte declarative manifest (DefaultPaginator + PageIncrement), read() messages",
+        "engine": "syncengine orders flow: pull, filter, key, ledger claim, map, validate, rules; no-op delivery",
+        "base": "the same, with the engine of --base (another checkout: before/after)"}
+
+
+# -- readers (each runs in its own fresh process) -------------------------------------------------
+
+def read_plain(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
+    import httpx
+    import orjson
+
+    def run() -> int:
+        count, page = 0, 1
+        with httpx.Client(base_url=cart, auth=(USER, PASSWORD)) as client:
+            while True:
+                response = client.get(ORDERS_PATH, params={"page": page, "per_page": size})
+                response.raise_for_status()
+                count += len(orjson.loads(response.content))
+                if page >= int(response.headers["x-wp-totalpages"]):
+                    return count
+                page += 1
+
+    return run, _versions("httpx", "orjson")
+
+
+def read_dlt(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
+    """dlt's rest_api source (https://dlthub.com/docs/dlt-ecosystem/verified-sources/rest_api/basic):
+    a `page_number` paginator with no total (it stops after an empty page), iterated as a resource."""
+    from dlt.sources.rest_api import rest_api_source
+
+    source = rest_api_source({
+        "client": {"base_url": cart, "auth": {"type": "http_basic", "username": USER, "password": PASSWORD},
+                   "paginator": {"type": "page_number", "base_page": 1, "page_param": "page",
+                                 "total_path": None, "stop_after_empty_page": True}},
+        "resources": [{"name": "orders", "endpoint": {"path": ORDERS_PATH.lstrip("/"),
+                                                      "params": {"per_page": size}, "data_selector": "$"}}],
+    })
+
+    def run() -> int:
+        return sum(1 for _ in source.resources["orders"])
+
+    return run, _versions("dlt")
+
+
+def read_airbyte(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
+    """Airbyte's declarative (low-code) CDK: a manifest with one DeclarativeStream, a
+    DefaultPaginator with PageIncrement (it stops at a page with fewer than `page_size` records),
+    read through the source's `read` as the `read` entry point does."""
+    import logging
+
+    from airbyte_cdk.models import (AirbyteStream, ConfiguredAirbyteCatalog, ConfiguredAirbyteStream,
+                                    DestinationSyncMode, SyncMode, Type)
+    from airbyte_cdk.sources.declarative.concurrent_declarative_source import ConcurrentDeclarativeSource
+
+    manifest = {
+        "version": "6.0.0", "type": "DeclarativeSource",
+        "check": {"type": "CheckStream", "stream_names": ["orders"]},
+        "streams": [{
+            "type": "DeclarativeStream", "name": "orders", "primary_key": [],
+            "schema_loader": {"type": "InlineSchemaLoader", "schema": {"type": "object", "properties": {}}},
+            "retriever": {
+                "type": "SimpleRetriever",
+                "requester": {"type": "HttpRequester", "url_base": cart, "path": ORDERS_PATH, "http_method": "GET",
+                              "authenticator": {"type": "BasicHttpAuthenticator", "username": USER,
+                                                "password": PASSWORD}},
+                "record_selector": {"type": "RecordSelector",
+                                    "extractor": {"type": "DpathExtractor", "field_path": []}},
+                "paginator": {"type": "DefaultPaginator",
+                              "page_size_option": {"type": "RequestOption", "inject_into": "request_parameter",
+                                                   "field_name": "per_page"},
+                              "page_token_option": {"type": "RequestOption", "inject_into": "request_parameter",
+                                                    "field_name": "page"},
+                              "pagination_strategy": {"type": "PageIncrement", "page_size": size,
+                                                      "start_from_page": 1, "inject_on_first_request": True}},
+            },
+        }],
+    }
+    stream = AirbyteStream(name="orders", json_schema={}, supported_sync_modes=[SyncMode.full_refresh])
+    catalog = ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
+        stream=stream, sync_mode=SyncMode.full_refresh, destination_sync_mode=DestinationSyncMode.overwrite)])
+    source = ConcurrentDeclarativeSource(catalog=catalog, config={}, state=None, source_config=manifest)
+    logger = logging.getLogger("airbyte")
+    logger.setLevel(logging.WARNING)
+
+    def run() -> int:
+        return sum(1 for message in source.read(logger, {}, catalog, None) if message.type == Type.RECORD)
+
+    return run, _versions("airbyte-cdk")
+
+
+def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
+    """The orders flow of `bench/orders.py --mode pull --workers 1`, pages read one at a time."""
+    import asyncio
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(HERE))
+    from orders import Settings, write_project
+
+    if os.environ.get("THROUGHPUT_BASE"):            # the "base" reader: another checkout's engine
+        sys.path.insert(0, os.environ["THROUGHPUT_BASE"])
+    from engine import runner
+    from engine.flows.orders import OrdersFlow
+
+    class PullOnlyFlow(OrdersFlow):
+        async def deliver(self, ready: list) -> None:
+            self.counts.add("delivered", len(ready))
+
+    folder = Path(tempfile.mkdtemp(prefix="throughput-"))
+    write_project(folder, Settings(0, "pull", size, 0.0, 1), cart, "http://127.0.0.1:9")
+    project = runner.load_project([folder])
+    integration = project.select("bench")[0]
+    options = runner.Options(state_dir=folder / "state", emit=lambda line: None, workers=1)
+
+    async def pull() -> int:
+        async with runner.open_context(project, integration, options) as ctx:
+            flow = PullOnlyFlow(ctx)
+            await flow.run()
+        if flow.counts.delivered != flow.counts.pulled:
+            raise SystemExit(f"engine: {flow.counts.summary()}")
+        return flow.counts.pulled
+
+    versions = _versions("syncengine", "httpx", "orjson")
+    versions["from"] = str(Path(runner.__file__).resolve().parent.parent)
+    return lambda: asyncio.run(pull()), versions
+
+
+def _versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    found = {name: version(name) for name in names}
+    found["python"] = sys.version.split()[0]
+    return found
+
+
+def child(name: str, cart: str, size: int) -> None:
+    """Set the reader up, then time one read of every order; print the JSON result."""
+    try:
+        run, versions = globals()[f"read_{name}"](cart, size)
+    except ImportError as exc:
+        print(json.dumps({"skipped": f"not installed ({exc.name}): pip install "
+                                     + {"dlt": "dlt", "airbyte": "airbyte-cdk"}.get(name, str(exc.name))}))
+        return
+    wall, cpu = time.perf_counter(), time.process_time()
+    orders = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(json.dumps({"orders": orders, "wall": wall, "cpu": cpu, "versions": versions}))
+
+
+# -- the parent: server, fresh processes, report ---------------------------------------------------
+
+def measure(name: str, python: str, cart: str, size: int, base: str | None) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": "", "PYTHONHASHSEED": "0", "THROUGHPUT_BASE": ""}
+    if name == "base":
+        env["THROUGHPUT_BASE"] = base or ""
+        name = "engine"
+    done = subprocess.run([python, str(Path(__file__).resolve()), "--child", name, cart, str(size)],
+                          capture_output=True, text=True, env=env, cwd=str(ROOT))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"skipped": f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--page-size", type=int, default=250)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each reader; the best (by CPU) counts")
+    parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/benchenv/bin/python"),
+                        help="interpreter with dlt and airbyte-cdk installed")
+    parser.add_argument("--only", default=",".join(READERS), help="readers to run, comma-separated")
+    parser.add_argument("--base", help="a checkout of syncengine to measure as reader 'base' too (before/after)")
+    parser.add_argument("--child", nargs=3, metavar=("NAME", "CART", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return 0
+    sys.path.insert(0, str(HERE))
+    from server import serve
+
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Queue(), spawn.Event()
+    server = spawn.Process(target=serve, args=(args.orders, 0.0, ready, stop), daemon=True)
+    server.start()
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        cart = f"http://127.0.0.1:{ready.get(timeout=60)[0]}"
+        for _ in range(args.repeat):
+            for name in args.only.split(",") + (["base"] if args.base else []):
+                python = args.peer_python if name in ("dlt", "airbyte") else sys.executable
+                if not Path(python).exists():
+                    results[name] = {"skipped": f"no interpreter {python} (--peer-python)"}
+                    continue
+                result = measure(name, python, cart, args.page_size, args.base)
+                if "skipped" in result and name in results:
+                    continue
+                if name not in results or result.get("cpu", 1e9) < results[name].get("cpu", 1e9):
+                    results[name] = result
+    finally:
+        stop.set()
+        server.join(10)
+    report(results, args)
+    return 0
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"{args.orders:,} orders, {args.page_size} a page, pages read one after the other; "
+          f"best of {args.repeat} by CPU; load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    plain = results.get("plain", {})
+    print(f"  {'reader':<8} {'orders/s wall':>14} {'orders/CPU-s':>13} {'wall/plain':>10} {'CPU/plain':>10}  versions")
+    for name, result in results.items():
+        if "skipped" in result:
+            print(f"  {name:<8} skipped: {result['skipped']}")
+            continue
+        wall, cpu = result["orders"] / result["wall"], result["orders"] / result["cpu"]
+        ratios = ("", "")
+        if "orders" in plain:
+            ratios = (f"{wall / (plain['orders'] / plain['wall']):.2f}",
+                      f"{cpu / (plain['orders'] / plain['cpu']):.2f}")
+        if result["orders"] != args.orders:
+            name += "!"       # read the wrong number of orders
+        versions = " ".join(f"{k} {v}" for k, v in result["versions"].items())
+        print(f"  {name:<8} {wall:>14,.0f} {cpu:>13,.0f} {ratios[0]:>10} {ratios[1]:>10}  {versions}")
+    for name in results:
+        print(f"  {name}: {WHAT[name]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
