@@ -31,7 +31,8 @@ of their own, started afresh for every measurement; the WMS counts each referenc
 
 Baselines in the same run, on the same project and servers: the engine's own one-process path
 (`runner.run_project` over all integrations, as `syncengine run` does it, disk state), and a
-plain httpx loop making the same GETs and POSTs (one token per integration, 4 in flight each).
+plain httpx loop making the same GETs and POSTs (one token per integration, 4 POSTs in flight
+each, 16 integrations at a time on 64 connections).
 """
 
 from __future__ import annotations
@@ -438,6 +439,24 @@ def stamp(text: str) -> float:
 
 # -- the baselines -----------------------------------------------------------------------------
 
+def result_of(child: Any, out: Any, timeout: float) -> Any:
+    """What `child` put on `out`; SystemExit when it died without a result or took too long."""
+    import queue
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = out.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                raise SystemExit(f"a baseline process died (exit code {child.exitcode}): see its traceback above")
+            continue
+        child.join(30)
+        return result
+    child.terminate()
+    raise SystemExit(f"a baseline process took more than {timeout:.0f} s")
+
+
 def _engine_child(connectors: str, specs: str, state: str, environ: dict, out: Any) -> None:
     os.environ.update(environ)
     from engine import runner
@@ -466,8 +485,7 @@ def measure_engine(options: argparse.Namespace, connectors: Path, specs: Path, w
     try:
         child = spawn.Process(target=_engine_child, args=(str(connectors), str(specs), state, servers.environ, out))
         child.start()
-        seconds, cpu, loaded, delivered, errors, failed = out.get(timeout=options.timeout)
-        child.join(30)
+        seconds, cpu, loaded, delivered, errors, failed = result_of(child, out, options.timeout)
     finally:
         received, distinct = servers.close()
         shutil.rmtree(state, ignore_errors=True)
@@ -514,7 +532,13 @@ def _plain_child(integrations: int, environ: dict, out: Any) -> None:
                 await asyncio.gather(*(post(order) for order in orders))
                 return len(orders)
 
-            return sum(await asyncio.gather(*(one(n) for n in range(1, integrations + 1))))
+            at_once = asyncio.Semaphore(16)         # 16 integrations x 4 POSTs: the 64 connections, no queue in httpx
+
+            async def gated(number: int) -> int:
+                async with at_once:
+                    return await one(number)
+
+            return sum(await asyncio.gather(*(gated(n) for n in range(1, integrations + 1))))
 
     cpu = time.process_time()
     started = time.perf_counter()
@@ -529,8 +553,7 @@ def measure_plain(options: argparse.Namespace) -> dict:
     try:
         child = spawn.Process(target=_plain_child, args=(options.integrations, servers.environ, out))
         child.start()
-        seconds, cpu, moved = out.get(timeout=options.timeout)
-        child.join(30)
+        seconds, cpu, moved = result_of(child, out, options.timeout)
     finally:
         received, distinct = servers.close()
     total = options.integrations * options.orders
