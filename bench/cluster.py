@@ -385,6 +385,7 @@ def measure_cluster(options: argparse.Namespace, processes: int, connectors: Pat
         cluster.stop()
         received = servers.close()
         database.drop()
+        forget_queue(options.redis, cluster.queue)
     result.received, result.distinct = received
     if result.received != total or result.distinct != total:
         raise SystemExit(f"N={processes}: the WMS received {result.received} orders ({result.distinct} distinct "
@@ -431,6 +432,18 @@ def keep_schedule(options: argparse.Namespace, cluster: Cluster, database: Datab
             "gaps": len(gaps), "late": late, "tolerance": tolerance,
             "worst_late": max((gap - period for gap in gaps), default=0.0),
             "median_gap": sorted(gaps)[len(gaps) // 2] if gaps else 0.0}
+
+
+def forget_queue(url: str, queue: str) -> None:
+    """Drop what Celery kept in Redis for the bench's queue (its bindings, any message left)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        client.zrem("_kombu.binding_deadlines", queue)
+    finally:
+        client.close()
 
 
 def stamp(text: str) -> float:
