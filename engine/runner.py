@@ -177,6 +177,8 @@ def masked_errors(redact: http.Redactor) -> Iterator[None]:
 
 
 _running = 0                                  # open contexts, for `_startup_frozen`
+_frozen_runs = 0                              # freezes so far in this process
+FULL_COLLECT_EVERY = 50                       # freezes between full collections (one walks every object)
 
 
 @contextlib.asynccontextmanager
@@ -188,9 +190,18 @@ async def _startup_frozen() -> AsyncIterator[None]:
     The thresholds stay as they are: collecting less often (gen 0 at 10,000) was as fast, but a
     run leaves some cyclic garbage per page (HTTP answers, futures) and peak memory then grew
     by 65 MB from 20k to 200k orders instead of 6.
+
+    A process that runs one run after another (a worker's pool process, `run --every`) must not
+    freeze the last run's garbage with the rest: unfrozen, it joins the oldest generation, and
+    the next freeze takes it again, so no full collection ever reaches it (a pool process grew
+    ~100 KB a job without end, bench/cluster.py). So the run's garbage is collected before the
+    unfreeze (only the run's objects are walked then), young garbage before each freeze, and
+    everything before every `FULL_COLLECT_EVERY`-th freeze.
     """
-    global _running
+    global _running, _frozen_runs
     if _running == 0:
+        _frozen_runs += 1
+        gc.collect(2 if _frozen_runs % FULL_COLLECT_EVERY == 1 else 1)    # garbage since the last run
         gc.freeze()
     _running += 1
     try:
@@ -198,6 +209,7 @@ async def _startup_frozen() -> AsyncIterator[None]:
     finally:
         _running -= 1
         if _running == 0:
+            gc.collect()        # the run's own garbage: the objects from before the run are not walked
             gc.unfreeze()
 
 
