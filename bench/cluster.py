@@ -512,6 +512,7 @@ def measure_engine(options: argparse.Namespace, connectors: Path, specs: Path, w
 def _plain_child(integrations: int, environ: dict, out: Any) -> None:
     import httpx
     import orjson
+    from orders import plain_wms_body
 
     async def main() -> int:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -530,14 +531,7 @@ def _plain_child(integrations: int, environ: dict, out: Any) -> None:
                 slots = asyncio.Semaphore(4)
 
                 async def post(order: dict) -> None:
-                    shipping = order["shipping"]
-                    body = {"customerIdentifier": {"id": 7}, "facilityIdentifier": {"id": 1},
-                            "referenceNum": f"B{number:04d}-{order['number']}", "poNum": str(order["id"]),
-                            "shipTo": {"name": f"{shipping['first_name']} {shipping['last_name']}",
-                                       "address1": shipping["address_1"], "city": shipping["city"],
-                                       "country": shipping["country"]},
-                            "orderItems": [{"itemIdentifier": {"sku": line["sku"]}, "qty": line["quantity"]}
-                                           for line in order["line_items"]]}
+                    body = plain_wms_body(order, f"B{number:04d}-{order['number']}")
                     async with slots:
                         answer = await wms.post("/orders", content=orjson.dumps(body), headers=headers)
                     answer.raise_for_status()

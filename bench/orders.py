@@ -200,14 +200,7 @@ async def _poster(client: Any, orjson: Any, concurrency: int) -> Any:
                "Content-Type": "application/hal+json; charset=utf-8"}
 
     async def post(order: dict) -> None:
-        shipping = order["shipping"]
-        body = {"customerIdentifier": {"id": 7}, "facilityIdentifier": {"id": 1},
-                "referenceNum": order["number"], "poNum": str(order["id"]),
-                "shipTo": {"name": f"{shipping['first_name']} {shipping['last_name']}",
-                           "address1": shipping["address_1"], "city": shipping["city"],
-                           "country": shipping["country"]},
-                "orderItems": [{"itemIdentifier": {"sku": line["sku"]}, "qty": line["quantity"]}
-                               for line in order["line_items"]]}
+        body = plain_wms_body(order, order["number"])
         async with slots:
             response = await client.post("/orders", content=orjson.dumps(body), headers=headers)
         response.raise_for_status()
@@ -334,3 +327,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def plain_wms_body(order: dict, reference: str) -> dict:
+    """The WMS order the plain baselines build from a cart order by hand (what the connector's
+    template renders)."""
+    shipping = order["shipping"]
+    return {"customerIdentifier": {"id": 7}, "facilityIdentifier": {"id": 1},
+            "referenceNum": reference, "poNum": str(order["id"]),
+            "shipTo": {"name": f"{shipping['first_name']} {shipping['last_name']}",
+                       "address1": shipping["address_1"], "city": shipping["city"], "country": shipping["country"]},
+            "orderItems": [{"itemIdentifier": {"sku": line["sku"]}, "qty": line["quantity"]}
+                           for line in order["line_items"]]}

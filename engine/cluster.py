@@ -494,11 +494,11 @@ def worker_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     from engine.commands import load
 
     settings = _settings_of(args)
+    app = make_app(settings)                       # first: says so when Celery is not installed
     _projects.project, _projects.mark = load(args, stdout, stderr), fingerprint(settings.paths)
     _projects.checked = time.monotonic()
     _use_budget(args, settings)
     _settings = settings
-    app = make_app(settings)
     _logging(args.verbose, stderr)
     stdout.write(f"syncengine worker: {args.concurrency} process(es), split reads {settings.split} way(s), "
                  f"broker {_safe(settings.broker)}, "
