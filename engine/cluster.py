@@ -38,6 +38,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import io
 import json
 import threading
 import uuid
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine import control, http, runner
-from engine.errors import ConfigError, WorkerError
+from engine.errors import ConfigError, SyncEngineError, WorkerError
 from engine.specs.settings import seconds
 
 log = logging.getLogger("syncengine.cluster")
@@ -112,10 +113,20 @@ def make_app(settings: Settings) -> Any:
 # -- the job -------------------------------------------------------------------------------
 
 def run_flow(integration: str, flow: str) -> dict[str, Any]:
-    """One run of `flow` for `integration` in this worker process; its summary (also logged)."""
+    """One run of `flow` for `integration` in this worker process; its summary (also logged).
+    A ledger that cannot be reached, or specs that no longer load, end the job with one error
+    line (the next period tries again); nothing was claimed, so nothing is lost."""
     settings = _settings
     if settings is None:
         raise RuntimeError("run_flow runs in a `syncengine worker` process")
+    try:
+        return _run_flow(settings, integration, flow)
+    except SyncEngineError as exc:
+        log.error("%s: %s job not run: %s", integration, flow, exc)
+        return {"integration": integration, "flow": flow, "error": str(exc)}
+
+
+def _run_flow(settings: Settings, integration: str, flow: str) -> dict[str, Any]:
     project = _projects.get(settings.paths)
     target = project.integrations.get(integration)
     if target is None or flow not in target.flows or flow not in runner.FLOWS:
@@ -131,16 +142,11 @@ def run_flow(integration: str, flow: str) -> dict[str, Any]:
     outcome = asyncio.run(runner.run_integration(project, target, options))
     from engine.commands import report
 
-    report([outcome], _Discard())               # one log record per flow (`syncengine.run`)
+    report([outcome], io.StringIO())            # its log records (`syncengine.run`) are what the worker shows
     if outcome.busy:
         log.info("%s: %s skipped: another run of it is in progress", integration, flow)
     return {"integration": integration, "flow": flow, "busy": bool(outcome.busy), "error": outcome.error,
             "counts": {name: dataclasses.asdict(counts) for name, counts in outcome.counts.items()}}
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
 
 
 class _Projects:

@@ -87,3 +87,18 @@ def test_the_entries_follow_the_specs(tmp_path) -> None:
         assert set(beat.schedule) == set(before)
     finally:
         beat.close()
+
+
+def test_a_job_whose_ledger_cannot_be_reached_ends_in_one_error_line(tmp_path, monkeypatch, caplog) -> None:
+    """A worker's job against a ledger that does not answer logs one line and returns; no
+    traceback in the worker's log, nothing claimed (the next period tries again)."""
+    from engine import cluster
+
+    paths = project_dir(tmp_path)
+    monkeypatch.setattr(cluster, "_settings", Settings(paths, "postgresql://postgres@127.0.0.1:1/nowhere", "memory://"))
+    monkeypatch.setattr(cluster, "_projects", cluster._Projects())
+    with caplog.at_level("ERROR", logger="syncengine.cluster"):
+        result = cluster.run_flow("acme-woo-to-extensiv", "orders")
+    assert "cannot open the PostgreSQL ledger" in result["error"]
+    assert [r.getMessage() for r in caplog.records if r.name == "syncengine.cluster"] == [
+        f"acme-woo-to-extensiv: orders job not run: {result['error']}"]
