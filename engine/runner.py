@@ -196,12 +196,14 @@ async def _startup_frozen() -> AsyncIterator[None]:
     the next freeze takes it again, so no full collection ever reaches it (a pool process grew
     ~100 KB a job without end, bench/cluster.py). So the run's garbage is collected before the
     unfreeze (only the run's objects are walked then), young garbage before each freeze, and
-    everything before every `FULL_COLLECT_EVERY`-th freeze.
+    everything before every `FULL_COLLECT_EVERY`-th freeze (not the first: a process's first
+    run would pay a walk of every module and compiled spec, ~80 ms, to free the little that
+    loading left; a one-off run's garbage goes with the process).
     """
     global _running, _frozen_runs
     if _running == 0:
         _frozen_runs += 1
-        gc.collect(2 if _frozen_runs % FULL_COLLECT_EVERY == 1 else 1)    # garbage since the last run
+        gc.collect(2 if _frozen_runs % FULL_COLLECT_EVERY == 0 else 1)    # garbage since the last run
         gc.freeze()
     _running += 1
     try:

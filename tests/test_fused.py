@@ -122,6 +122,29 @@ def test_the_fast_path_decides_as_the_step_by_step_path(project: runner.Project,
     assert len(taken) == 1
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_page_is_decided_as_each_record_alone(project: runner.Project, variant: str) -> None:
+    """`assess_page` (one loop over the page) gives what the step-by-step path gives record by
+    record: key, fields (a pending order's raw record kept aside, not in its fields), order,
+    raw record, and the watermark; records it leaves go to the step-by-step path."""
+    zone, changes, hold = VARIANTS[variant]
+    data = {**project.connectors["woocommerce"].data["operations"]["list_orders"], **changes}
+    flow = _flow(project, Operation.from_data("list_orders", data, zone), hold)
+    page = [copy.deepcopy(raw) for raw in RECORDS.values()]
+    page.append(_with(id=999, date_modified_gmt="2026-03-01T00:00:00"))     # the latest mark, mid-page
+    page.append(_with(id=1000, date_modified_gmt="2026-02-01T00:00:00"))
+    quick = flow.assess_page(copy.deepcopy(page))
+    quick_mark = flow._watermark
+    flow.fast, flow._watermark = SimpleNamespace(usable=False), None
+    slow = flow.assess_page(copy.deepcopy(page))
+    assert quick == slow
+    assert quick_mark == flow._watermark and quick_mark.startswith("2026-03-01")
+    pending = [item for item in quick if item[1]["status"] == "pending"]
+    assert bool(pending) == (hold == 0)
+    assert all("raw" not in fields and raw is not None for _, fields, _, raw in pending)
+    assert all(raw is None and "raw" in fields for _, fields, _, raw in quick if fields["status"] not in ("pending", "skipped"))
+
+
 def test_the_common_records_take_the_fast_path(project: runner.Project) -> None:
     """A good order (and one held for its ship method) is decided by the generated function;
     a filtered, unkeyed, invalid or unmappable one is left to the step-by-step path."""

@@ -50,13 +50,14 @@ def _compile(op: Operation) -> Callable[[Any], list] | None:
 
 
 class FastAssess:
-    """`assess(raw)` -> (key, watermark, ledger fields, order) for the common case, else None."""
+    """`assess(raw)` -> (key, watermark, ledger fields, order) for the common case, else None;
+    `page(raws, slowly)` assesses a whole page in one loop."""
 
-    def __init__(self, op: Operation, judge_rules: Callable[[dict], Any]) -> None:
+    def __init__(self, op: Operation, judge: rules.Rules, now: Callable[[], Any]) -> None:
         self.function = fused(op)
         self.check = records.fast_check("order")
         self.zone = op.zone
-        self.rules = judge_rules
+        self.judge, self.now = judge, now
 
     @property
     def usable(self) -> bool:
@@ -76,7 +77,7 @@ class FastAssess:
             return None
         if self.zone != zones.UTC:             # as `model._watermark` does
             mark = zones.normalise(mark, self.zone)
-        verdict: rules.Verdict = self.rules(order)
+        verdict: rules.Verdict = self.judge(order, self.now, owned=True)
         data = {"order_id": order["order_id"], "order_number": order["order_number"]}
         fields: dict[str, Any] = {"status": verdict.status, "data": data, "raw": raw}
         if verdict.reason:
@@ -84,6 +85,52 @@ class FastAssess:
         if verdict.hold_until:
             data["hold_until"] = verdict.hold_until
         return key, (str(mark) if mark else None), fields, verdict.order
+
+    def page(self, raws: list, slowly: Callable[[Any], tuple]) -> tuple[list[tuple], list[str]]:
+        """`assess` of each record of a page, in one loop (no call per record but the generated
+        function, the check and the rules): [(key, ledger fields, order, raw record to keep
+        until the send)], with the watermarks of the records decided here, in order. `slowly`
+        (the step-by-step path) decides every other record, and follows their watermarks itself.
+        A pending order's fields hold no raw record (the claim does not store it: the send does)."""
+        function, check, judge, now, utc = self.function, self.check, self.judge, self.now, self.zone == zones.UTC
+        assessed: list[tuple] = []
+        marks: list[str] = []
+        add, mark_ = assessed.append, marks.append
+        for raw in raws:
+            try:
+                key, mark, passes, order = function(raw)
+            except Exception:         # noqa: BLE001 -- any failure: the step-by-step path decides
+                add(slowly(raw))
+                continue
+            if key is None or key == "" or not (passes is True or _holds(passes)) or type(order) is not dict:
+                add(slowly(raw))
+                continue
+            if type(key) is not str:
+                key = str(key)
+            order["key"] = key
+            if not check(order):
+                add(slowly(raw))
+                continue
+            verdict = judge(order, now, owned=True)
+            data = {"order_id": order["order_id"], "order_number": order["order_number"]}
+            if verdict.hold_until:
+                data["hold_until"] = verdict.hold_until
+            if mark:
+                if not utc:
+                    mark = zones.normalise(mark, self.zone)
+                if mark:
+                    mark = data["updated"] = mark if type(mark) is str else str(mark)
+                    mark_(mark)
+            if verdict.status == "pending" and verdict.reason is None:
+                add((key, {"status": "pending", "data": data}, verdict.order, raw))
+                continue
+            fields: dict[str, Any] = {"status": verdict.status, "data": data}
+            if verdict.status != "pending":
+                fields["raw"] = raw
+            if verdict.reason:
+                fields["reason"] = verdict.reason
+            add((key, fields, verdict.order, raw if verdict.status == "pending" else None))
+        return assessed, marks
 
 
 def _holds(result: Any) -> bool:

@@ -42,7 +42,7 @@ from engine.flows.base import Counts, FlowContext
 from engine.http import Page, Request
 from engine.ledger import Entry
 from engine.specs.enrich import Unenriched
-from engine.specs.settings import iso, parse_time
+from engine.specs.settings import canonical_time, iso, parse_time
 
 log = logging.getLogger("syncengine.orders")
 MAX_ATTEMPTS = 10
@@ -60,7 +60,8 @@ class OrdersFlow:
         self.create = ctx.destination.operations["create_order"]
         self.find = ctx.destination.operations.get("find_order")
         self.counts = Counts()
-        self.fast = fused.FastAssess(self.read, self._rules)
+        self.rules = rules.Rules(ctx.integration)
+        self.fast = fused.FastAssess(self.read, self.rules, ctx.now)
         self._watermark: str | None = None
         self._cut = False               # stopped before the read ended: the watermark stays
 
@@ -184,36 +185,51 @@ class OrdersFlow:
 
     # -- intake: from raw records to ledger claims ------------------------------------------
 
-    def intake(self, raws: list) -> list[tuple[str, dict]]:
-        """Assess a page of raw records, claim their keys, return the new deliverable orders."""
-        assessed = [self.assess(raw) for raw in raws]
+    def intake(self, raws: list) -> list[tuple[str, dict, Any]]:
+        """Assess a page of raw records, claim their keys, return the new deliverable orders
+        (key, order, raw record)."""
+        assessed = self.assess_page(raws)
         self.counts.pulled += len(assessed)
         if self.ctx.dry_run:
             return self._dry_intake(assessed)
-        raws: dict[str, Any] = {}                  # kept from the ledger until the send
-        for key, fields, _ in assessed:
-            if fields["status"] == "pending":
-                raws.setdefault(key, fields.pop("raw", None))
-        claimed = self.ctx.ledger.claim_many([(key, fields) for key, fields, _ in assessed])
+        claimed = self.ctx.ledger.claim_many([(key, fields) for key, fields, _, _ in assessed])
         ready = []
-        for (key, fields, order), new in zip(assessed, claimed):
+        for (key, fields, order, raw), new in zip(assessed, claimed):
             if not new:
                 continue
             self.counts.new += 1
             if fields["status"] == "pending":
-                ready.append((key, order, raws[key]))
+                ready.append((key, order, raw))
             else:
                 self.counts.add(fields["status"])
         return ready
 
-    def _dry_intake(self, assessed: list) -> list[tuple[str, dict]]:
+    def _dry_intake(self, assessed: list) -> list[tuple[str, dict, Any]]:
         ledger = self.ctx.ledger
         fresh = [item for item in assessed if ledger is None or ledger.get(item[0]) is None]
         self.counts.new += len(fresh)
-        for _, fields, _ in fresh:
+        for _, fields, _, _ in fresh:
             if fields["status"] != "pending":
                 self.counts.add(fields["status"])
-        return [(key, order, None) for key, fields, order in fresh if fields["status"] == "pending"]
+        return [(key, order, None) for key, fields, order, _ in fresh if fields["status"] == "pending"]
+
+    def assess_page(self, raws: list) -> list[tuple[str, dict, dict | None, Any]]:
+        """`assess` of each record: (key, ledger fields, order or None, raw record kept until
+        the send). A pending order's raw record is not in its fields: the claim does not store
+        it (the send does, with pending -> sending)."""
+        if not self.fast.usable:
+            return [self._kept(*self._assess_slowly(raw), raw) for raw in raws]
+        assessed, marks = self.fast.page(raws, lambda raw: self._kept(*self._assess_slowly(raw), raw))
+        if marks:
+            self._later(_latest(marks))
+        return assessed
+
+    @staticmethod
+    def _kept(key: str, fields: dict, order: dict | None, raw: Any) -> tuple[str, dict, dict | None, Any]:
+        if fields["status"] != "pending":
+            return key, fields, order, None
+        fields.pop("raw", None)
+        return key, fields, order, raw
 
     def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
         """(key, ledger fields, order to deliver or None) for one raw record."""
@@ -225,6 +241,10 @@ class OrdersFlow:
                     self._later(mark)
                     fields["data"]["updated"] = mark
                 return key, fields, order
+        return self._assess_slowly(raw)
+
+    def _assess_slowly(self, raw: Any) -> tuple[str, dict, dict | None]:
+        """`assess`, step by step (the fast path left this record to it)."""
         unenriched = raw if isinstance(raw, Unenriched) else None
         if unenriched is not None:
             raw = unenriched.raw
@@ -254,15 +274,12 @@ class OrdersFlow:
         problems = records.validate("order", order)
         if problems:
             return _fields("quarantined", "invalid order: " + "; ".join(problems[:5]), raw=raw), None
-        verdict = rules.prepare(order, self.ctx.integration, self.ctx.now(), released=released)
+        verdict = self.rules(order, self.ctx.now, released=released, owned=True)
         fields = _fields(verdict.status, verdict.reason, raw=raw,
                          data={"order_id": order["order_id"], "order_number": order["order_number"]})
         if verdict.hold_until:
             fields["data"]["hold_until"] = verdict.hold_until
         return fields, verdict.order
-
-    def _rules(self, order: dict) -> rules.Verdict:
-        return rules.prepare(order, self.ctx.integration, self.ctx.now())
 
     def _track_watermark(self, raw: Any) -> str | None:
         if self.read.watermark is None:
@@ -513,6 +530,18 @@ class OrdersFlow:
 def _released(entry: Entry) -> bool:
     """An operator released this order from its hold (`engine.control.mark_released`)."""
     return bool(entry.data.get("released"))
+
+
+def _latest(marks: list[str]) -> str:
+    """The latest of a page's watermarks: by their text when each is a canonical timestamp
+    (those order as text), else by `writes.later`, one after the other."""
+    if all(map(canonical_time, marks)):
+        return max(marks)
+    best = marks[0]
+    for mark in marks[1:]:
+        if writes.later(mark, best):
+            best = mark
+    return best
 
 
 def _fields(status: str, reason: str | None = None, *, raw: Any = None, data: dict | None = None) -> dict:

@@ -12,6 +12,7 @@ and the hold window. `prepare` turns a mapped canonical order into a verdict:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -32,27 +33,49 @@ def prepare(order: dict[str, Any], integration: Integration, now: datetime, *,
             released: bool = False) -> Verdict:
     """Apply the integration's rules to one canonical order; `released` (an operator released
     it) lets it past every hold: held items stay, an unmapped ship method passes as it is."""
-    start = _iso(integration.start_date)
-    created = order["created_at"]
-    if (created < start if canonical_time(created) else time_before(created, start)) if start \
-            else parse_time(created) < integration.start_date:
-        return Verdict("skipped", order, f"created {order['created_at']}, before start_date {iso(integration.start_date)}")
-    for rule in integration.order_filters:
-        if not rule.holds(order):
-            return Verdict("skipped", order, f"order filter '{rule.name}'")
-    order = dict(order)             # a new top level; lines are rebuilt (kits, SKU map), never changed in place
-    problem = _filter_items(order, integration)
-    if problem and not (released and problem[0] == "held"):
-        return Verdict(problem[0], order, problem[1])
-    order["lines"] = _map_lines(order["lines"], integration)
-    problem = _map_ship_method(order, integration)
-    if problem and not released:
-        return Verdict("held", order, problem)
-    if integration.hold_minutes and not released:
-        until = parse_time(created) + timedelta(minutes=integration.hold_minutes)
-        if until > now:
-            return Verdict("held", order, f"hold window: {integration.hold_minutes:g} minutes", hold_until=iso(until))
-    return Verdict("pending", order)
+    return Rules(integration)(order, lambda: now, released=released)
+
+
+class Rules:
+    """`prepare` for one integration, with what it needs worked out once: the orders flow
+    judges every order of every page through one of these (a hot path: ~2.5 -> ~1 µs an order)."""
+
+    def __init__(self, integration: Integration) -> None:
+        self.integration = integration
+        self.start = _iso(integration.start_date)
+        self.changes = bool(integration.item_filters or integration.kits or integration.sku_map
+                            or integration.ship_method_map)
+
+    def __call__(self, order: dict[str, Any], now: Callable[[], datetime], *, released: bool = False,
+                 owned: bool = False) -> Verdict:
+        """The verdict on `order`; `now` is asked only by a hold window. `owned`: the caller
+        made `order` for this call (a fresh mapping), so a rule that changes it need not copy
+        its top level first."""
+        integration, start = self.integration, self.start
+        created = order["created_at"]
+        if (created < start if canonical_time(created) else time_before(created, start)) if start \
+                else parse_time(created) < integration.start_date:
+            return Verdict("skipped", order, f"created {order['created_at']}, before start_date {iso(integration.start_date)}")
+        for rule in integration.order_filters:
+            if not rule.holds(order):
+                return Verdict("skipped", order, f"order filter '{rule.name}'")
+        if self.changes:
+            if not owned:
+                order = dict(order)     # a new top level; lines are rebuilt (kits, SKU map), never changed in place
+            problem = _filter_items(order, integration)
+            if problem and not (released and problem[0] == "held"):
+                return Verdict(problem[0], order, problem[1])
+            order["lines"] = _map_lines(order["lines"], integration)
+            problem = _map_ship_method(order, integration)
+            if problem and not released:
+                return Verdict("held", order, problem)
+        elif not owned:
+            order = dict(order)         # the caller's order is never the one delivered
+        if integration.hold_minutes and not released:
+            until = parse_time(created) + timedelta(minutes=integration.hold_minutes)
+            if until > now():
+                return Verdict("held", order, f"hold window: {integration.hold_minutes:g} minutes", hold_until=iso(until))
+        return Verdict("pending", order)
 
 
 @functools.lru_cache(maxsize=64)
