@@ -31,12 +31,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 USER, PASSWORD = "ck_bench", "cs_bench"
-READERS = ("plain", "dlt", "airbyte", "engine")     # and "base", with --base
+READERS = ("plain", "dlt", "airbyte", "engine")     # and "base", with --base; "mapped", "claimed" on request
 WHAT = {"plain": "httpx.Client GET + orjson.loads, nothing else",
         "dlt": "dlt rest_api resource iterated (page_number paginator), no destination",
         "airbyte": "Airbyte declarative manifest (DefaultPaginator + PageIncrement), read() messages",
         "engine": "syncengine orders flow: pull, filter, key, ledger claim, map, validate, rules; no-op delivery",
-        "base": "the same, with the engine of --base (another checkout: before/after)"}
+        "base": "the same, with the engine of --base (another checkout: before/after)",
+        "mapped": "plain + the engine's generated function (key, watermark, filter, map) and order check per record",
+        "claimed": "mapped + one bare SQLite claim per page (INSERT OR IGNORE ... RETURNING, synchronous=FULL)"}
 
 
 # -- readers (each runs in its own fresh process) -------------------------------------------------
@@ -123,6 +125,71 @@ def read_airbyte(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str
         return sum(1 for message in source.read(logger, {}, catalog, None) if message.type == Type.RECORD)
 
     return run, _versions("airbyte-cdk")
+
+
+def read_mapped(cart: str, size: int, claim: bool = False) -> tuple[Callable[[], int], dict[str, str]]:
+    """A floor, not a reader: the plain loop plus the per-record work no engine doing this job
+    can skip, with nothing of the engine around it: the engine's own generated function (key,
+    watermark, filter, map of the shipped woocommerce `list_orders`) and its compiled
+    canonical-order check on each record; with `claim`, one SQLite transaction per page
+    inserting each key with a small JSON document, as the ledger's claim does (WAL,
+    synchronous=FULL). What the engine spends beyond `claimed` is its own overhead."""
+    import sqlite3
+    import tempfile
+
+    import httpx
+    import orjson
+    import yaml
+
+    sys.path.insert(0, str(ROOT))
+    from engine import extract, records
+    _untimed_imports()
+
+    data = yaml.safe_load((ROOT / "connectors/carts/woocommerce.yaml").read_text())["operations"]["list_orders"]
+    function = extract.compile_record([data["key"], data["watermark"], data["filter"]], data["map"],
+                                      guard=data["filter"])
+    check = records.fast_check("order")
+    database = sqlite3.connect(Path(tempfile.mkdtemp(prefix="throughput-")) / "claims.db", isolation_level=None)
+    for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                      "CREATE TABLE Entries (rowid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,"
+                      " updated REAL NOT NULL, doc TEXT NOT NULL, raw TEXT)",
+                      "CREATE INDEX Entries_status_updated ON Entries(status, updated)"):
+        database.execute(statement)
+
+    def claim_page(rows: list) -> None:
+        values = ", ".join(["(?, ?, ?, ?, NULL)"] * len(rows))
+        database.execute("BEGIN IMMEDIATE")
+        database.execute(f"INSERT OR IGNORE INTO Entries(key, status, updated, doc, raw) VALUES {values} RETURNING key",
+                         [value for row in rows for value in row]).fetchall()
+        database.execute("COMMIT")
+
+    def run() -> int:
+        count, page = 0, 1
+        with httpx.Client(base_url=cart, auth=(USER, PASSWORD)) as client:
+            while True:
+                response = client.get(ORDERS_PATH, params={"page": page, "per_page": size})
+                response.raise_for_status()
+                rows, now = [], time.time()
+                for raw in orjson.loads(response.content):
+                    key, mark, _, order = function(raw)
+                    order["key"] = key
+                    if not check(order):
+                        raise SystemExit(f"mapped: order {key} does not pass the check")
+                    doc = {"v": 3, "created": now, "data": {"order_id": order["order_id"],
+                                                             "order_number": order["order_number"], "updated": mark}}
+                    rows.append((key, "pending", now, orjson.dumps(doc).decode()))
+                if claim and rows:
+                    claim_page(rows)
+                count += len(rows)
+                if page >= int(response.headers["x-wp-totalpages"]):
+                    return count
+                page += 1
+
+    return run, _versions("httpx", "orjson")
+
+
+def read_claimed(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
+    return read_mapped(cart, size, claim=True)
 
 
 def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
