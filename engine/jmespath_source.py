@@ -40,16 +40,24 @@ class _Source:
         self.count = 0
         self.fields: dict[tuple[str, str], str] = {}   # (var, key) -> name holding var.key, in scope
         self.present: set[str] = set()                 # names known not to be None, in scope
+        self.known: dict[tuple[str, str], str] = {}    # (var, subtree) -> name holding its value, in scope
 
     @contextlib.contextmanager
     def block(self, *present: str) -> Iterator[None]:
-        """A nested block: what it learns (looked-up fields, non-None names) is forgotten after."""
-        fields, known = dict(self.fields), set(self.present)
+        """A nested block: what it learns (looked-up fields, non-None names, computed subtrees) is
+        forgotten after, since the code after it cannot tell whether the block ran."""
+        saved = dict(self.fields), set(self.present), dict(self.known)
         self.present.update(present)
         try:
             yield
         finally:
-            self.fields, self.present = fields, known
+            self.fields, self.present, self.known = saved
+
+    def branch(self, conditional: bool, var: str) -> contextlib.AbstractContextManager:
+        """The block of what is evaluated with `var` not None: a `block` when it is an `else:`
+        branch; when `var` was already known present the code runs unconditionally, so what it
+        learns (a field it looked up) stays known after."""
+        return self.block(var) if conditional else contextlib.nullcontext()
 
     def fresh(self, prefix: str) -> str:
         self.count += 1
@@ -63,15 +71,38 @@ class _Source:
     def define(self, node: Node) -> str:
         """A new top-level function `f<n>(value)` evaluating `node`; its name."""
         name, var, out = self.fresh("f"), self.fresh("v"), []
-        result = self.emit(node, var, out, 1)
+        with self.block():                      # a function of its own: nothing of the caller is in scope
+            self.fields, self.present, self.known = {}, set(), {}
+            result = self.emit(node, var, out, 1)
         self.functions.append(f"def {name}({var}):\n" + "".join(out) + f"    return {result}\n")
         return name
 
     def emit(self, node: Node, var: str, out: list[str], depth: int) -> str:
+        """The name holding `node` of `var`; an identical reusable subtree of the same `var`
+        already computed in scope (a key and a field both `to_string(id)`) is not computed again."""
+        key = (var, repr(node)) if self.reusable(node) else None
+        if key in self.known:
+            return self.known[key]
         method = getattr(self, "_" + node["type"], None)
         if method is None or (node["type"] == "multi_select_dict" and self.compiler.interpreter._dict_cls is not dict):
-            return self.assign(out, depth, f"{self.constant(self.compiler.compile(node))}({var})")
-        return method(node, var, out, depth)
+            result = self.assign(out, depth, f"{self.constant(self.compiler.compile(node))}({var})")
+        else:
+            result = method(node, var, out, depth)
+        if key is not None:
+            self.known[key] = result
+        return result
+
+    def reusable(self, node: Node) -> bool:
+        """Whether a second evaluation of `node` may be the first one's value: every JMESPath node is
+        pure, so what matters is that the value is immutable (a shared list or dict would let a
+        caller that changes one result change the other): a comparison, or a call of one of
+        jmespath's own functions (not overridden) that answer a string, number, boolean or null."""
+        if node["type"] == "comparator":
+            return True
+        if node["type"] != "function_expression" or node["value"] not in _SCALAR_FUNCTIONS:
+            return False
+        method = "_func_" + node["value"]
+        return getattr(type(self.library), method, None) is getattr(jmespath.functions.Functions, method)
 
     def assign(self, out: list[str], depth: int, expression: str) -> str:
         name = self.fresh("x")
@@ -123,7 +154,7 @@ class _Source:
             self.line(out, depth, f"if {var} is None:")
             self.line(out, depth + 1, f"{result} = None")
             self.line(out, depth, "else:")
-        with self.block(var):
+        with self.branch(inside > depth, var):
             for child in node["children"]:
                 inner = child["children"][0] if child["type"] == "key_val_pair" else child
                 items.append(item(child, self.emit(inner, var, out, inside)))
@@ -214,13 +245,18 @@ class _Source:
             self.line(out, depth, f"if {var} is None:")
             self.line(out, depth + 1, f"{result} = _call('join', [{sep}, None])")
             self.line(out, depth, "else:")
-        with self.block(var):
+        with self.branch(inside > depth, var):
             parts = [self.emit(child, var, out, inside) for child in items["children"]]
         checks = [part for part in [sep, *parts] if not isinstance(self.constants.get(part), str)]
         strings = " and ".join(f"type({part}) is str" for part in checks) or "True"
         listed = ", ".join(parts)
         self.line(out, inside, f"{result} = {sep}.join(({listed},)) if {strings} else _call('join', [{sep}, [{listed}]])")
         return result
+
+
+#: jmespath functions whose value is a string, number, boolean or null, never a list or dict
+_SCALAR_FUNCTIONS = frozenset({"abs", "avg", "ceil", "contains", "ends_with", "floor", "join", "length", "max",
+                               "min", "starts_with", "sum", "to_number", "to_string", "type"})
 
 
 def _text_number(text: str, to_number: Callable[[str], Any]) -> Any:
