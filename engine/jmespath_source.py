@@ -206,6 +206,8 @@ class _Source:
             return self._map(node, var, out, depth)
         if spec is not None and name == "join" and len(children) == 2 and children[1]["type"] == "multi_select_list":
             return self._join_list(node, var, out, depth)
+        if spec is not None and name == "sum" and len(children) == 1 and children[0]["type"] == "projection":
+            return self._sum_projection(node, var, out, depth)
         args = [self.emit(child, var, out, depth) for child in children]
         function = self.constant(spec["function"].__get__(self.library)) if spec is not None else None
         if function and name == "to_string" and len(args) == 1:
@@ -235,6 +237,37 @@ class _Source:
         argument = self.constant(self.compiler.compile(expref))
         return self.assign(out, depth, f"[{each}({element}) for {element} in {found}] if type({found}) is list "
                                         f"else _call('map', [{argument}({var}), {found}])")
+
+    def _sum_projection(self, node: Node, var: str, out: list[str], depth: int) -> str:
+        """sum(items[].expr), sum(items[*].expr): one loop adding up what each item gives, with no
+        flattened copy, no list of projected values checked again, no call per item. An item that is
+        a list (which `[]` flattens) or a value that is neither a number nor null stops the loop, and
+        the general code computes the whole again (every node is pure): same values, same errors,
+        in the same order, as the sum of the projection."""
+        projection = node["children"][0]
+        base, each = projection["children"]
+        flatten = base["type"] == "flatten"
+        found = self.emit(base["children"][0] if flatten else base, var, out, depth)
+        result, values, element = self.fresh("x"), self.fresh("x"), self.fresh("e")
+        self.line(out, depth, f"{result} = None")
+        self.line(out, depth, f"if type({found}) is list:")
+        self.line(out, depth + 1, f"{values} = []")
+        self.line(out, depth + 1, f"for {element} in {found}:")
+        if flatten:
+            self.line(out, depth + 2, f"if isinstance({element}, list):")
+            self.line(out, depth + 3, "break")
+        with self.block():
+            value = self.emit(each, element, out, depth + 2)
+        self.line(out, depth + 2, f"if type({value}) is int or type({value}) is float:")
+        self.line(out, depth + 3, f"{values}.append({value})")
+        self.line(out, depth + 2, f"elif {value} is not None:")
+        self.line(out, depth + 3, "break")
+        self.line(out, depth + 1, "else:")
+        self.line(out, depth + 2, f"{result} = sum({values})")
+        self.line(out, depth, f"if {result} is None:")
+        with self.block():
+            self.line(out, depth + 1, f"{result} = _call('sum', [{self._projection(projection, var, out, depth + 1)}])")
+        return result
 
     def _join_list(self, node: Node, var: str, out: list[str], depth: int) -> str:
         """join(sep, [a, b, ...]): no list to build when every item is a string."""

@@ -171,6 +171,14 @@ MORE_EXPRESSIONS = [
     "[join('', [text, 'Z']), id == `42` && {u: join('', [text, 'Z'])}]",
     "[none.[join('', [text, 'Z'])], join('', [text, 'Z'])]", "[billing.last && sum(nums), sum(nums)]",
     "[join(' ', [billing.first, billing.last]), billing.email, none.{a: billing.email}, billing.email]",
+    # sum of a projection: nested lists, nulls, booleans, strings, errors in the items, order of errors
+    "sum(`[1, null, 2.5, [3, 4]]`[])", "sum(`[[1], 2]`[])", "sum(`[1, true]`[])", "sum(`[1, [\"a\"]]`[])",
+    "sum(`[{\"v\": 1}, {\"v\": null}, {}, 3]`[].v)", "sum(`[{\"v\": \"1.5\"}, {\"v\": 2}, {\"v\": \"x\"}]`[].to_number(v))",
+    "sum(`[]`[])", "sum(`[1.5, 2]`[*])", "sum(`[[1.5], 2]`[*])", "sum(`[0.1, 0.2, 0.3]`[])", "sum(text[].x)",
+    "sum(items[*].qty)", "sum(items[].price)", "sum(items[].sum(tags[].length(@)))", "sum(mixed[])", "sum(nested[])",
+    "sum(nested[][])", "sum(`[\"x\", {\"v\": \"a\"}]`[].abs(v))", "sum(`[[1], {\"v\": \"a\"}]`[].abs(v))",
+    "sum(`[1, {\"v\": \"a\"}]`[].abs(v))", "sum(`[{\"v\": \"a\"}, \"s\"]`[*].abs(v))", "sum(obj.*.v)",
+    "{t: sum(items[].qty), n: items[0].qty}", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
 ]
 #: documents the expressions are evaluated on: the record, and what a bad record may be instead
 DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"}]
@@ -290,3 +298,10 @@ def test_a_list_or_object_value_is_not_shared_between_two_places():
     evaluate = extract.compile_source(extract._parse("[nums[*], nums[*], {a: id}, {a: id}]").parsed)
     first, second, third, fourth = evaluate({"nums": [1], "id": 1})
     assert first is not second and third is not fourth
+
+
+def test_a_sum_of_a_projection_is_one_loop_of_the_function():
+    """No flattened copy, no call of the projected expression per item: the item's field is read
+    in the function itself."""
+    main = _generated("sum(items[].to_number(price))").split("\n\n")[-1]
+    assert "get('price')" in main.split("_call('sum'")[0]
