@@ -35,8 +35,7 @@ class _Source:
     def __init__(self, compiler: _Compiler) -> None:
         self.compiler, self.library = compiler, compiler.functions
         self.functions: list[str] = []
-        self.constants: dict[str, Any] = {"_get": _get, "_call": self.library.call_function,
-                                          "_text_number": _text_number}
+        self.constants: dict[str, Any] = {"_get": _get, "_call": self.library.call_function}
         self.count = 0
         self.fields: dict[tuple[str, str], str] = {}   # (var, key) -> name holding var.key, in scope
         self.present: set[str] = set()                 # names known not to be None, in scope
@@ -168,7 +167,9 @@ class _Source:
             return self.assign(out, depth, f"{self.constant(self.compiler.compile(node))}({var})")
         left, right = [self.emit(child, var, out, depth) for child in node["children"]]
         negate = "not " if node["value"] == "ne" else ""
-        return self.assign(out, depth, f"{negate}({left} == {right} if type({left}) is str and type({right}) is str "
+        strings = " and ".join(f"type({side}) is str" for side in (left, right)
+                               if not isinstance(self.constants.get(side), str)) or "True"
+        return self.assign(out, depth, f"{negate}({left} == {right} if {strings} "
                                         f"else {self.constant(_equals)}({left}, {right}))")
 
     def _or_expression(self, node: Node, var: str, out: list[str], depth: int) -> str:
@@ -214,9 +215,7 @@ class _Source:
             (a,) = args
             return self.assign(out, depth, f"{a} if type({a}) is str else str({a}) if type({a}) is int else {function}({a})")
         if function and name == "to_number" and len(args) == 1:
-            (a,) = args
-            return self.assign(out, depth, f"{a} if type({a}) is int or type({a}) is float else "
-                                            f"_text_number({a}, {function}) if type({a}) is str else {function}({a})")
+            return self._to_number(args[0], function, out, depth)
         if function and name == "not_null" and len(args) == 2:
             return self.assign(out, depth, f"{function}({args[0]}, {args[1]})")
         if function and name == "join" and len(args) == 2:
@@ -228,6 +227,21 @@ class _Source:
             return self.assign(out, depth, f"sum({items}) if type({items}) is list and all(type(i) is int or "
                                             f"type(i) is float for i in {items}) else _call('sum', [{items}])")
         return self.assign(out, depth, f"_call({name!r}, [{', '.join(args)}])")
+
+    def _to_number(self, a: str, function: str, out: list[str], depth: int) -> str:
+        """to_number(a): jmespath's int(), else float(), else null, with no call for a decimal text
+        (the usual price): int() refuses every text containing '.', so such a text is float() or
+        null ('1.5', ' 1.5 ', '1_0.5', '1.5e3', '١.٥' alike); any other text, and any other type, is
+        jmespath's function."""
+        result = self.fresh("x")
+        self.line(out, depth, f"if type({a}) is str and '.' in {a}:")
+        self.line(out, depth + 1, "try:")
+        self.line(out, depth + 2, f"{result} = float({a})")
+        self.line(out, depth + 1, "except ValueError:")
+        self.line(out, depth + 2, f"{result} = None")
+        self.line(out, depth, "else:")
+        self.line(out, depth + 1, f"{result} = {a} if type({a}) is int or type({a}) is float else {function}({a})")
+        return result
 
     def _map(self, node: Node, var: str, out: list[str], depth: int) -> str:
         """map(&expr, items): the body is its own function; anything but a list goes to jmespath."""
@@ -290,17 +304,6 @@ class _Source:
 #: jmespath functions whose value is a string, number, boolean or null, never a list or dict
 _SCALAR_FUNCTIONS = frozenset({"abs", "avg", "ceil", "contains", "ends_with", "floor", "join", "length", "max",
                                "min", "starts_with", "sum", "to_number", "to_string", "type"})
-
-
-def _text_number(text: str, to_number: Callable[[str], Any]) -> Any:
-    """jmespath's to_number of a string (int(), else float(), else null) without paying for
-    int()'s ValueError on a decimal: int() refuses every text containing '.'."""
-    if "." not in text:
-        return to_number(text)
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _falsy(name: str) -> str:

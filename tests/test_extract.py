@@ -178,6 +178,10 @@ MORE_EXPRESSIONS = [
     "sum(items[*].qty)", "sum(items[].price)", "sum(items[].sum(tags[].length(@)))", "sum(mixed[])", "sum(nested[])",
     "sum(nested[][])", "sum(`[\"x\", {\"v\": \"a\"}]`[].abs(v))", "sum(`[[1], {\"v\": \"a\"}]`[].abs(v))",
     "sum(`[1, {\"v\": \"a\"}]`[].abs(v))", "sum(`[{\"v\": \"a\"}, \"s\"]`[*].abs(v))", "sum(obj.*.v)",
+    "to_number(' 12.5 ')", "to_number('1_0.5')", "to_number('٣.٥')", "to_number('٣')", "to_number('inf')",
+    "to_number('-inf.')", "to_number('1.')", "to_number('1e3.0')", "to_number('.')", "to_number('1.5e3')",
+    "to_number('+1.5')", "to_number('1.5\\n')", "to_number('')", "to_number('1__0.5')", "to_number(billing)",
+    "text == 'abc' && 'abc' == text", "id == 'x'", "'x' != none", "'a' == 'a'", "`1` == 'a'",
     "{t: sum(items[].qty), n: items[0].qty}", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
 ]
 #: documents the expressions are evaluated on: the record, and what a bad record may be instead
@@ -305,3 +309,8 @@ def test_a_sum_of_a_projection_is_one_loop_of_the_function():
     in the function itself."""
     main = _generated("sum(items[].to_number(price))").split("\n\n")[-1]
     assert "get('price')" in main.split("_call('sum'")[0]
+
+
+def test_to_number_of_a_decimal_text_and_a_comparison_with_a_text_are_inline():
+    """A price text is float() in the function itself; a text constant is not asked its type."""
+    assert "float(" in _generated("to_number(p)") and "type(c" not in _generated("s == 'p'")
