@@ -244,13 +244,19 @@ class _Source:
         return result
 
     def _map(self, node: Node, var: str, out: list[str], depth: int) -> str:
-        """map(&expr, items): the body is its own function; anything but a list goes to jmespath."""
+        """map(&expr, items): a loop in the function itself (no call per item, no comprehension's
+        own frame) appending each item's value, null too; anything but a list goes to jmespath."""
         expref, items = node["children"]
-        each = self.define(expref["children"][0])
-        found, element = self.emit(items, var, out, depth), self.fresh("e")
+        found, result, element = self.emit(items, var, out, depth), self.fresh("x"), self.fresh("e")
         argument = self.constant(self.compiler.compile(expref))
-        return self.assign(out, depth, f"[{each}({element}) for {element} in {found}] if type({found}) is list "
-                                        f"else _call('map', [{argument}({var}), {found}])")
+        self.line(out, depth, f"if type({found}) is list:")
+        self.line(out, depth + 1, f"{result} = []")
+        self.line(out, depth + 1, f"for {element} in {found}:")
+        with self.block():
+            self.line(out, depth + 2, f"{result}.append({self.emit(expref['children'][0], element, out, depth + 2)})")
+        self.line(out, depth, "else:")
+        self.line(out, depth + 1, f"{result} = _call('map', [{argument}({var}), {found}])")
+        return result
 
     def _sum_projection(self, node: Node, var: str, out: list[str], depth: int) -> str:
         """sum(items[].expr), sum(items[*].expr): one loop adding up what each item gives, with no

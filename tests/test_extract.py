@@ -182,7 +182,10 @@ MORE_EXPRESSIONS = [
     "to_number('-inf.')", "to_number('1.')", "to_number('1e3.0')", "to_number('.')", "to_number('1.5e3')",
     "to_number('+1.5')", "to_number('1.5\\n')", "to_number('')", "to_number('1__0.5')", "to_number(billing)",
     "text == 'abc' && 'abc' == text", "id == 'x'", "'x' != none", "'a' == 'a'", "`1` == 'a'",
-    "{t: sum(items[].qty), n: items[0].qty}", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
+    "{t: sum(items[].qty), n: items[0].qty}",
+    "map(&sum(tags[].length(@)), items)", "map(&map(&@, tags), items)", "map(&[sku, sku], items)",
+    "map(&@, `[null, 1]`)", "map(&to_string(qty), `[1, null, \"a\", {\"qty\": 2}]`)", "map(&abs(@), `[1, \"a\"]`)",
+    "[map(&to_string(@), nums), to_string(@), map(&to_string(@), nums)]", "map(&sku || qty, items || `[]`)", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
 ]
 #: documents the expressions are evaluated on: the record, and what a bad record may be instead
 DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"}]
@@ -314,3 +317,8 @@ def test_a_sum_of_a_projection_is_one_loop_of_the_function():
 def test_to_number_of_a_decimal_text_and_a_comparison_with_a_text_are_inline():
     """A price text is float() in the function itself; a text constant is not asked its type."""
     assert "float(" in _generated("to_number(p)") and "type(c" not in _generated("s == 'p'")
+
+
+def test_map_is_a_loop_of_the_function():
+    """No call of the mapped expression per item: the item's field is read in the function itself."""
+    assert "get('sku')" in _generated("map(&sku, items)").split("\n\n")[-1]
