@@ -3,7 +3,9 @@
 `compile_source` writes the parsed AST of an expression as the source of one Python function (a
 whole `map:` becomes straight-line code building one dict, as `records.py` does for a schema),
 with exactly the results and errors of jmespath's TreeInterpreter. A node type it does not know
-becomes a closure from `engine.jmespath_compile` that the generated code calls.
+becomes a closure from `engine.jmespath_compile` that the generated code calls. What a scope has
+certainly computed (a field looked up, an identical pure subtree of the same value) is not
+computed again there; what a branch that may not have run computed is forgotten after it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import jmespath
 from engine.jmespath_compile import Evaluate, Node, _Compiler, _equals, _get
 
 # Measured on the shipped cart maps (bench orders of ~1.25 KB): closures ~27 us an order, one
-# generated function ~9 us (no call per node, no dict comprehension per object).
+# generated function ~9 us (no call per node, no dict comprehension per object). A cart's
+# list_orders record (key, watermark, filter and map fused): ~6.9 us, from ~8.0 measured the same
+# day (min of runs), with an identical pure subtree computed once, fields kept after unconditional
+# blocks, sum(a[].b) and map(&e, a) as loops in the function, to_number of a decimal text inline.
 
 def compile_source(node: Node, options: jmespath.Options) -> Evaluate:
     """What `compile_ast(node, options)` computes, as one generated Python function (plus one per `&expr`
