@@ -165,6 +165,27 @@ MORE_EXPRESSIONS = [
     "{a: items[0].sku, b: items[0].qty, c: items[1].sku}", "[billing.first, [billing.last, id]]",
     "{a: `{\"k\": 1}`.k, b: `{\"k\": 2}`.k}", "items[-4]", "nums[-1]", "@ | @.id",
     "{a: obj.*.v, b: items[?qty > `0`].sku}",
+    # a subtree computed twice, or first in a branch that may not have run
+    "[to_string(id), {a: to_string(id), b: id == `42`, c: id == `42`}]", "[text || to_string(id), to_string(id)]",
+    "[none || to_string(id), to_string(id)]", "[none.{a: to_string(id)}, to_string(id)]",
+    "[join('', [text, 'Z']), id == `42` && {u: join('', [text, 'Z'])}]",
+    "[none.[join('', [text, 'Z'])], join('', [text, 'Z'])]", "[billing.last && sum(nums), sum(nums)]",
+    "[join(' ', [billing.first, billing.last]), billing.email, none.{a: billing.email}, billing.email]",
+    # sum of a projection: nested lists, nulls, booleans, strings, errors in the items, order of errors
+    "sum(`[1, null, 2.5, [3, 4]]`[])", "sum(`[[1], 2]`[])", "sum(`[1, true]`[])", "sum(`[1, [\"a\"]]`[])",
+    "sum(`[{\"v\": 1}, {\"v\": null}, {}, 3]`[].v)", "sum(`[{\"v\": \"1.5\"}, {\"v\": 2}, {\"v\": \"x\"}]`[].to_number(v))",
+    "sum(`[]`[])", "sum(`[1.5, 2]`[*])", "sum(`[[1.5], 2]`[*])", "sum(`[0.1, 0.2, 0.3]`[])", "sum(text[].x)",
+    "sum(items[*].qty)", "sum(items[].price)", "sum(items[].sum(tags[].length(@)))", "sum(mixed[])", "sum(nested[])",
+    "sum(nested[][])", "sum(`[\"x\", {\"v\": \"a\"}]`[].abs(v))", "sum(`[[1], {\"v\": \"a\"}]`[].abs(v))",
+    "sum(`[1, {\"v\": \"a\"}]`[].abs(v))", "sum(`[{\"v\": \"a\"}, \"s\"]`[*].abs(v))", "sum(obj.*.v)",
+    "to_number(' 12.5 ')", "to_number('1_0.5')", "to_number('٣.٥')", "to_number('٣')", "to_number('inf')",
+    "to_number('-inf.')", "to_number('1.')", "to_number('1e3.0')", "to_number('.')", "to_number('1.5e3')",
+    "to_number('+1.5')", "to_number('1.5\\n')", "to_number('')", "to_number('1__0.5')", "to_number(billing)",
+    "text == 'abc' && 'abc' == text", "id == 'x'", "'x' != none", "'a' == 'a'", "`1` == 'a'",
+    "{t: sum(items[].qty), n: items[0].qty}",
+    "map(&sum(tags[].length(@)), items)", "map(&map(&@, tags), items)", "map(&[sku, sku], items)",
+    "map(&@, `[null, 1]`)", "map(&to_string(qty), `[1, null, \"a\", {\"qty\": 2}]`)", "map(&abs(@), `[1, \"a\"]`)",
+    "[map(&to_string(@), nums), to_string(@), map(&to_string(@), nums)]", "map(&sku || qty, items || `[]`)", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
 ]
 #: documents the expressions are evaluated on: the record, and what a bad record may be instead
 DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"}]
@@ -227,3 +248,77 @@ def test_connector_maps_match_interpreter(spec):
                     mapping(record)
                 continue
             assert mapping(record) == expected
+
+
+class _CountingDict(dict):
+    """A record that counts its lookups (the generated code reads a dict subclass through `.get`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key, default=None):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def _generated(expression: str) -> str:
+    """The source `compile_source` writes for `expression`."""
+    import jmespath
+
+    from engine import jmespath_compile, jmespath_source
+    source = jmespath_source._Source(jmespath_compile._Compiler(extract.OPTIONS))
+    source.define(jmespath.compile(expression).parsed)
+    return "\n\n".join(source.functions)
+
+
+def test_a_field_read_by_an_unconditional_join_or_object_is_not_read_again():
+    """What a `join(s, [...])` or an object of a value known present looked up stays known after it."""
+    record = _CountingDict(ship=_CountingDict(first="Ana", last="Lee", city="Oslo"))
+    evaluate = extract.compile_source(extract._parse(
+        "{o: {n: join(' ', [ship.first, ship.last]), c: ship.city}, t: {c: ship.city}}").parsed)
+    assert evaluate(record) == {"o": {"n": "Ana Lee", "c": "Oslo"}, "t": {"c": "Oslo"}}
+    assert record.reads == {"ship": 1} and record["ship"].reads == {"first": 1, "last": 1, "city": 1}
+
+
+def test_a_field_first_read_in_a_branch_is_read_again_after_it():
+    record = _CountingDict(a="x", b=_CountingDict(c=1))
+    evaluate = extract.compile_source(extract._parse("[a || b.c, b.c]").parsed)
+    assert evaluate(record) == ["x", 1] and record.reads == {"a": 1, "b": 1}
+
+
+def test_an_identical_pure_subtree_is_computed_once():
+    """A key and a field both `to_string(id)`, a watermark and a field both the same join, a filter
+    and its guard: one computation each, also when the second is inside the guarded object."""
+    text = _generated("[to_string(id), join('', [d, 'Z']), s == 'p', (s == 'p') && {o: to_string(id), "
+                      "u: join('', [d, 'Z'])}]")
+    assert text.count("str(") == 1 and text.count(".join(") == 1 and text.count("_equals") + text.count(" == c") == 1
+
+
+def test_a_subtree_first_computed_in_a_branch_is_computed_again_after_it():
+    text = _generated("[a || to_string(id), to_string(id)]")
+    assert text.count("str(") == 2
+
+
+def test_a_list_or_object_value_is_not_shared_between_two_places():
+    """A computed list is a new list each time, as jmespath makes it: changing one changes no other."""
+    evaluate = extract.compile_source(extract._parse("[nums[*], nums[*], {a: id}, {a: id}]").parsed)
+    first, second, third, fourth = evaluate({"nums": [1], "id": 1})
+    assert first is not second and third is not fourth
+
+
+def test_a_sum_of_a_projection_is_one_loop_of_the_function():
+    """No flattened copy, no call of the projected expression per item: the item's field is read
+    in the function itself."""
+    main = _generated("sum(items[].to_number(price))").split("\n\n")[-1]
+    assert "get('price')" in main.split("_call('sum'")[0]
+
+
+def test_to_number_of_a_decimal_text_and_a_comparison_with_a_text_are_inline():
+    """A price text is float() in the function itself; a text constant is not asked its type."""
+    assert "float(" in _generated("to_number(p)") and "type(c" not in _generated("s == 'p'")
+
+
+def test_map_is_a_loop_of_the_function():
+    """No call of the mapped expression per item: the item's field is read in the function itself."""
+    assert "get('sku')" in _generated("map(&sku, items)").split("\n\n")[-1]
