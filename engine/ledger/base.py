@@ -198,12 +198,17 @@ def _new_row(key: str, fields: Mapping[str, Any], now: float) -> tuple[str, str,
     doc: dict[str, Any] = {"v": FORMAT_VERSION, "created": now}
     if status == "sending":
         doc["attempts"] = 1
+    raw = None
     for name, value in fields.items():         # `_merge` into a fresh document, spelled out
-        if name not in FIELDS:                 # (a claim per order is a hot path)
-            if name != "status":
-                _merge(doc, status, {name: value}, key)     # raises: unknown field
-        elif value is not None and name != "raw" and (value or name != "data"):
-            doc[name] = value
-    raw = fields.get("raw")
+        if name == "data":                     # (a claim per order is a hot path)
+            if value:
+                doc["data"] = value
+        elif name == "raw":
+            raw = value
+        elif name in FIELDS:
+            if value is not None:
+                doc[name] = value
+        elif name != "status":
+            _merge(doc, status, {name: value}, key)     # raises: unknown field
     raw_text = _dumps(raw, key) if raw is not None and status in KEEPS_RAW else None
     return _text(key), status, now, _dumps(doc, key), raw_text

@@ -81,9 +81,12 @@ class DiskLedger:
             rows = [self._masked_row(row, fields) for row, (_, fields) in zip(rows, items)]
         with self.batch(), self._guard("claim"):
             won = self._insert(rows)
-        seen: set[str] = set()
+        keys = [row[0] for row in rows]
+        if len(set(keys)) == len(keys):
+            return [key in won for key in keys]
+        seen: set[str] = set()                     # a key repeated within the page
         claimed = []
-        for key, *_ in rows:
+        for key in keys:
             claimed.append(key in won and key not in seen)
             seen.add(key)
         return claimed
