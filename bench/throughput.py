@@ -3,6 +3,7 @@ CDK and a plain httpx loop, on the same paged server, each in a fresh process.
 
     python bench/throughput.py [--orders 50000] [--page-size 250] [--repeat 1]
                                [--peer-python /work/benchenv/bin/python] [--only plain,dlt,airbyte,engine]
+                               [--only plain,mapped,claimed,engine]     # the floors (see read_mapped)
 
 A script to run and read, not a test (see bench/README.md, "throughput.py"). The cart of
 `bench/server.py` runs in its own process (page-number paging, `?page=N&per_page=P`, Basic
