@@ -14,7 +14,7 @@ import pytest
 
 from engine.errors import ForeignHostError, HTTPError, StatusError, TransportError
 from engine.http import NOTHING, HttpClient, RateLimit, Redactor, Request, RetryPolicy
-from engine.http import build_paginator, build_retry, recorded_waits
+from engine.http import build_paginator, build_retry, models, recorded_waits
 
 pytestmark = pytest.mark.usefixtures("http_testing")
 
@@ -125,6 +125,18 @@ def test_answer_body_is_parsed_from_the_decoded_text(content, content_type, body
     """Bytes orjson refuses or that are not UTF-8 are decoded (bad bytes replaced), then parsed."""
     answer = send(sequence(httpx.Response(200, content=content, headers={"Content-Type": content_type})))
     assert (answer.body, answer.text) == (body, text)
+
+
+@pytest.mark.parametrize("content_type", [
+    None, "application/json", "application/json; charset=UTF-8", 'text/plain; charset="ISO-8859-1"',
+    "application/json;charset=klingon", "application/json; charset=", "application/json; Charset=Latin-1"])
+def test_answer_charset_is_read_as_httpx_reads_it(content_type):
+    """The charset of a Content-Type, worked out once per value, is what httpx says."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = httpx.Response(200, headers=headers)
+    assert models._charset(response.headers.get("content-type")) == response.charset_encoding
+    assert models._charset(response.headers.get("content-type")) == response.charset_encoding  # cached
+
 
 def test_request_helpers_make_new_requests():
     """with_params, with_variable and replace return changed copies, leaving the original."""

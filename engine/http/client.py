@@ -81,7 +81,8 @@ class HttpClient:
         self.limits = limits or Limits(deadline=timeout * 4)
         self._auth, self._secrets, self._log = auth, tuple(secrets), log
         self.breaker = Breaker(_origin(self.base_url), down_after)
-        self._host = "{}:{}".format(*endpoint(self.base_url))          # metrics label (`observe`)
+        self._endpoint = endpoint(self.base_url)     # (host, port) every request must go to
+        self._host = "{}:{}".format(*self._endpoint)                    # metrics label (`observe`)
         self._pacer = Pacer(bucket_for(_origin(self.base_url), rate_limit), pacing,
                             self.retry.max_throttle_wait) if rate_limit or pacing else None
         self._concurrency = concurrency
@@ -413,12 +414,14 @@ class HttpClient:
 
     def _check_host(self, url: str | httpx.URL, what: str) -> None:
         """Refuse a URL whose origin (scheme, host and port) is not the base URL's: the same
-        host on another port, or over another scheme, is another server."""
-        url = httpx.URL(url)
+        host on another port, or over another scheme, is another server. (A request's URL,
+        already an httpx.URL, is not copied: this runs for every request.)"""
+        if not isinstance(url, httpx.URL):
+            url = httpx.URL(url)
         if not url.is_absolute_url:
             return
         base = self.base_url
-        if url.scheme != base.scheme or endpoint(url) != endpoint(base):
+        if url.scheme != base.scheme or endpoint(url) != self._endpoint:
             raise ForeignHostError(self._mask(
                 f"refused {what} to {self._redact().url(str(url))}: only {base.scheme}://"
                 f"{base.host}:{endpoint(base)[1]} may receive this client's credentials"))
