@@ -17,7 +17,7 @@ import diskcache
 
 from engine.errors import LedgerError
 from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, Entry, _before, _check_status,
-                                _clean, _dumps, _instant, _loads, _make, _merge, _new_row, _now, _text)
+                                _clean, _dumps, _holds, _instant, _loads, _make, _merge, _new_row, _now, _text)
 
 _PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -56,6 +56,7 @@ class DiskLedger:
             raise LedgerError("integration name is not usable as a ledger name",
                               integration=integration)
         self.integration, self._fsync, self._mask = integration, fsync, mask
+        self._holds = _holds(mask)
         self.path = Path(directory) / integration
         with self._guard("open"):
             self._cache = _open_cache(self.path, fsync)
@@ -95,7 +96,7 @@ class DiskLedger:
         """Whether any document or raw record of `rows` holds a secret: one scan of the page's
         text (joined by NUL, which no secret holds) instead of one per row."""
         text = "\0".join(part for _, _, _, doc, raw in rows for part in (doc, raw or ""))
-        return self._mask(text) != text
+        return self._holds(text)
 
     def _masked_row(self, row: tuple[str, str, float, str, str | None],
                     fields: Mapping[str, Any]) -> tuple[str, str, float, str, str | None]:
