@@ -123,6 +123,18 @@ def test_claim_many_reports_each_key_in_order(ledger: Ledger) -> None:
     assert ledger.get("c").data == {"n": 3} and ledger.get("c").status == "pending"
 
 
+def test_claim_many_stores_no_raw_record_as_null(tmp_path: Path) -> None:
+    """A claimed page mixing rows with and without a raw record stores NULL for the missing
+    ones (what `release_unsent` looks for), and each raw record as its JSON, empty ones too."""
+    with DiskLedger(tmp_path, "shop", fsync=False) as ledger:
+        ledger.claim_many([("a", {}), ("b", {"status": "held", "raw": ""}),
+                           ("c", {"status": "skipped", "raw": {}}), ("d", {"raw": {"n": 1}})])
+        rows = dict(ledger._sql("SELECT key, raw FROM Entries", ()).fetchall())
+        assert rows == {"a": None, "b": '""', "c": None, "d": '{"n":1}'}     # skipped keeps none
+        assert ledger.get("b").raw == "" and ledger.get("d").raw == {"n": 1}
+        assert ledger.release_unsent() == 1 and ledger.get("a") is None and ledger.get("d")
+
+
 def test_claim_many_is_one_transaction(ledger: Ledger) -> None:
     """A bad item in a page rolls back the whole page's claims."""
     with pytest.raises(LedgerError):
