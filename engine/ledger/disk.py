@@ -82,6 +82,8 @@ class DiskLedger:
             rows = [self._masked_row(row, fields) for row, (_, fields) in zip(rows, items)]
         with self.batch(), self._guard("claim"):
             won = self._insert(rows)
+        if len(won) == len(rows):                  # every item won: so no key was repeated
+            return [True] * len(rows)
         keys = [row[0] for row in rows]
         if len(set(keys)) == len(keys):
             return [key in won for key in keys]
@@ -95,7 +97,7 @@ class DiskLedger:
     def _holds_secret(self, rows: list[tuple[str, str, float, str, str | None]]) -> bool:
         """Whether any document or raw record of `rows` holds a secret: one scan of the page's
         text (joined by NUL, which no secret holds) instead of one per row."""
-        text = "\0".join(part for _, _, _, doc, raw in rows for part in (doc, raw or ""))
+        text = "\0".join([row[3] for row in rows] + [row[4] for row in rows if row[4] is not None])
         return self._holds(text)
 
     def _masked_row(self, row: tuple[str, str, float, str, str | None],
