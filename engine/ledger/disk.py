@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,8 @@ class DiskLedger:
         for start in range(0, len(rows), size):
             chunk = rows[start:start + size]
             sql = _CLAIM + _CLAIM_ROW * (len(chunk) - 1) + " RETURNING key"
-            args = [value for key, status, now, doc, raw in chunk for value in (key, status, now, doc, raw or "")]
+            args = list(chain.from_iterable(chunk))
+            args[4::5] = [raw or "" for raw in args[4::5]]                # NULLIF: "" is no raw record
             won.update(key for key, in self._sql(sql, args))
         return won
 
