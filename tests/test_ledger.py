@@ -123,6 +123,44 @@ def test_claim_many_reports_each_key_in_order(ledger: Ledger) -> None:
     assert ledger.get("c").data == {"n": 3} and ledger.get("c").status == "pending"
 
 
+def test_claim_many_stores_no_raw_record_as_null(tmp_path: Path) -> None:
+    """A claimed page mixing rows with and without a raw record stores NULL for the missing
+    ones (what `release_unsent` looks for), and each raw record as its JSON, empty ones too."""
+    with DiskLedger(tmp_path, "shop", fsync=False) as ledger:
+        ledger.claim_many([("a", {}), ("b", {"status": "held", "raw": ""}),
+                           ("c", {"status": "skipped", "raw": {}}), ("d", {"raw": {"n": 1}})])
+        rows = dict(ledger._sql("SELECT key, raw FROM Entries", ()).fetchall())
+        assert rows == {"a": None, "b": '""', "c": None, "d": '{"n":1}'}     # skipped keeps none
+        assert ledger.get("b").raw == "" and ledger.get("d").raw == {"n": 1}
+        assert ledger.release_unsent() == 1 and ledger.get("a") is None and ledger.get("d")
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"status": "pending", "data": {"order_id": "1"}}, {"data": {}}, {"data": None},
+    {"status": "sending", "data": {"n": 1}, "raw": {"id": 1}}, {"status": "skipped", "reason": "old", "raw": [1]},
+    {"reason": "why", "data": {"n": 2}, "destination_id": None, "last_error": "boom", "raw": None},
+    {"status": "held", "raw": "", "destination_id": "D-1", "data": {"n": [1, 2]}},
+], ids=lambda fields: ",".join(fields) or "none")
+def test_a_new_row_is_the_merge_of_its_fields_into_a_fresh_document(fields: dict) -> None:
+    """`_new_row`'s spelled-out merge stores what `_merge` into a fresh document would."""
+    from engine.ledger.base import KEEPS_RAW, _merge, _new_row
+    status = fields.get("status", "pending")
+    doc = {"v": 3, "created": 5.0, **({"attempts": 1} if status == "sending" else {})}
+    _merge(doc, status, {k: v for k, v in fields.items() if k not in ("status", "raw")}, "k")
+    raw = fields.get("raw") if status in KEEPS_RAW else None
+    key, got_status, now, doc_text, raw_text = _new_row("k", fields, 5.0)
+    assert (key, got_status, now, json.loads(doc_text)) == ("k", status, 5.0, doc)
+    assert raw_text == (None if raw is None else json.dumps(raw, separators=(",", ":")))
+
+
+def test_a_new_row_refuses_unknown_fields_statuses_and_keys() -> None:
+    from engine.ledger.base import _new_row
+    for key, fields in [("k", {"colour": "red"}), ("k", {"status": "lost"}), (7, {}),
+                        ("k", {"data": {"bad": object()}}), ("k", {"raw": {1j: 1}})]:
+        with pytest.raises(LedgerError):
+            _new_row(key, fields, 5.0)
+
+
 def test_claim_many_is_one_transaction(ledger: Ledger) -> None:
     """A bad item in a page rolls back the whole page's claims."""
     with pytest.raises(LedgerError):

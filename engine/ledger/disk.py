@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import diskcache
 
 from engine.errors import LedgerError
 from engine.ledger.base import (FORMAT_VERSION, KEEPS_RAW, RELEASABLE, RUNS_KEPT, Entry, _before, _check_status,
-                                _clean, _dumps, _instant, _loads, _make, _merge, _new_row, _now, _text)
+                                _clean, _dumps, _holds, _instant, _loads, _make, _merge, _new_row, _now, _text)
 
 _PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -56,6 +57,7 @@ class DiskLedger:
             raise LedgerError("integration name is not usable as a ledger name",
                               integration=integration)
         self.integration, self._fsync, self._mask = integration, fsync, mask
+        self._holds = _holds(mask)
         self.path = Path(directory) / integration
         with self._guard("open"):
             self._cache = _open_cache(self.path, fsync)
@@ -81,6 +83,8 @@ class DiskLedger:
             rows = [self._masked_row(row, fields) for row, (_, fields) in zip(rows, items)]
         with self.batch(), self._guard("claim"):
             won = self._insert(rows)
+        if len(won) == len(rows):                  # every item won: so no key was repeated
+            return [True] * len(rows)
         keys = [row[0] for row in rows]
         if len(set(keys)) == len(keys):
             return [key in won for key in keys]
@@ -94,8 +98,8 @@ class DiskLedger:
     def _holds_secret(self, rows: list[tuple[str, str, float, str, str | None]]) -> bool:
         """Whether any document or raw record of `rows` holds a secret: one scan of the page's
         text (joined by NUL, which no secret holds) instead of one per row."""
-        text = "\0".join(part for _, _, _, doc, raw in rows for part in (doc, raw or ""))
-        return self._mask(text) != text
+        text = "\0".join([row[3] for row in rows] + [row[4] for row in rows if row[4] is not None])
+        return self._holds(text)
 
     def _masked_row(self, row: tuple[str, str, float, str, str | None],
                     fields: Mapping[str, Any]) -> tuple[str, str, float, str, str | None]:
@@ -116,8 +120,10 @@ class DiskLedger:
         size = self._cache._con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS)
         for start in range(0, len(rows), size):
             chunk = rows[start:start + size]
-            sql = _INSERT + ", (?, ?, ?, ?, ?)" * (len(chunk) - 1) + " RETURNING key"
-            won.update(row[0] for row in self._sql(sql, [value for row in chunk for value in row]))
+            sql = _CLAIM + _CLAIM_ROW * (len(chunk) - 1) + " RETURNING key"
+            args = list(chain.from_iterable(chunk))
+            args[4::5] = [raw or "" for raw in args[4::5]]                # NULLIF: "" is no raw record
+            won.update(key for key, in self._sql(sql, args))
         return won
 
     def get(self, key: str) -> Entry | None:
@@ -391,6 +397,10 @@ class DiskLedger:
 _COLUMNS = ("key", "status", "updated", "doc", "raw")
 _ENTRY = "key, status, updated, doc, raw"
 _INSERT = "INSERT OR IGNORE INTO Entries(key, status, updated, doc, raw) VALUES (?, ?, ?, ?, ?)"
+#: A claim binds "" for a missing raw record (a raw record is JSON text, never ""): sqlite3
+#: binds text at once but looks for adapters on None (~3 k instructions a row).
+_CLAIM = _INSERT.replace("?)", "NULLIF(?, ''))")
+_CLAIM_ROW = ", (?, ?, ?, ?, NULLIF(?, ''))"
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35)     # INSERT ... RETURNING
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS Entries (rowid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
