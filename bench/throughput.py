@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -50,17 +50,22 @@ def read_plain(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]
     _untimed_imports()
 
     def run() -> int:
-        count, page = 0, 1
-        with httpx.Client(base_url=cart, auth=(USER, PASSWORD)) as client:
-            while True:
-                response = client.get(ORDERS_PATH, params={"page": page, "per_page": size})
-                response.raise_for_status()
-                count += len(orjson.loads(response.content))
-                if page >= int(response.headers["x-wp-totalpages"]):
-                    return count
-                page += 1
+        return sum(len(orjson.loads(content)) for content in _plain_pages(httpx, cart, size))
 
     return run, _versions("httpx", "orjson")
+
+
+def _plain_pages(httpx: Any, cart: str, size: int) -> Iterator[bytes]:
+    """The body of each page, one GET after the other with `httpx.Client`, until X-WP-TotalPages."""
+    page = 1
+    with httpx.Client(base_url=cart, auth=(USER, PASSWORD)) as client:
+        while True:
+            response = client.get(ORDERS_PATH, params={"page": page, "per_page": size})
+            response.raise_for_status()
+            yield response.content
+            if page >= int(response.headers["x-wp-totalpages"]):
+                return
+            page += 1
 
 
 def read_dlt(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
@@ -165,26 +170,21 @@ def read_mapped(cart: str, size: int, claim: bool = False) -> tuple[Callable[[],
         database.execute("COMMIT")
 
     def run() -> int:
-        count, page = 0, 1
-        with httpx.Client(base_url=cart, auth=(USER, PASSWORD)) as client:
-            while True:
-                response = client.get(ORDERS_PATH, params={"page": page, "per_page": size})
-                response.raise_for_status()
-                rows, now = [], time.time()
-                for raw in orjson.loads(response.content):
-                    key, mark, _, order = function(raw)
-                    order["key"] = key
-                    if not check(order):
-                        raise SystemExit(f"mapped: order {key} does not pass the check")
-                    doc = {"v": 3, "created": now, "data": {"order_id": order["order_id"],
-                                                             "order_number": order["order_number"], "updated": mark}}
-                    rows.append((key, "pending", now, orjson.dumps(doc).decode()))
-                if claim and rows:
-                    claim_page(rows)
-                count += len(rows)
-                if page >= int(response.headers["x-wp-totalpages"]):
-                    return count
-                page += 1
+        count = 0
+        for content in _plain_pages(httpx, cart, size):
+            rows, now = [], time.time()
+            for raw in orjson.loads(content):
+                key, mark, _, order = function(raw)
+                order["key"] = key
+                if not check(order):
+                    raise SystemExit(f"mapped: order {key} does not pass the check")
+                doc = {"v": 3, "created": now, "data": {"order_id": order["order_id"],
+                                                         "order_number": order["order_number"], "updated": mark}}
+                rows.append((key, "pending", now, orjson.dumps(doc).decode()))
+            if claim and rows:
+                claim_page(rows)
+            count += len(rows)
+        return count
 
     return run, _versions("httpx", "orjson")
 
