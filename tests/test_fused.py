@@ -85,16 +85,34 @@ def _flow(project: runner.Project, read: Operation, hold_minutes: int = 0) -> Or
 
 
 def _both(flow: OrdersFlow, raw: Any, taken: list) -> tuple[Any, Any]:
-    """(what the step-by-step path gives, what assess gives with the fast path on)."""
+    """(what the step-by-step path gives, what assess_page gives with the fast path on) for a
+    page of one record; `taken` gets what the generated function answered each time it ran."""
     fast = flow.fast
-    original: Callable = fast.assess
-    fast.assess = lambda record: taken.append(result := original(record)) or result
+    original: Callable = fast.function
+
+    def function(record: Any) -> Any:
+        try:
+            result = original(record)
+        except Exception as exc:                # noqa: BLE001 -- the fast path hands it on
+            taken.append(exc)
+            raise
+        taken.append(result)
+        return result
+
+    fast.function = function
     flow.fast = SimpleNamespace(usable=False)
-    slow = flow.assess(copy.deepcopy(raw))
+    slow = flow.assess_page([copy.deepcopy(raw)])
     slow_mark = flow._watermark
     flow.fast, flow._watermark = fast, None
-    quick = flow.assess(copy.deepcopy(raw))
+    quick = flow.assess_page([copy.deepcopy(raw)])
     return (slow, slow_mark), (quick, flow._watermark)
+
+
+def _fast_decides(flow: OrdersFlow, raw: Any) -> bool:
+    """Whether the fast path decides `raw` itself (it hands the step-by-step path nothing)."""
+    left: list = []
+    flow.fast.page([copy.deepcopy(raw)], lambda record: left.append(record) or flow._kept(*flow._assess_slowly(record), record))
+    return not left
 
 
 #: (time zone, changes to the woocommerce list_orders spec, hold window in minutes)
@@ -149,20 +167,21 @@ def test_the_common_records_take_the_fast_path(project: runner.Project) -> None:
     """A good order (and one held for its ship method) is decided by the generated function;
     a filtered, unkeyed, invalid or unmappable one is left to the step-by-step path."""
     flow = _flow(project, project.connectors["woocommerce"].operations["list_orders"])
-    decided = {name: flow.fast.assess(copy.deepcopy(raw)) is not None for name, raw in RECORDS.items()}
+    decided = {name: _fast_decides(flow, raw) for name, raw in RECORDS.items()}
     assert decided["a good order"] and decided["an unmapped ship method"] and decided["a numeric key of 0"]
     assert not any(decided[name] for name in ("filtered out (on-hold)", "no billing",
                                               "a null created time (join fails)", "no line items",
                                               "a string as the record"))
     numeric = {**project.connectors["woocommerce"].data["operations"]["list_orders"], "key": "id"}
     flow = _flow(project, Operation.from_data("list_orders", numeric))
-    assert flow.fast.assess(copy.deepcopy(GOOD))[0] == "1001"            # a number key is its text
+    assert _fast_decides(flow, GOOD)
+    assert flow.assess_page([copy.deepcopy(GOOD)])[0][0] == "1001"      # a number key is its text
 
 
 def test_an_invalid_order_is_quarantined_with_the_reason_of_today(project: runner.Project) -> None:
     """The reason names each invalid field, as `records.validate` words it."""
     flow = _flow(project, project.connectors["woocommerce"].operations["list_orders"])
-    _, fields, order = flow.assess(_deep("line_items.0.quantity", None))
+    (_, fields, order, _), = flow.assess_page([_deep("line_items.0.quantity", None)])
     assert order is None and fields["status"] == "quarantined"
     assert fields["reason"] == "invalid order: lines.0.quantity: None is not of type 'integer'"
     assert fields["raw"]["line_items"][0]["quantity"] is None

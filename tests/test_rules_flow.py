@@ -95,9 +95,9 @@ def test_sku_map_from_a_csv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert "BOTTLE-750" in wms_items(r, "1001") and sku not in wms_items(r, "1001")
 
 
-def test_prepare_leaves_the_mapped_order_as_it_was() -> None:
+def test_the_rules_leave_the_mapped_order_as_it_was() -> None:
     """Kits, the SKU map, an item filter and the ship-method map change the verdict's order only,
-    never the order handed in (prepare copies what it changes instead of the whole order)."""
+    never the order handed in (the rules copy what they change, unless told the order is theirs)."""
     import copy
     from datetime import datetime, timezone
 
@@ -115,7 +115,7 @@ def test_prepare_leaves_the_mapped_order_as_it_was() -> None:
              "lines": [{"sku": "A", "quantity": 1, "unit_price": 2.0}, {"sku": "KIT", "quantity": 3},
                        {"sku": "GONE", "quantity": 1}]}
     before = copy.deepcopy(order)
-    verdict = rules.prepare(order, integration, datetime(2026, 2, 1, tzinfo=timezone.utc))
+    verdict = rules.Rules(integration)(order, lambda: datetime(2026, 2, 1, tzinfo=timezone.utc))
     assert verdict.status == "pending" and order == before
     assert verdict.order["ship_method"] == "GROUND"
     assert [(line["sku"], line["quantity"]) for line in verdict.order["lines"]] == [("A-WMS", 1), ("B", 6)]
@@ -140,6 +140,6 @@ def test_start_date_compares_instants_whatever_the_text_form(created: str, start
         name="t", path=Path("t.yaml"), source=Endpoint("cart", {}), destination=Endpoint("wms", {}),
         start_date=parse_time(start), overlap=0, flows={})
     order = {"order_id": "1", "created_at": created, "lines": []}
-    verdict = rules.prepare(order, integration, datetime(2026, 2, 1, tzinfo=timezone.utc))
+    verdict = rules.Rules(integration)(order, lambda: datetime(2026, 2, 1, tzinfo=timezone.utc))
     assert (verdict.status == "skipped") is skipped
     assert time_before(created, start) is (parse_time(created) < parse_time(start))

@@ -1,13 +1,13 @@
 """The fast path of assessing one raw order: key, watermark, filter and map as ONE generated
 function (`extract.compile_record`), then the canonical-order predicate and the rules.
 
-`OrdersFlow.assess` reads a record step by step: the key (`writes.record_key`), the watermark,
+`OrdersFlow._assess_slowly` reads a record step by step: the key (`writes.record_key`), the watermark,
 `judge` (filter, map, validate, rules), each through its own compiled expression and wrapper.
 Per order of a `bench/server.py` page that glue cost ~6 µs of ~46. Here the expressions are one
 function, whose fields are read once, and the common case — a record that has a key, passes the
 filter, maps, and is a valid order — is decided in one go (the map only evaluated once the
 filter admits the record). Anything else (no key, filtered out, a mapping error of any kind, an
-invalid order) returns None, and the caller takes the step-by-step path, which gives exactly
+invalid order) goes to the step-by-step path, which gives exactly
 today's key, status and reason: the fast path only ever decides what the step-by-step path
 would decide the same way. It is not used for a read with `enrich` steps or `truncated_when`,
 or without `map`. `tests/test_fused.py` holds both paths to the same answers.
@@ -50,8 +50,8 @@ def _compile(op: Operation) -> Callable[[Any], list] | None:
 
 
 class FastAssess:
-    """`assess(raw)` -> (key, watermark, ledger fields, order) for the common case, else None;
-    `page(raws, slowly)` assesses a whole page in one loop."""
+    """`page(raws, slowly)`: a page's records assessed in one loop, the common case here, any
+    other by `slowly` (the step-by-step path)."""
 
     def __init__(self, op: Operation, judge: rules.Rules, now: Callable[[], Any]) -> None:
         self.function = fused(op)
@@ -63,31 +63,8 @@ class FastAssess:
     def usable(self) -> bool:
         return self.function is not None and self.check is not None
 
-    def assess(self, raw: Any) -> tuple[str, str | None, dict, dict] | None:
-        """(key, watermark, ledger fields, order), or None: take the step-by-step path."""
-        try:
-            key, mark, passes, order = self.function(raw)
-        except Exception:             # noqa: BLE001 -- any failure: the step-by-step path decides
-            return None
-        if key is None or key == "" or not _holds(passes) or type(order) is not dict:
-            return None
-        key = key if type(key) is str else str(key)
-        order["key"] = key
-        if not self.check(order):
-            return None
-        if self.zone != zones.UTC:             # as `model._watermark` does
-            mark = zones.normalise(mark, self.zone)
-        verdict: rules.Verdict = self.judge(order, self.now, owned=True)
-        data = {"order_id": order["order_id"], "order_number": order["order_number"]}
-        fields: dict[str, Any] = {"status": verdict.status, "data": data, "raw": raw}
-        if verdict.reason:
-            fields["reason"] = verdict.reason
-        if verdict.hold_until:
-            data["hold_until"] = verdict.hold_until
-        return key, (str(mark) if mark else None), fields, verdict.order
-
     def page(self, raws: list, slowly: Callable[[Any], tuple]) -> tuple[list[tuple], list[str]]:
-        """`assess` of each record of a page, in one loop (no call per record but the generated
+        """Each record of a page assessed in one loop (no call per record but the generated
         function, the check and the rules): [(key, ledger fields, order, raw record to keep
         until the send)], with the watermarks of the records decided here, in order. `slowly`
         (the step-by-step path) decides every other record, and follows their watermarks itself.

@@ -214,7 +214,7 @@ class OrdersFlow:
         return [(key, order, None) for key, fields, order, _ in fresh if fields["status"] == "pending"]
 
     def assess_page(self, raws: list) -> list[tuple[str, dict, dict | None, Any]]:
-        """`assess` of each record: (key, ledger fields, order or None, raw record kept until
+        """Each record of a page assessed: (key, ledger fields, order or None, raw record kept until
         the send). A pending order's raw record is not in its fields: the claim does not store
         it (the send does, with pending -> sending)."""
         if not self.fast.usable:
@@ -231,20 +231,9 @@ class OrdersFlow:
         fields.pop("raw", None)
         return key, fields, order, raw
 
-    def assess(self, raw: Any) -> tuple[str, dict, dict | None]:
-        """(key, ledger fields, order to deliver or None) for one raw record."""
-        if self.fast.usable and type(raw) is not Unenriched:
-            quick = self.fast.assess(raw)       # the common case in one generated function
-            if quick is not None:
-                key, mark, fields, order = quick
-                if mark:
-                    self._later(mark)
-                    fields["data"]["updated"] = mark
-                return key, fields, order
-        return self._assess_slowly(raw)
-
     def _assess_slowly(self, raw: Any) -> tuple[str, dict, dict | None]:
-        """`assess`, step by step (the fast path left this record to it)."""
+        """(key, ledger fields, order or None) of one raw record, step by step: the key, the
+        watermark, then `judge` (what the fast path leaves, or every record without one)."""
         unenriched = raw if isinstance(raw, Unenriched) else None
         if unenriched is not None:
             raw = unenriched.raw

@@ -1,5 +1,5 @@
 """An integration's order rules: start date, filters, item filters, kits, SKU and ship-method maps,
-and the hold window. `prepare` turns a mapped canonical order into a verdict:
+and the hold window. `Rules(integration)` turns a mapped canonical order into a verdict:
 
 - `pending` with the order as the WMS should get it (SKUs mapped, kits exploded);
 - `skipped` with the rule that rejected it (never delivered, never retried);
@@ -29,16 +29,9 @@ class Verdict(NamedTuple):
     hold_until: str | None = None
 
 
-def prepare(order: dict[str, Any], integration: Integration, now: datetime, *,
-            released: bool = False) -> Verdict:
-    """Apply the integration's rules to one canonical order; `released` (an operator released
-    it) lets it past every hold: held items stay, an unmapped ship method passes as it is."""
-    return Rules(integration)(order, lambda: now, released=released)
-
-
 class Rules:
-    """`prepare` for one integration, with what it needs worked out once: the orders flow
-    judges every order of every page through one of these (a hot path: ~2.5 -> ~1 µs an order)."""
+    """An integration's rules, with what they need worked out once: the orders flow judges
+    every order of every page through one of these (a hot path: ~2.5 -> ~1 µs an order)."""
 
     def __init__(self, integration: Integration) -> None:
         self.integration = integration
@@ -48,7 +41,9 @@ class Rules:
 
     def __call__(self, order: dict[str, Any], now: Callable[[], datetime], *, released: bool = False,
                  owned: bool = False) -> Verdict:
-        """The verdict on `order`; `now` is asked only by a hold window. `owned`: the caller
+        """The verdict on `order`; `now` is asked only by a hold window. `released` (an operator
+        released it) lets it past every hold: held items stay, an unmapped ship method passes
+        as it is. `owned`: the caller
         made `order` for this call (a fresh mapping), so a rule that changes it need not copy
         its top level first."""
         integration, start = self.integration, self.start
