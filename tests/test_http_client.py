@@ -127,6 +127,40 @@ def test_answer_body_is_parsed_from_the_decoded_text(content, content_type, body
     assert (answer.body, answer.text) == (body, text)
 
 
+def _nested(levels: int, inner: str = "1") -> str:
+    return "[" * levels + inner + "]" * levels
+
+
+@pytest.mark.parametrize("text, charset", [
+    (_nested(models.MAX_DEPTH - 1), "utf-8"),
+    (_nested(models.MAX_DEPTH - 1), "latin-1"),
+    (_nested(400, "NaN"), "utf-8"),            # orjson refuses NaN: std json reads it
+], ids=["orjson", "decoded text", "std json"])
+def test_json_nested_up_to_the_limit_is_read(text, charset):
+    """Up to MAX_DEPTH levels (orjson's own limit) an answer is read, by orjson or by std json."""
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    answer = send(sequence(httpx.Response(200, content=text.encode(charset), headers=headers)))
+    depth, value = 0, answer.body
+    while isinstance(value, list):
+        depth, value = depth + 1, value[0]
+    assert depth == text.count("[") and (value == 1 or value != value)     # 1, or NaN
+
+
+@pytest.mark.parametrize("text, charset", [
+    (_nested(models.MAX_DEPTH + 1), "utf-8"),
+    (_nested(100_000), "utf-8"),
+    (_nested(100_000), "latin-1"),
+    (_nested(100_000, "NaN"), "utf-8"),
+    (_nested(1_000_000), "utf-8"),             # crashed orjson before 3.9.15
+], ids=["one past", "100k", "100k decoded", "100k NaN", "a million"])
+def test_json_nested_deeper_than_the_limit_is_an_error(text, charset):
+    """Deeper than MAX_DEPTH, the request fails with a clear error, without crashing the process
+    or a RecursionError escaping, whichever parser met it."""
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    with pytest.raises(HTTPError, match="nests too deeply"):
+        send(sequence(httpx.Response(200, content=text.encode(charset), headers=headers)))
+
+
 @pytest.mark.parametrize("content_type", [
     None, "application/json", "application/json; charset=UTF-8", 'text/plain; charset="ISO-8859-1"',
     "application/json;charset=klingon", "application/json; charset=", "application/json; Charset=Latin-1"])

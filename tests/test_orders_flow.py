@@ -459,3 +459,29 @@ def test_a_duplicate_reference_counts_as_delivered_only_when_find_order_matches_
             else:
                 assert entry.destination_id == str(held["readOnly"]["orderId"])
         assert sum(o["referenceNum"] == "1001" for o in r.wms.state.created) == 1
+
+
+@pytest.mark.parametrize("levels", [200, 900])
+def test_a_record_nested_deeply_is_delivered(flow_rigs, monkeypatch, levels) -> None:
+    """A record holding a value nested far deeper than orjson writes (254 levels), in a field
+    the map does not read: the ledger keeps its raw record (std json writes it) and every order
+    is delivered once. (900: the sample server's own std json writes ~1,000 levels at most.)"""
+    import samples.servers.woocommerce as woocommerce
+
+    def nested(order: dict) -> dict:
+        value: list = []
+        for _ in range(levels - 2):
+            value = [value]
+        return {**order, "meta_data": [{"key": "deep", "value": value}]}
+
+    monkeypatch.setattr(woocommerce, "_malformed", nested)
+    rig = flow_rigs(orders=30)
+    rig.cart.faults.add(path_prefix=LIST_PATHS["woocommerce"], malformed=True)
+    result = rig.cli("run")
+    assert "Traceback" not in result.text
+    deep = rig.eligible_refs()[0]
+    held = rig.wms_refs()
+    assert sorted(ref for ref in held if ref != deep) == sorted(rig.eligible_refs()[1:])
+    assert set(held.values()) == {1}
+    assert result.code == 0, result.text
+    assert deep in held

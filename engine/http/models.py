@@ -117,58 +117,40 @@ def _charset(content_type: str | None) -> str | None:
 
 
 _UTF8 = frozenset({"utf-8", "utf8", "utf_8"})
-#: JSON nested deeper than this is refused: orjson recurses on the C stack (a million levels
-#: crash the process) and std json raises RecursionError (real answers nest < 20 levels).
-MAX_DEPTH = 512
-#: Nesting up to this many levels goes straight to orjson (`_shallow`); deeper, std json reads
-#: it, whose C scanner refuses what is too deep with a RecursionError instead of crashing.
-_FAST_DEPTH = 32
-_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
-
-
-def _shallow(content: bytes) -> bool:
-    """True when the brackets of `content` nest at most _FAST_DEPTH levels (brackets inside
-    strings count too: a false "deep" only means the slower, safe parser). Each pass removes
-    the innermost pairs, at C speed: a page of orders takes a handful of passes."""
-    brackets = content.translate(None, _BRACKETS_ONLY)
-    for _ in range(_FAST_DEPTH):
-        if not brackets:
-            return True
-        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
-        if len(shorter) == len(brackets):
-            return False
-        brackets = shorter
-    return not brackets
+#: JSON nested deeper than this is refused. It is orjson's own limit (it raises JSONDecodeError
+#: past 1,024 levels since 3.9.15, CVE-2024-27454; before, it recursed on the C stack and a
+#: million levels crashed the process), so the common path needs no depth pass of ours; the std
+#: json fallback is held to the same limit (`_within_depth`), and refuses what its scanner finds
+#: too deep with a RecursionError. Real answers nest < 20 levels.
+MAX_DEPTH = 1024
 
 
 def _parse_bytes(status: int, content: bytes, encoding: str) -> Any:
     """`_parse` of the decoded text; orjson reads UTF-8 bytes directly (no decoding a page into
-    a str first), so only what it refuses (bad UTF-8 included) is decoded and read as text."""
-    shallow = _shallow(content)
-    if status != 204 and encoding.lower() in _UTF8 and shallow:
+    a str first), so only what it refuses (bad UTF-8, too deep, NaN) is decoded and read again."""
+    if status != 204 and encoding.lower() in _UTF8:
         try:
             return orjson.loads(content)
         except ValueError:
             pass
-    return _parse(status, content.decode(encoding, errors="replace"), deep=not shallow)
+    return _parse(status, content.decode(encoding, errors="replace"))
 
 
-def _parse(status: int, text: str, deep: bool = False) -> Any:
+def _parse(status: int, text: str) -> Any:
     """orjson (twice as fast as std json on a page of orders); std json for what orjson refuses
-    and std json reads (NaN, Infinity, lone surrogates), and for text that may nest deeply
-    (`deep`, or brackets deeper than _FAST_DEPTH): HTTPError when deeper than MAX_DEPTH. Note:
-    orjson reads an integer beyond 64 bits as a float."""
+    and std json reads (NaN, Infinity, lone surrogates), held to MAX_DEPTH levels: HTTPError when
+    deeper (orjson refuses that itself). Note: orjson reads an integer beyond 64 bits as a float."""
     if status == 204 or not text or text.isspace():
         return None
-    if not deep:
-        try:
-            return orjson.loads(text)
-        except ValueError:
-            pass
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        pass
     try:
         return _within_depth(jsonlib.loads(text))
     except RecursionError:
-        raise HTTPError(f"the answer's JSON nests deeper than {MAX_DEPTH} levels") from None
+        raise HTTPError(f"the answer's JSON nests too deeply (more than {MAX_DEPTH} levels, "
+                        "or more than the interpreter's recursion limit)") from None
     except ValueError:
         return None
 

@@ -5,6 +5,7 @@ are in the package docstring (`engine/ledger/__init__.py`)."""
 from __future__ import annotations
 
 import contextlib
+import json as jsonlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -134,11 +135,19 @@ _ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT
 
 
 def _dumps(value: Any, key: str) -> str:
-    """Compact JSON text; text, not orjson's bytes, so that diskcache stores readable TEXT."""
+    """Compact JSON text; text, not orjson's bytes, so that diskcache stores readable TEXT.
+    orjson writes at most 254 levels of nesting, while an answer may nest up to 1,024
+    (`http.models.MAX_DEPTH`): a deeper record is written by std json (up to the interpreter's
+    recursion limit, ~1,000 levels less the caller's frames)."""
     try:
         return orjson.dumps(value, option=_ORJSON).decode()
     except TypeError as exc:
-        raise LedgerError(f"value is not JSON-serialisable: {exc}", key=key) from exc
+        if "Recursion limit" not in str(exc):
+            raise LedgerError(f"value is not JSON-serialisable: {exc}", key=key) from exc
+        try:
+            return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as again:
+            raise LedgerError(f"value is not JSON-serialisable: {exc} ({again})", key=key) from again
 
 
 def _loads(text: str, key: str) -> Any:
