@@ -263,16 +263,22 @@ def compile_mapping(spec: Mapping[str, Any], zone: str = zones.UTC) -> Callable[
 
 
 def compile_record(parts: Sequence[str | None], spec: Mapping[str, Any], zone: str = zones.UTC,
-                   guard: str | None = None) -> Callable[[Any], list]:
+                   guard: str | None = None, check: Any = None) -> Callable[[Any], list]:
     """Several expressions of one record and a `map:` block as ONE generated function: the
     record -> [each part's value (null for a missing part), the mapped dict]; with `guard` (a
     filter), the map is only evaluated when the guard holds (else its place holds the guard's
     false value). A field the parts and the map both read is read once. Unlike `compile_path`,
     a failure is raised as it comes (a JMESPathError, an ExtractError): callers that get one
-    take the step-by-step path."""
+    take the step-by-step path. With `check` (a `records.FusedCheck`), the mapped dict is
+    checked against its record type as it is built (`records.Invalid` when it fails), and the
+    function's `checked` names the record type (absent: the check could not be fused)."""
     mapped = mapping_expression(spec)
     listed = [f"({part})" if part else "`null`" for part in parts] + [f"({guard}) && {mapped}" if guard else mapped]
-    return jmespath_source.compile_source(_parse("[" + ", ".join(listed) + "]").parsed, options(zone))
+    node = _parse("[" + ", ".join(listed) + "]").parsed
+    root = node["children"][-1]
+    if guard:
+        root = root["children"][1] if root["type"] == "and_expression" else None
+    return jmespath_source.compile_source(node, options(zone), check, root)
 
 
 def compile_ast(node: Mapping[str, Any]) -> Callable[[Any], Any]:

@@ -23,22 +23,36 @@ from engine.jmespath_compile import Evaluate, Node, _Compiler, _equals, _get
 # day (min of runs), with an identical pure subtree computed once, fields kept after unconditional
 # blocks, sum(a[].b) and map(&e, a) as loops in the function, to_number of a decimal text inline.
 
-def compile_source(node: Node, options: jmespath.Options) -> Evaluate:
+def compile_source(node: Node, options: jmespath.Options, check: Any = None, root: Node | None = None) -> Evaluate:
     """What `compile_ast(node, options)` computes, as one generated Python function (plus one per `&expr`
-    or projection body); same results, same errors."""
-    source = _Source(_Compiler(options))
+    or projection body); same results, same errors.
+
+    With `check` (a `records.FusedCheck`) and `root` (the `{...}` node of `node` that builds the
+    record): the record's schema is checked where each of its objects is built, and a failure
+    raises `records.Invalid`; the function then has `checked` set to the record type. Unless the
+    root is planned and was built in the function itself (not by a closure), `check` is dropped."""
+    plans = check.plan(root) if check is not None and root is not None else None
+    source = _Source(_Compiler(options), check if plans else None, plans or {})
     name = source.define(node)
-    namespace = dict(source.constants)
+    if plans and id(root) not in source.built:
+        return compile_source(node, options)
+    namespace = {**(check.constants if plans else {}), **source.constants}
     exec(compile("\n\n".join(source.functions), "<jmespath>", "exec"), namespace)
-    return namespace[name]
+    function = namespace[name]
+    if plans:
+        function.checked = check.record_type
+    return function
 
 
 class _Source:
     """`_<type>(node, var, out, depth)` writes statements computing `node` of the value in `var`
     into `out` at `depth` and returns the name (or constant) holding the result."""
 
-    def __init__(self, compiler: _Compiler) -> None:
+    def __init__(self, compiler: _Compiler, check: Any = None, plans: dict[int, Any] | None = None) -> None:
         self.compiler, self.library = compiler, compiler.functions
+        self.check, self.plans = check, plans or {}     # a records.FusedCheck; {id of a `{...}` node: its schema}
+        self.built: set[int] = set()                   # planned nodes built (and checked) in the function
+        self.checked: set[str] = set()                 # names holding an object checked where it was built
         self.functions: list[str] = []
         self.constants: dict[str, Any] = {"_get": _get, "_call": self.library.call_function}
         self.count = 0
@@ -158,10 +172,19 @@ class _Source:
             self.line(out, depth, f"if {var} is None:")
             self.line(out, depth + 1, f"{result} = None")
             self.line(out, depth, "else:")
+        values: dict[str, str] = {}
         with self.branch(inside > depth, var):
             for child in node["children"]:
                 inner = child["children"][0] if child["type"] == "key_val_pair" else child
-                items.append(item(child, self.emit(inner, var, out, inside)))
+                value = self.emit(inner, var, out, inside)
+                items.append(item(child, value))
+                if child["type"] == "key_val_pair":
+                    values[child["value"]] = value
+            if id(node) in self.plans:          # the record's schema, on the values just computed
+                out.extend(line + "\n" for line in self.check.lines(self.plans[id(node)], values, self.checked, inside))
+                self.built.add(id(node))
+                if inside == depth:             # never None: the object itself needs no check
+                    self.checked.add(result)
         self.line(out, inside, f"{result} = {shape % ', '.join(items)}")
         return result
 

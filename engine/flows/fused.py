@@ -11,6 +11,10 @@ invalid order) goes to the step-by-step path, which gives exactly
 today's key, status and reason: the fast path only ever decides what the step-by-step path
 would decide the same way. It is not used for a read with `enrich` steps or `truncated_when`,
 or without `map`. `tests/test_fused.py` holds both paths to the same answers.
+
+Where it can, the generated function checks the canonical order itself, as it builds it
+(`records.FusedCheck`: no value read back; `records.Invalid` sends the record down the
+step-by-step path), and only the key, set after, is checked here (`records.property_check`).
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ def _compile(op: Operation) -> Callable[[Any], list] | None:
     if not data or not isinstance(data.get("map"), dict) or op.enricher.active or op.key is None:
         return None
     try:
+        check = records.FusedCheck("order", frozenset({"key"})) if records.fast_check("order") else None
         return extract.compile_record([data.get("key"), data.get("watermark"), data.get("filter")],
-                                      data["map"], op.zone, guard=data.get("filter"))
+                                      data["map"], op.zone, guard=data.get("filter"), check=check)
     except Exception:                 # noqa: BLE001 -- no fast path; the step-by-step one reports
         return None
 
@@ -55,7 +60,8 @@ class FastAssess:
 
     def __init__(self, op: Operation, judge: rules.Rules, now: Callable[[], Any]) -> None:
         self.function = fused(op)
-        self.check = records.fast_check("order")
+        self.whole = getattr(self.function, "checked", None) != "order"  # else the function checks the order itself
+        self.check = records.fast_check("order") if self.whole else records.property_check("order", "key")
         self.zone = op.zone
         self.judge, self.now = judge, now
 
@@ -70,6 +76,7 @@ class FastAssess:
         (the step-by-step path) decides every other record, and follows their watermarks itself.
         A pending order's fields hold no raw record (the claim does not store it: the send does)."""
         function, check, judge, now, utc = self.function, self.check, self.judge, self.now, self.zone == zones.UTC
+        whole = self.whole
         assessed: list[tuple] = []
         marks: list[str] = []
         add, mark_ = assessed.append, marks.append
@@ -85,7 +92,7 @@ class FastAssess:
             if type(key) is not str:
                 key = str(key)
             order["key"] = key
-            if not check(order):
+            if not (check(order) if whole else check(key)):
                 add(slowly(raw))
                 continue
             verdict = judge(order, now, owned=True)
