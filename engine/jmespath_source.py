@@ -23,6 +23,11 @@ from engine.jmespath_compile import Evaluate, Node, _Compiler, _equals, _get
 # day (min of runs), with an identical pure subtree computed once, fields kept after unconditional
 # blocks, sum(a[].b) and map(&e, a) as loops in the function, to_number of a decimal text inline.
 
+#: A function reading at least this many fields gets a second version reading them by subscript
+#: (`record["id"]`: no method call per field), tried first (`_subscripted`).
+SUBSCRIPT_FIELDS = 8
+
+
 def compile_source(node: Node, options: jmespath.Options, check: Any = None, root: Node | None = None) -> Evaluate:
     """What `compile_ast(node, options)` computes, as one generated Python function (plus one per `&expr`
     or projection body); same results, same errors.
@@ -32,24 +37,48 @@ def compile_source(node: Node, options: jmespath.Options, check: Any = None, roo
     raises `records.Invalid`; the function then has `checked` set to the record type. Unless the
     root is planned and was built in the function itself (not by a closure), `check` is dropped."""
     plans = check.plan(root) if check is not None and root is not None else None
-    source = _Source(_Compiler(options), check if plans else None, plans or {})
-    name = source.define(node)
+    safe, source = _generated(node, options, check if plans else None, plans or {}, subscript=False)
     if plans and id(root) not in source.built:
         return compile_source(node, options)
-    namespace = {**(check.constants if plans else {}), **source.constants}
-    exec(compile("\n\n".join(source.functions), "<jmespath>", "exec"), namespace)
-    function = namespace[name]
+    function = safe
+    if source.reads >= SUBSCRIPT_FIELDS:
+        function = _subscripted(_generated(node, options, check if plans else None, plans or {}, subscript=True)[0], safe)
     if plans:
         function.checked = check.record_type
     return function
+
+
+def _generated(node: Node, options: jmespath.Options, check: Any, plans: dict[int, Any],
+               subscript: bool) -> tuple[Evaluate, _Source]:
+    source = _Source(_Compiler(options), check, plans, subscript)
+    name = source.define(node)
+    namespace = {**(check.constants if check is not None else {}), **source.constants}
+    exec(compile("\n\n".join(source.functions), "<jmespath>", "exec"), namespace)
+    return namespace[name], source
+
+
+def _subscripted(fast: Evaluate, safe: Evaluate) -> Evaluate:
+    """`safe` (the generated function), tried first as `fast`: the same code reading a field of a
+    dict by subscript (`record["id"]`, where `safe` calls `record.get("id")`), which answers what
+    `safe` answers when every dict it reads holds every key it reads, and raises KeyError
+    otherwise: then `safe` answers. Any other error `fast` raises, `safe` would raise too."""
+    def evaluate(value: Any) -> Any:
+        try:
+            return fast(value)
+        except KeyError:
+            return safe(value)
+    return evaluate
 
 
 class _Source:
     """`_<type>(node, var, out, depth)` writes statements computing `node` of the value in `var`
     into `out` at `depth` and returns the name (or constant) holding the result."""
 
-    def __init__(self, compiler: _Compiler, check: Any = None, plans: dict[int, Any] | None = None) -> None:
+    def __init__(self, compiler: _Compiler, check: Any = None, plans: dict[int, Any] | None = None,
+                 subscript: bool = False) -> None:
         self.compiler, self.library = compiler, compiler.functions
+        self.subscript = subscript                     # fields read as `var[key]` (`_subscripted`)
+        self.reads = 0                                 # fields read, in all
         self.check, self.plans = check, plans or {}     # a records.FusedCheck; {id of a `{...}` node: its schema}
         self.built: set[int] = set()                   # planned nodes built (and checked) in the function
         self.checked: set[str] = set()                 # names holding an object checked where it was built
@@ -132,11 +161,14 @@ class _Source:
 
     def _field(self, node: Node, var: str, out: list[str], depth: int) -> str:
         key = repr(node["value"])
-        if (var, key) not in self.fields:
-            if (var, None) not in self.fields:      # is `var` a dict? asked once per block
-                self.fields[var, None] = self.assign(out, depth, f"type({var}) is dict")
-            is_dict = self.fields[var, None]
-            self.fields[var, key] = self.assign(out, depth, f"{var}.get({key}) if {is_dict} else _get({var}, {key})")
+        if (var, key) in self.fields:
+            return self.fields[var, key]
+        self.reads += 1
+        if (var, None) not in self.fields:      # is `var` a dict? asked once per block
+            self.fields[var, None] = self.assign(out, depth, f"type({var}) is dict")
+        is_dict = self.fields[var, None]        # a dict exactly: a subclass's `[]` may differ from `.get`
+        read = f"{var}[{key}]" if self.subscript else f"{var}.get({key})"
+        self.fields[var, key] = self.assign(out, depth, f"{read} if {is_dict} else _get({var}, {key})")
         return self.fields[var, key]
 
     def _subexpression(self, node: Node, var: str, out: list[str], depth: int) -> str:

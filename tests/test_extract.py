@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 from engine import extract
@@ -188,7 +190,8 @@ MORE_EXPRESSIONS = [
     "[map(&to_string(@), nums), to_string(@), map(&to_string(@), nums)]", "map(&sku || qty, items || `[]`)", "sum(`[{\"v\": 1}, [{\"v\": 2}]]`[].v)",
 ]
 #: documents the expressions are evaluated on: the record, and what a bad record may be instead
-DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"}]
+DOCUMENTS = [DOCUMENT, None, [DOCUMENT], "text", 7, {"billing": "flat", "items": {"sku": 1}, "nums": "123"},
+             collections.defaultdict(list, DOCUMENT)]      # its [] of a missing key is not .get's None
 
 
 def _outcome(evaluate):
@@ -198,7 +201,19 @@ def _outcome(evaluate):
         return type(exc).__name__, str(exc)
 
 
-@pytest.mark.parametrize("compiler", [extract.compile_ast, extract.compile_source], ids=["closures", "source"])
+def _subscripted(node):
+    """compile_source with the subscript version tried first whatever the fields read
+    (`jmespath_source._subscripted`: it must never change an answer, only its cost)."""
+    from engine import jmespath_source
+    threshold, jmespath_source.SUBSCRIPT_FIELDS = jmespath_source.SUBSCRIPT_FIELDS, 0
+    try:
+        return extract.compile_source(node)
+    finally:
+        jmespath_source.SUBSCRIPT_FIELDS = threshold
+
+
+@pytest.mark.parametrize("compiler", [extract.compile_ast, extract.compile_source, _subscripted],
+                         ids=["closures", "source", "subscript"])
 @pytest.mark.parametrize("expression", EXPRESSIONS + MORE_EXPRESSIONS)
 def test_compiled_matches_interpreter(expression, compiler):
     """Both compiled forms give what jmespath's interpreter gives, value or error, for every node
@@ -322,3 +337,19 @@ def test_to_number_of_a_decimal_text_and_a_comparison_with_a_text_are_inline():
 def test_map_is_a_loop_of_the_function():
     """No call of the mapped expression per item: the item's field is read in the function itself."""
     assert "get('sku')" in _generated("map(&sku, items)").split("\n\n")[-1]
+
+
+def test_the_subscript_version_answers_as_the_interpreter_does_on_any_record():
+    """A map reading 8 fields or more is tried first as subscripts (`record["id"]`); a record
+    that is not a dict exactly, or lacks a key, gets the interpreter's answer all the same: a
+    defaultdict's [] would make up a value where .get gives null."""
+    import jmespath
+
+    spec = {name: name for name in "abcdefgh"} | {"nested": {"x": "n.x", "y": "n.y"}}
+    mapping, expression = extract.compile_mapping(spec), extract.mapping_expression(spec)
+    full = {name: index for index, name in enumerate("abcdefgh")} | {"n": {"x": 1, "y": 2}}
+    for record in (full, {"a": 1}, collections.defaultdict(list, full),
+                   collections.defaultdict(list, {"a": 1, "n": collections.defaultdict(int)}),
+                   {**full, "n": None}, {**full, "n": [1]}):
+        expected = jmespath.search(expression, record, options=extract.OPTIONS)   # before: [] adds keys
+        assert mapping(record) == expected, record
