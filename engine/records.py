@@ -17,6 +17,10 @@ subclass, a Decimal) is handed to jsonschema with its subschema, so every decisi
 jsonschema's. Cost of a canonical order mapped from a `bench/server.py` cart page: ~2.7 µs checked again and
 again, ~4 µs freshly parsed with a new timestamp (the isinstance test of each keyword this
 replaced: ~6 and ~7.7 µs).
+
+The orders flow's generated map function checks the order as it builds it instead
+(`FusedCheck`: the same statements on the names holding the values, none read back): the map
+with its check costs ~80,000 instructions a bench order, the map and `fast_check` ~103,000.
 """
 
 from __future__ import annotations
