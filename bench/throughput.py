@@ -11,6 +11,9 @@ auth); every reader reads the pages one after the other. Each reader runs in a f
 (`python bench/throughput.py --child NAME ...`), sets itself up untimed (imports, the engine's
 load and lint, the peers' source construction), then reads every order while the clock and the
 process's CPU time (`time.process_time`: every thread of it) run, and prints one JSON line.
+In instructions (load-independent): `valgrind --tool=callgrind --collect-atstart=no
+--toggle-collect=_operator_call python bench/throughput.py --child NAME CART SIZE` against a
+running `bench/server.py` cart counts one reader's read alone (not Airbyte's worker threads).
 dlt and airbyte-cdk are not dependencies of this project: they run under `--peer-python`, an
 interpreter of a separate venv (`python3.11 -m venv /work/benchenv && /work/benchenv/bin/pip
 install dlt airbyte-cdk orjson`); without them a peer is skipped with the reason.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import operator
 import os
 import subprocess
 import sys
@@ -256,7 +260,7 @@ def child(name: str, cart: str, size: int) -> None:
                                      + {"dlt": "dlt", "airbyte": "airbyte-cdk"}.get(name, str(exc.name))}))
         return
     wall, cpu = time.perf_counter(), time.process_time()
-    orders = run()
+    orders = operator.call(run)     # under callgrind, --toggle-collect=_operator_call counts the read alone
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(json.dumps({"orders": orders, "wall": wall, "cpu": cpu, "versions": versions}))
 
