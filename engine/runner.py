@@ -179,6 +179,8 @@ def masked_errors(redact: http.Redactor) -> Iterator[None]:
 _running = 0                                  # open contexts, for `_startup_frozen`
 _frozen_runs = 0                              # freezes so far in this process
 FULL_COLLECT_EVERY = 50                       # freezes between full collections (one walks every object)
+YOUNG_THRESHOLD = 3000                        # allocations between young collections during a run
+_thresholds: tuple[int, int, int] | None = None    # the thresholds before the run, restored after
 
 
 @contextlib.asynccontextmanager
@@ -187,9 +189,14 @@ async def _startup_frozen() -> AsyncIterator[None]:
     specs) out of the cyclic collector's walks (`gc.freeze`), so that its collections cost what
     the run's own objects cost: +5-10% orders/s in `bench/orders.py`.
 
-    The thresholds stay as they are: collecting less often (gen 0 at 10,000) was as fast, but a
-    run leaves some cyclic garbage per page (HTTP answers, futures) and peak memory then grew
-    by 65 MB from 20k to 200k orders instead of 6.
+    The youngest generation is collected every YOUNG_THRESHOLD allocations during a run instead
+    of 700: each collection walks what is alive in it, and a page's objects all live until the
+    page is claimed, so at 700 most of them were walked twice (young, then middle generation);
+    at 3,000 (`bench/throughput.py` engine under callgrind's cache model, 20,000 orders):
+    -2.2% instructions, -12% last-level and -13% first-level data misses an order, for ~8 MB
+    more peak memory (76 -> 84 MB at 20,000 orders, 80 -> 89 at 200,000). Higher costs memory
+    without end: at 10,000 a run's cyclic garbage per page (HTTP answers, futures) outlives the
+    young collections, and peak memory grew from 80 to 159 MB at 200,000 orders.
 
     A process that runs one run after another (a worker's pool process, `run --every`) must not
     freeze the last run's garbage with the rest: unfrozen, it joins the oldest generation, and
@@ -200,11 +207,13 @@ async def _startup_frozen() -> AsyncIterator[None]:
     run would pay a walk of every module and compiled spec, ~80 ms, to free the little that
     loading left; a one-off run's garbage goes with the process).
     """
-    global _running, _frozen_runs
+    global _running, _frozen_runs, _thresholds
     if _running == 0:
         _frozen_runs += 1
         gc.collect(2 if _frozen_runs % FULL_COLLECT_EVERY == 0 else 1)    # garbage since the last run
         gc.freeze()
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(max(YOUNG_THRESHOLD, _thresholds[0]), *_thresholds[1:])
     _running += 1
     try:
         yield
@@ -213,6 +222,8 @@ async def _startup_frozen() -> AsyncIterator[None]:
         if _running == 0:
             gc.collect()        # the run's own garbage: the objects from before the run are not walked
             gc.unfreeze()
+            if _thresholds is not None:
+                gc.set_threshold(*_thresholds)
 
 
 def _open_ledger(options: Options, name: str, mask: Callable[[str], str] | None = None) -> Ledger | None:

@@ -30,3 +30,24 @@ def test_back_to_back_runs_leave_no_cyclic_garbage_behind(flow_rigs) -> None:
         assert outcome.error is None
     left = gc.collect()                       # what the runs left that no collection took
     assert left < 1500, f"{left} objects of cyclic garbage kept over {RUNS} runs"
+
+
+def test_a_run_collects_its_young_objects_less_often_and_restores_the_thresholds() -> None:
+    """While a run is open the youngest generation is collected every YOUNG_THRESHOLD
+    allocations (a page's objects live until it is claimed: at 700 they were walked twice);
+    the process's own thresholds come back after, and a higher one of its own is kept."""
+    before = gc.get_threshold()
+
+    async def thresholds(young: int) -> tuple:
+        gc.set_threshold(young, *before[1:])
+        async with runner._startup_frozen():
+            inside = gc.get_threshold()
+            async with runner._startup_frozen():           # nested (a split read's share)
+                nested = gc.get_threshold()
+        return inside, nested, gc.get_threshold()
+
+    try:
+        assert asyncio.run(thresholds(700)) == ((runner.YOUNG_THRESHOLD, *before[1:]),) * 2 + ((700, *before[1:]),)
+        assert asyncio.run(thresholds(50_000)) == ((50_000, *before[1:]),) * 3
+    finally:
+        gc.set_threshold(*before)
