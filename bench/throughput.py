@@ -22,12 +22,15 @@ install dlt airbyte-cdk orjson`); without them a peer is skipped with the reason
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import multiprocessing
 import operator
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -145,7 +148,6 @@ def read_mapped(cart: str, size: int, claim: bool = False) -> tuple[Callable[[],
     inserting each key with a small JSON document, as the ledger's claim does (WAL,
     synchronous=FULL). What the engine spends beyond `claimed` is its own overhead."""
     import sqlite3
-    import tempfile
 
     import httpx
     import orjson
@@ -160,7 +162,7 @@ def read_mapped(cart: str, size: int, claim: bool = False) -> tuple[Callable[[],
                                       guard=data["filter"], check=records.FusedCheck("order", frozenset({"key"})))
     whole = getattr(function, "checked", None) != "order"       # else the function checks the order itself
     check = records.fast_check("order") if whole else records.property_check("order", "key")
-    database = sqlite3.connect(Path(tempfile.mkdtemp(prefix="throughput-")) / "claims.db", isolation_level=None)
+    database = sqlite3.connect(_scratch() / "claims.db", isolation_level=None)
     for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                       "CREATE TABLE Entries (rowid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,"
                       " updated REAL NOT NULL, doc TEXT NOT NULL, raw TEXT)",
@@ -201,7 +203,6 @@ def read_claimed(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str
 def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]]:
     """The orders flow of `bench/orders.py --mode pull --workers 1`, pages read one at a time."""
     import asyncio
-    import tempfile
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
@@ -217,7 +218,7 @@ def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]
         async def deliver(self, ready: list) -> None:
             self.counts.add("delivered", len(ready))
 
-    folder = Path(tempfile.mkdtemp(prefix="throughput-"))
+    folder = _scratch()
     write_project(folder, Settings(0, "pull", size, 0.0, 1), cart, "http://127.0.0.1:9")
     project = runner.load_project([folder])
     integration = project.select("bench")[0]
@@ -234,6 +235,14 @@ def read_engine(cart: str, size: int) -> tuple[Callable[[], int], dict[str, str]
     versions = _versions("syncengine", "httpx", "orjson")
     versions["from"] = str(Path(runner.__file__).resolve().parent.parent)
     return lambda: asyncio.run(pull()), versions
+
+
+def _scratch() -> Path:
+    """A directory for a reader's ledger, removed when its process ends (a 200,000-order ledger
+    is ~100 MB; runs of the bench left gigabytes in /tmp)."""
+    folder = Path(tempfile.mkdtemp(prefix="throughput-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _untimed_imports() -> None:
