@@ -353,3 +353,30 @@ def test_the_subscript_version_answers_as_the_interpreter_does_on_any_record():
                    {**full, "n": None}, {**full, "n": [1]}):
         expected = jmespath.search(expression, record, options=extract.OPTIONS)   # before: [] adds keys
         assert mapping(record) == expected, record
+
+
+def test_the_subscript_version_is_given_up_where_records_often_lack_a_key():
+    """Records that mostly lack a key the map reads (Magento leaves a missing field out) would
+    be evaluated twice each: past SUBSCRIPT_MISSES misses in a quarter of the tries, only the
+    .get version runs; records that rarely miss keep the subscript version."""
+    from engine import jmespath_source
+
+    calls = {"fast": 0, "safe": 0}
+
+    def fast(record):
+        calls["fast"] += 1
+        if record.get("missing"):
+            raise KeyError("company")
+        return "fast"
+
+    def safe(record):
+        calls["safe"] += 1
+        return "safe"
+
+    often = jmespath_source._subscripted(fast, safe)
+    assert [often({"missing": True}) for _ in range(1000)] == ["safe"] * 1000
+    assert calls["fast"] == jmespath_source.SUBSCRIPT_MISSES + 1 and calls["safe"] == 1000
+    calls.update(fast=0, safe=0)
+    rarely = jmespath_source._subscripted(fast, safe)
+    answers = [rarely({"missing": n % 10 == 0}) for n in range(1000)]
+    assert calls["fast"] == 1000 and answers.count("fast") == 900
