@@ -64,9 +64,10 @@ def _subscripted(fast: Evaluate, safe: Evaluate) -> Evaluate:
     `safe` answers when every dict it reads holds every key it reads, and raises KeyError
     otherwise: then `safe` answers. Any other error `fast` raises, `safe` would raise too.
 
-    Where records often lack a key the map reads (Magento leaves out a missing `company`, a
-    simple item's `parent_item`), trying `fast` first would make each cost twice: once more than
-    SUBSCRIPT_MISSES records have missed, and a quarter of those tried, only `safe` runs."""
+    Where records often lack a key the map reads (a cart that leaves a missing field out: a
+    guest's company, a simple item's parent item), trying `fast` first would make each cost
+    twice: once more than SUBSCRIPT_MISSES records have missed, and a quarter of those tried,
+    only `safe` runs."""
     tries = misses = 0
 
     def evaluate(value: Any) -> Any:
