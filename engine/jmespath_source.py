@@ -43,7 +43,8 @@ def compile_source(node: Node, options: jmespath.Options, check: Any = None, roo
         return compile_source(node, options)
     function = safe
     if source.reads >= SUBSCRIPT_FIELDS:
-        function = _subscripted(_generated(node, options, check if plans else None, plans or {}, subscript=True)[0], safe)
+        function = _subscripted(
+            lambda: _generated(node, options, check if plans else None, plans or {}, subscript=True)[0], safe)
     if plans:
         function.checked = check.record_type
     return function
@@ -58,8 +59,9 @@ def _generated(node: Node, options: jmespath.Options, check: Any, plans: dict[in
     return namespace[name], source
 
 
-def _subscripted(fast: Evaluate, safe: Evaluate) -> Evaluate:
-    """`safe` (the generated function), tried first as `fast`: the same code reading a field of a
+def _subscripted(make_fast: Callable[[], Evaluate], safe: Evaluate) -> Evaluate:
+    """`safe` (the generated function), tried first as `fast` (made by `make_fast` at the first
+    call: a map that is loaded but never run costs no second compile): the same code reading a field of a
     dict by subscript (`record["id"]`, where `safe` calls `record.get("id")`), which answers what
     `safe` answers when every dict it reads holds every key it reads, and raises KeyError
     otherwise: then `safe` answers. Any other error `fast` raises, `safe` would raise too.
@@ -69,11 +71,14 @@ def _subscripted(fast: Evaluate, safe: Evaluate) -> Evaluate:
     twice: once more than SUBSCRIPT_MISSES records have missed, and a quarter of those tried,
     only `safe` runs."""
     tries = misses = 0
+    fast: Evaluate | None = None
 
     def evaluate(value: Any) -> Any:
-        nonlocal tries, misses
+        nonlocal tries, misses, fast
         if misses > SUBSCRIPT_MISSES and misses * 4 > tries:
             return safe(value)
+        if fast is None:
+            fast = make_fast()
         tries += 1
         try:
             return fast(value)

@@ -373,10 +373,10 @@ def test_the_subscript_version_is_given_up_where_records_often_lack_a_key():
         calls["safe"] += 1
         return "safe"
 
-    often = jmespath_source._subscripted(fast, safe)
+    often = jmespath_source._subscripted(lambda: fast, safe)
     assert [often({"missing": True}) for _ in range(1000)] == ["safe"] * 1000
     assert calls["fast"] == jmespath_source.SUBSCRIPT_MISSES + 1 and calls["safe"] == 1000
     calls.update(fast=0, safe=0)
-    rarely = jmespath_source._subscripted(fast, safe)
+    rarely = jmespath_source._subscripted(lambda: fast, safe)
     answers = [rarely({"missing": n % 10 == 0}) for n in range(1000)]
     assert calls["fast"] == 1000 and answers.count("fast") == 900
